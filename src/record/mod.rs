@@ -1,0 +1,73 @@
+//! The run record: what `kprov up` writes to `.kprov/runs/<run-id>.json`, and what every
+//! report is computed from. The schema is versioned; fields are only ever added.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Class, TaskOutcome};
+use crate::plan::Phase;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    /// `<UTC timestamp>-<service>`, e.g. `20261123T004012Z-aianalysis`; sorts by time.
+    pub run_id: String,
+    pub kprov_version: String,
+    pub service: String,
+    /// dag | hybrid | sequential
+    pub strategy: String,
+    /// The global concurrency limit the run used.
+    pub jobs: usize,
+    pub host: HostFacts,
+    /// RFC 3339 wall-clock time the run started (read once; all offsets are monotonic).
+    pub started_at: String,
+    pub makespan_ms: u64,
+    /// succeeded | failed | interrupted | timed_out
+    pub outcome: String,
+    pub tasks: Vec<TaskRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub cpus: usize,
+    pub os: String,
+    /// The container engine's version, e.g. "20.10.24", when one was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    /// build | pull | cluster | crds | config | load | deploy | hook | wait
+    pub kind: String,
+    pub phase: Phase,
+    pub class: Class,
+    pub deps: Vec<String>,
+    /// Offsets from the run's start, in ms. `ready_ms` is when its dependencies were done;
+    /// `start_ms`/`end_ms` are absent for a task that never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<u64>,
+    pub outcome: TaskOutcome,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+}
+
+impl TaskRecord {
+    /// How long the task ran, when it ran.
+    pub fn duration_ms(&self) -> Option<u64> {
+        Some(self.end_ms?.saturating_sub(self.start_ms?))
+    }
+    /// How long it waited for a slot after its dependencies were done.
+    pub fn queue_ms(&self) -> Option<u64> {
+        Some(self.start_ms?.saturating_sub(self.ready_ms?))
+    }
+}
