@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# Shared helpers for kprov's scripts. Source it; it defines functions and constants only.
+
+# The engine docker-up starts lives here, apart from any system daemon.
+KPROV_DOCKER_RUN=/run/kprov-docker
+KPROV_DOCKER_SOCK="$KPROV_DOCKER_RUN/docker.sock"
+KPROV_DOCKER_HOST="unix://$KPROV_DOCKER_SOCK"
+KPROV_DOCKER_DATA=/var/lib/kprov-docker
+KPROV_DOCKER_LOG=/var/log/kprov-dockerd.log
+# Written only by docker-up when it launched the daemon; docker-down stops nothing without it.
+KPROV_DOCKER_OWNED="$KPROV_DOCKER_RUN/started-by-docker-up.pid"
+
+log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+repo_root() { (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd); }
+
+# True when a Docker engine answers at the given host (unix:///path or tcp://...).
+engine_answers() {
+    local host=$1
+    case $host in
+        unix://*) [ -S "${host#unix://}" ] || return 1 ;;
+    esac
+    DOCKER_HOST=$host timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+# Prints the first reachable engine: $DOCKER_HOST, the default socket, then ours.
+find_engine() {
+    local host
+    for host in ${DOCKER_HOST:+"$DOCKER_HOST"} unix:///var/run/docker.sock "$KPROV_DOCKER_HOST"; do
+        if engine_answers "$host"; then
+            printf '%s\n' "$host"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# True when the pid is alive and is a dockerd (guards against pid reuse).
+is_dockerd_pid() {
+    local pid=$1
+    [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = dockerd ]
+}
