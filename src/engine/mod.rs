@@ -10,8 +10,8 @@ mod run;
 pub mod simulate;
 
 pub use event::{CancelReason, Event, EventKind, SkipReason, TaskOutcome};
-pub use graph::{Graph, GraphBuilder, GraphError, TaskDef};
-pub use run::{Limits, RunOptions, RunSummary, TaskResult, run};
+pub use graph::{DagError, Graph, GraphBuilder, GraphError, TaskDef, topological_order};
+pub use run::{CANCEL_GRACE, Limits, RunOptions, RunSummary, TaskResult, run};
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,16 @@ pub enum Class {
     Io,
     /// API calls and waits: cheap, mostly idle.
     Api,
+}
+
+impl Class {
+    pub const ALL: [Class; 3] = [Class::Cpu, Class::Io, Class::Api];
+    pub(crate) const COUNT: usize = Class::ALL.len();
+
+    /// A dense index (0..COUNT) for per-class arrays.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl fmt::Display for Class {
@@ -92,6 +102,17 @@ pub trait Work: Send + Sync {
 
 /// Any async closure `Fn(&TaskCtx) -> Future<Result<Done, TaskError>>` is a `Work`.
 pub struct FnWork<F>(pub F);
+
+impl<F> FnWork<F>
+where
+    F: for<'a> Fn(&'a TaskCtx) -> BoxFuture<'a, Result<Done, TaskError>> + Send + Sync,
+{
+    /// Wraps a closure; going through this bound lets the compiler infer the closure's
+    /// higher-ranked signature (`FnWork(|ctx| ...)` alone often does not).
+    pub fn new(f: F) -> Self {
+        FnWork(f)
+    }
+}
 
 impl<F> Work for FnWork<F>
 where
