@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # constants are used by the scripts that source this file
 # Shared helpers for kprov's scripts. Source it; it defines functions and constants only.
 
 # The engine docker-up starts lives here, apart from any system daemon.

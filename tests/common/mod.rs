@@ -1,0 +1,577 @@
+//! Shared helpers for integration tests that use the real Docker engine.
+//!
+//! Every test that needs the engine finds it here: `let host = common::require_docker!();`.
+//! When no engine answers, the test is skipped with a message on stderr, except when the
+//! `CI` variable is set: then it panics, so a CI run never passes by skipping silently.
+//!
+//! Node containers are started from `kprov/node:latest` (kprov's test node image: Debian's
+//! containerd with the CRI plugin, not a Kind node) with Kind's labels, names and mounts.
+//! The docker CLI is driven through `std::process::Command`; kprov itself uses bollard.
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The socket `scripts/docker-up` starts its own dockerd on.
+pub const KPROV_DOCKER_SOCKET: &str = "/run/kprov-docker/docker.sock";
+/// Debian's and Docker's default engine socket.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// kprov's test node image, built by `scripts/images`.
+pub const NODE_IMAGE: &str = "kprov/node:latest";
+/// Scratch + busybox base for images built in tests, built by `scripts/images`.
+pub const BASE_IMAGE: &str = "kprov/base:latest";
+/// Kind's cluster label; a cluster exists iff some container carries it.
+pub const KIND_CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+/// Kind's role label: `control-plane` or `worker`.
+pub const KIND_ROLE_LABEL: &str = "io.x-k8s.kind.role";
+/// Marks containers and images made by tests, so `scripts/test` can sweep what a killed test
+/// process left behind.
+pub const TEST_LABEL: &str = "io.kprov.test";
+/// Set by `scripts/test` to an id of its run; test containers and images carry it in the
+/// [`TEST_RUN_LABEL`] label, so the script removes only what its own run leaked.
+pub const TEST_RUN_ENV: &str = "KPROV_TEST_RUN";
+/// Label carrying [`TEST_RUN_ENV`]'s value.
+pub const TEST_RUN_LABEL: &str = "io.kprov.test.run";
+/// The snapshotter the test node's containerd config names for the CRI plugin.
+pub const NODE_SNAPSHOTTER: &str = "native";
+
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+const NODE_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Docker host to use, or `None` when no engine answers.
+///
+/// Tries, in order, `$DOCKER_HOST`, the default socket and the socket of `scripts/docker-up`
+/// (the same order as `scripts/docker-up`), and returns the first that answers `GET /_ping`.
+/// Probed once per test process.
+pub fn docker_host() -> Option<String> {
+    static HOST: OnceLock<Option<String>> = OnceLock::new();
+    HOST.get_or_init(|| candidate_hosts().into_iter().find(|host| ping(host)))
+        .clone()
+}
+
+fn candidate_hosts() -> Vec<String> {
+    let mut hosts = Vec::new();
+    if let Ok(host) = std::env::var("DOCKER_HOST")
+        && !host.is_empty()
+    {
+        hosts.push(host);
+    }
+    for socket in [DEFAULT_DOCKER_SOCKET, KPROV_DOCKER_SOCKET] {
+        let host = format!("unix://{socket}");
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
+/// True when an engine answers `GET /_ping` with 200 at `host` (`unix://` or `tcp://`).
+pub fn ping(host: &str) -> bool {
+    const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+    fn exchange(mut stream: impl Read + Write) -> std::io::Result<String> {
+        stream.write_all(REQUEST)?;
+        let mut reply = String::new();
+        stream.take(4096).read_to_string(&mut reply)?;
+        Ok(reply)
+    }
+    let reply = if let Some(path) = host.strip_prefix("unix://") {
+        if !Path::new(path).exists() {
+            return false;
+        }
+        std::os::unix::net::UnixStream::connect(path).and_then(|s| {
+            s.set_read_timeout(Some(PING_TIMEOUT))?;
+            s.set_write_timeout(Some(PING_TIMEOUT))?;
+            exchange(s)
+        })
+    } else if let Some(addr) = host.strip_prefix("tcp://") {
+        use std::net::ToSocketAddrs;
+        let addr = addr.trim_end_matches('/');
+        let Some(addr) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+            return false;
+        };
+        std::net::TcpStream::connect_timeout(&addr, PING_TIMEOUT).and_then(|s| {
+            s.set_read_timeout(Some(PING_TIMEOUT))?;
+            s.set_write_timeout(Some(PING_TIMEOUT))?;
+            exchange(s)
+        })
+    } else {
+        return false;
+    };
+    reply.is_ok_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+}
+
+/// True when the `CI` variable is set and non-empty.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty())
+}
+
+/// The Docker host, or `None` after printing a skip notice. Panics when CI is set and no
+/// engine answers. Prefer the [`require_docker!`] macro, which also returns from the test.
+pub fn require_docker() -> Option<String> {
+    if let Some(host) = docker_host() {
+        return Some(host);
+    }
+    let tried = candidate_hosts().join(", ");
+    if in_ci() {
+        panic!(
+            "no Docker engine reachable (tried {tried}) and CI is set: run \
+             `eval \"$(scripts/docker-up)\"` before the tests (scripts/test does)"
+        );
+    }
+    eprintln!("skipping: no Docker engine (run scripts/docker-up); tried {tried}");
+    None
+}
+
+/// `let host = require_docker!();` — the Docker host, or returns from the test when there is
+/// none (panics under CI). In a test returning a value: `require_docker!(Ok(()))`.
+macro_rules! require_docker_or_return {
+    () => {
+        match $crate::common::require_docker() {
+            Some(host) => host,
+            None => return,
+        }
+    };
+    ($ret:expr) => {
+        match $crate::common::require_docker() {
+            Some(host) => host,
+            None => return $ret,
+        }
+    };
+}
+// Renamed on export so the macro and the fn can share the name `require_docker`.
+pub(crate) use require_docker_or_return as require_docker;
+
+/// The repository root (where `scripts/` lives).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `docker` CLI command aimed at `host`.
+pub fn docker(host: &str) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", host).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command and returns its stdout; panics with the command, status and stderr otherwise.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to spawn {cmd:?}: {e}"));
+    check_output(cmd, &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn check_output(cmd: &Command, out: &Output) {
+    if !out.status.success() {
+        panic!(
+            "failed to run {cmd:?}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+}
+
+/// `--label` arguments marking a container or image as made by a test (and by which run).
+pub fn test_labels() -> Vec<String> {
+    let mut args = vec!["--label".to_string(), format!("{TEST_LABEL}=true")];
+    if let Ok(run) = std::env::var(TEST_RUN_ENV)
+        && !run.is_empty()
+    {
+        args.push("--label".to_string());
+        args.push(format!("{TEST_RUN_LABEL}={run}"));
+    }
+    args
+}
+
+/// True when `image` exists in the engine at `host`.
+pub fn image_exists(host: &str, image: &str) -> bool {
+    docker(host)
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes sure `kprov/base` and `kprov/node` exist, running `scripts/images` (idempotent, and
+/// serialised across processes by its own lock) when one is missing.
+pub fn ensure_test_images(host: &str) {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    if !(image_exists(host, BASE_IMAGE) && image_exists(host, NODE_IMAGE)) {
+        let script = repo_root().join("scripts/images");
+        eprintln!("building the test images with {}", script.display());
+        run_ok(
+            Command::new(&script)
+                .env("DOCKER_HOST", host)
+                .stdin(Stdio::null()),
+        );
+    }
+    *done = true;
+}
+
+/// A name unique to this test and process, usable as a cluster name, container name or image
+/// repository: lowercase `[a-z0-9-]`, prefix `kp-`.
+pub fn unique_name(test_name: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let mut slug: String = test_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    slug = slug
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    slug.truncate(24);
+    let slug = slug.trim_end_matches('-');
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("kp-{slug}-{}-{n}", std::process::id())
+}
+
+/// What a [`TestCluster`] starts.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Worker nodes besides the control plane.
+    pub workers: usize,
+    /// Node image; defaults to kprov's test node image.
+    pub image: String,
+    /// Extra `docker run` arguments for every node (e.g. `--network`, `-p`).
+    pub extra_run_args: Vec<String>,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            workers: 0,
+            image: NODE_IMAGE.to_string(),
+            extra_run_args: Vec::new(),
+        }
+    }
+}
+
+/// Node containers that look to kprov like a Kind cluster: Kind's labels and names, tmpfs
+/// `/tmp` and `/run`, an anonymous `/var` volume, SYS_ADMIN with unconfined seccomp/apparmor
+/// (this sandbox refuses `--privileged`). Removes its containers and volumes on drop, also
+/// when the test panics.
+#[derive(Debug)]
+pub struct TestCluster {
+    host: String,
+    name: String,
+    nodes: Vec<String>,
+}
+
+impl TestCluster {
+    /// A one-node cluster (control plane only) named after the test.
+    pub fn start(host: &str, test_name: &str) -> TestCluster {
+        TestCluster::start_with(host, test_name, ClusterSpec::default())
+    }
+
+    /// A cluster with `workers` worker nodes besides the control plane.
+    pub fn with_workers(host: &str, test_name: &str, workers: usize) -> TestCluster {
+        let spec = ClusterSpec {
+            workers,
+            ..ClusterSpec::default()
+        };
+        TestCluster::start_with(host, test_name, spec)
+    }
+
+    /// Starts every node and waits until each node's containerd answers.
+    pub fn start_with(host: &str, test_name: &str, spec: ClusterSpec) -> TestCluster {
+        if spec.image == NODE_IMAGE {
+            ensure_test_images(host);
+        }
+        // The guard exists before the first container, so a failure part-way still cleans up.
+        let mut cluster = TestCluster {
+            host: host.to_string(),
+            name: unique_name(test_name),
+            nodes: Vec::new(),
+        };
+        let mut roles = vec![("control-plane".to_string(), "control-plane")];
+        for i in 1..=spec.workers {
+            let suffix = if i == 1 { String::new() } else { i.to_string() };
+            roles.push((format!("worker{suffix}"), "worker"));
+        }
+        for (suffix, role) in roles {
+            let node = format!("{}-{suffix}", cluster.name);
+            let mut cmd = docker(host);
+            cmd.args(["run", "--detach", "--name", &node, "--hostname", &node])
+                .args(["--label", &format!("{KIND_CLUSTER_LABEL}={}", cluster.name)])
+                .args(["--label", &format!("{KIND_ROLE_LABEL}={role}")])
+                .args(test_labels())
+                .args(["--cap-add", "SYS_ADMIN"])
+                .args(["--security-opt", "seccomp=unconfined"])
+                .args(["--security-opt", "apparmor=unconfined"])
+                .args(["--tmpfs", "/tmp", "--tmpfs", "/run", "--volume", "/var"])
+                .args(["--restart", "on-failure:1", "--init=false"])
+                .args(&spec.extra_run_args)
+                .arg(&spec.image);
+            // Recorded before the run returns: a container created but failing to start is
+            // still removed on drop (which removes by label anyway).
+            cluster.nodes.push(node);
+            run_ok(&mut cmd);
+        }
+        for node in &cluster.nodes {
+            cluster.wait_for_containerd(node);
+        }
+        cluster
+    }
+
+    fn wait_for_containerd(&self, node: &str) {
+        let start = Instant::now();
+        loop {
+            let out = self.exec_output(node, &["ctr", "version"]);
+            if out.status.success() {
+                return;
+            }
+            if start.elapsed() > NODE_READY_TIMEOUT {
+                panic!(
+                    "failed to start node {node}: containerd did not answer within {:?}\n\
+                     ctr: {}\nnode log:\n{}",
+                    NODE_READY_TIMEOUT,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    self.logs(node)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The cluster name (value of the `io.x-k8s.kind.cluster` label).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Docker host the nodes run on.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Node container names: `<name>-control-plane`, then `<name>-worker`, `<name>-worker2`….
+    pub fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// The control-plane node's container name.
+    pub fn control_plane(&self) -> &str {
+        &self.nodes[0]
+    }
+
+    /// A `docker` command aimed at this cluster's engine.
+    pub fn docker(&self) -> Command {
+        docker(&self.host)
+    }
+
+    /// Runs `args` in `node` (`docker exec`) and returns the raw output.
+    pub fn exec_output(&self, node: &str, args: &[&str]) -> Output {
+        let mut cmd = self.docker();
+        cmd.arg("exec").arg(node).args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("failed to spawn {cmd:?}: {e}"))
+    }
+
+    /// Runs `args` in `node` and returns stdout; panics with stderr when it fails.
+    pub fn exec(&self, node: &str, args: &[&str]) -> String {
+        let mut cmd = self.docker();
+        cmd.arg("exec").arg(node).args(args);
+        run_ok(&mut cmd)
+    }
+
+    /// Image references in the node's `k8s.io` containerd namespace (`ctr images ls -q`).
+    pub fn node_images(&self, node: &str) -> Vec<String> {
+        self.exec(node, &["ctr", "-n", "k8s.io", "images", "ls", "-q"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Streams `docker save IMAGE` into `node`'s containerd as Kind does:
+    /// `ctr -n k8s.io images import --all-platforms --digests --snapshotter=native -`.
+    pub fn import_image(&self, node: &str, image: &str) {
+        let mut save = self.docker();
+        save.args(["save", image])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut save_child = save
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to spawn {save:?}: {e}"));
+        let tar = save_child.stdout.take().expect("piped stdout");
+        let mut import = self.docker();
+        import
+            .args([
+                "exec", "-i", node, "ctr", "-n", "k8s.io", "images", "import",
+            ])
+            .args(["--all-platforms", "--digests"])
+            .arg(format!("--snapshotter={NODE_SNAPSHOTTER}"))
+            .arg("-")
+            .stdin(Stdio::from(tar));
+        let import_out = import
+            .output()
+            .unwrap_or_else(|e| panic!("failed to spawn {import:?}: {e}"));
+        let save_out = save_child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("failed to wait for {save:?}: {e}"));
+        check_output(&save, &save_out);
+        check_output(&import, &import_out);
+    }
+
+    /// The node's container log (containerd's output), for failure messages.
+    pub fn logs(&self, node: &str) -> String {
+        let out = self.docker().args(["logs", "--tail", "50", node]).output();
+        match out {
+            Ok(out) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => format!("(failed to read logs of {node}: {e})"),
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        // By label, so containers this guard did not get to record are removed too.
+        let ids = self
+            .docker()
+            .args(["ps", "--all", "--quiet", "--filter"])
+            .arg(format!("label={KIND_CLUSTER_LABEL}={}", self.name))
+            .output();
+        let ids = match ids {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+            Ok(out) => {
+                eprintln!(
+                    "failed to list nodes of test cluster {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                self.nodes.clone()
+            }
+            Err(e) => {
+                eprintln!("failed to list nodes of test cluster {}: {e}", self.name);
+                self.nodes.clone()
+            }
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let out = self
+            .docker()
+            .args(["rm", "--force", "--volumes"])
+            .args(&ids)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "failed to remove nodes of test cluster {}: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("failed to remove nodes of test cluster {}: {e}", self.name),
+        }
+    }
+}
+
+/// An image built for a test from a Dockerfile text (legacy builder, no registry needed);
+/// removed on drop.
+#[derive(Debug)]
+pub struct TestImage {
+    host: String,
+    reference: String,
+}
+
+impl TestImage {
+    /// Builds `dockerfile` (which may use `FROM kprov/base:latest`) with the extra `files`
+    /// (path relative to the context, contents) as `kprov-test/<unique>:<tag>`.
+    pub fn build(
+        host: &str,
+        test_name: &str,
+        dockerfile: &str,
+        files: &[(&str, &[u8])],
+    ) -> TestImage {
+        ensure_test_images(host);
+        let reference = format!("kprov-test/{}:v1", unique_name(test_name));
+        let ctx = tempfile::tempdir().expect("failed to create a build context directory");
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile)
+            .expect("failed to write the test Dockerfile");
+        for (path, contents) in files {
+            let path = ctx.path().join(path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).expect("failed to create a build context dir");
+            }
+            std::fs::write(&path, contents)
+                .unwrap_or_else(|e| panic!("failed to write {}: {e}", path.display()));
+        }
+        let image = TestImage {
+            host: host.to_string(),
+            reference,
+        };
+        run_ok(
+            docker(host)
+                .env("DOCKER_BUILDKIT", "0")
+                .args(["build", "--quiet"])
+                .args(test_labels())
+                .args(["--tag", &image.reference])
+                .arg(ctx.path()),
+        );
+        image
+    }
+
+    /// The image reference as given to Docker (`kprov-test/<name>:v1`).
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The reference as containerd names it after an import (`docker.io/` prefixed).
+    pub fn containerd_reference(&self) -> String {
+        format!("docker.io/{}", self.reference)
+    }
+
+    /// The image ID (`sha256:…`).
+    pub fn id(&self) -> String {
+        run_ok(docker(&self.host).args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &self.reference,
+        ]))
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let out = docker(&self.host)
+            .args(["image", "rm", "--force", &self.reference])
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "failed to remove test image {}: {}",
+                self.reference,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("failed to remove test image {}: {e}", self.reference),
+        }
+    }
+}
