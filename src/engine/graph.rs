@@ -96,7 +96,11 @@ pub enum DagError {
 }
 
 fn join_indices(cycle: &[usize]) -> String {
-    cycle.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(" -> ")
+    cycle
+        .iter()
+        .map(|i| format!("#{i}"))
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 /// A validated (sealed) DAG: only this can be run.
@@ -189,9 +193,17 @@ impl GraphBuilder {
 
         let dep_lists: Vec<&[usize]> = (0..n).map(|i| deps.of(i)).collect();
         if let Err(DagError::Cycle(cycle)) = topological_order(&dep_lists) {
-            return Err(GraphError::Cycle(cycle.iter().map(|&i| tasks[i].id.clone()).collect()));
+            return Err(GraphError::Cycle(
+                cycle.iter().map(|&i| tasks[i].id.clone()).collect(),
+            ));
         }
-        Ok(Graph { tasks, ids, index, deps, dependents })
+        Ok(Graph {
+            tasks,
+            ids,
+            index,
+            deps,
+            dependents,
+        })
     }
 }
 
@@ -240,7 +252,9 @@ impl Graph {
 
 impl fmt::Debug for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Graph").field("tasks", &self.tasks).finish_non_exhaustive()
+        f.debug_struct("Graph")
+            .field("tasks", &self.tasks)
+            .finish_non_exhaustive()
     }
 }
 
@@ -256,7 +270,10 @@ pub fn topological_order<D: AsRef<[usize]>>(deps: &[D]) -> Result<Vec<usize>, Da
     for (i, ds) in deps.iter().enumerate() {
         for &d in ds.as_ref() {
             if d >= n {
-                return Err(DagError::UnknownDependency { task: i, dependency: d });
+                return Err(DagError::UnknownDependency {
+                    task: i,
+                    dependency: d,
+                });
             }
             pending[i] += 1;
             dependents_count[d + 1] += 1;
@@ -276,8 +293,10 @@ pub fn topological_order<D: AsRef<[usize]>>(deps: &[D]) -> Result<Vec<usize>, Da
         }
     }
 
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-        (0..n).filter(|&i| pending[i] == 0).map(std::cmp::Reverse).collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| pending[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
     let mut order = Vec::with_capacity(n);
     while let Some(std::cmp::Reverse(i)) = ready.pop() {
         order.push(i);
@@ -298,14 +317,20 @@ pub fn topological_order<D: AsRef<[usize]>>(deps: &[D]) -> Result<Vec<usize>, Da
 /// Every unplaced task has an unplaced dependency, so the walk cannot get stuck.
 fn one_cycle<D: AsRef<[usize]>>(deps: &[D], pending: &[usize]) -> Vec<usize> {
     let stuck = |i: usize| pending[i] > 0;
-    let start = (0..deps.len()).find(|&i| stuck(i)).expect("a cycle leaves a task unplaced");
+    let start = (0..deps.len())
+        .find(|&i| stuck(i))
+        .expect("a cycle leaves a task unplaced");
     let mut position = vec![usize::MAX; deps.len()];
     let mut walk = Vec::new();
     let mut at = start;
     while position[at] == usize::MAX {
         position[at] = walk.len();
         walk.push(at);
-        at = *deps[at].as_ref().iter().find(|&&d| stuck(d)).expect("an unplaced task has an unplaced dependency");
+        at = *deps[at]
+            .as_ref()
+            .iter()
+            .find(|&&d| stuck(d))
+            .expect("an unplaced task has an unplaced dependency");
     }
     let mut cycle = walk.split_off(position[at]);
     let lowest = (0..cycle.len()).min_by_key(|&k| cycle[k]).unwrap_or(0);

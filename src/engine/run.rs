@@ -40,8 +40,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CancelReason, Class, Done, Event, EventKind, Graph, RetryPolicy, SkipReason, TaskCtx, TaskError, TaskOutcome,
-    Work, simulate::ReadyQueue,
+    CancelReason, Class, Done, Event, EventKind, Graph, RetryPolicy, SkipReason, TaskCtx,
+    TaskError, TaskOutcome, Work, simulate::ReadyQueue,
 };
 
 /// How long a cancelled task may take to return before the engine drops its future.
@@ -63,7 +63,10 @@ impl Limits {
     }
     /// At most `jobs` tasks at once (0 = unlimited).
     pub fn jobs(jobs: usize) -> Self {
-        Limits { jobs, per_class: BTreeMap::new() }
+        Limits {
+            jobs,
+            per_class: BTreeMap::new(),
+        }
     }
     /// Adds a cap for one class (0 = unlimited).
     pub fn with_class(mut self, class: Class, cap: usize) -> Self {
@@ -106,7 +109,10 @@ impl RunSummary {
     /// True when every task succeeded or was cached.
     pub fn succeeded(&self) -> bool {
         self.cancelled.is_none()
-            && self.tasks.iter().all(|t| matches!(t.outcome, TaskOutcome::Succeeded | TaskOutcome::Cached))
+            && self
+                .tasks
+                .iter()
+                .all(|t| matches!(t.outcome, TaskOutcome::Succeeded | TaskOutcome::Cached))
     }
 }
 
@@ -116,7 +122,9 @@ pub async fn run(graph: Graph, opts: RunOptions, events: UnboundedSender<Event>)
     let clock = Instant::now();
     let deadline = opts.timeout.map(|t| clock + t);
     let mut s = Scheduler::new(graph, &opts, events, clock);
-    s.emit(EventKind::RunStarted { tasks: s.graph.len() });
+    s.emit(EventKind::RunStarted {
+        tasks: s.graph.len(),
+    });
     for i in 0..s.graph.len() {
         if s.pending[i] == 0 {
             s.make_ready(i);
@@ -160,8 +168,14 @@ pub async fn run(graph: Graph, opts: RunOptions, events: UnboundedSender<Event>)
     }
 
     let makespan = clock.elapsed();
-    s.emit(EventKind::RunFinished { cancelled: s.cancelled });
-    RunSummary { tasks: s.results, makespan, cancelled: s.cancelled }
+    s.emit(EventKind::RunFinished {
+        cancelled: s.cancelled,
+    });
+    RunSummary {
+        tasks: s.results,
+        makespan,
+        cancelled: s.cancelled,
+    }
 }
 
 enum Wake {
@@ -202,7 +216,12 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(graph: Graph, opts: &RunOptions, events: UnboundedSender<Event>, clock: Instant) -> Self {
+    fn new(
+        graph: Graph,
+        opts: &RunOptions,
+        events: UnboundedSender<Event>,
+        clock: Instant,
+    ) -> Self {
         let n = graph.len();
         let pending = (0..n).map(|i| graph.deps(i).len() as u32).collect();
         let results = graph
@@ -251,7 +270,12 @@ impl Scheduler {
         self.state[i] = State::Ready;
         let now = self.now();
         self.results[i].ready = Some(now);
-        self.emit_at(now, EventKind::TaskReady { id: self.graph.id(i).clone() });
+        self.emit_at(
+            now,
+            EventKind::TaskReady {
+                id: self.graph.id(i).clone(),
+            },
+        );
         let task = &self.graph.tasks[i];
         self.queue.push(i, task.class, task.priority);
     }
@@ -263,7 +287,13 @@ impl Scheduler {
             self.results[i].start = Some(now);
             let task = &self.graph.tasks[i];
             let id = self.graph.id(i).clone();
-            self.emit_at(now, EventKind::TaskStarted { id: id.clone(), attempt: 1 });
+            self.emit_at(
+                now,
+                EventKind::TaskStarted {
+                    id: id.clone(),
+                    attempt: 1,
+                },
+            );
             let attempts = Attempts {
                 index: i,
                 id,
@@ -286,9 +316,20 @@ impl Scheduler {
                 completion
             }
             Err(e) => {
-                let Some(index) = self.running.remove(&e.id()) else { return };
-                let message = if e.is_panic() { panic_message(e.into_panic()) } else { "cancelled".to_string() };
-                Completion { index, end: self.now(), attempts: 1, result: Err(message) }
+                let Some(index) = self.running.remove(&e.id()) else {
+                    return;
+                };
+                let message = if e.is_panic() {
+                    panic_message(e.into_panic())
+                } else {
+                    "cancelled".to_string()
+                };
+                Completion {
+                    index,
+                    end: self.now(),
+                    attempts: 1,
+                    result: Err(message),
+                }
             }
         };
         self.finished(completion);
@@ -311,7 +352,12 @@ impl Scheduler {
         r.error = error.clone();
         self.emit_at(
             c.end,
-            EventKind::TaskFinished { id: self.graph.id(i).clone(), outcome, attempts: c.attempts, error },
+            EventKind::TaskFinished {
+                id: self.graph.id(i).clone(),
+                outcome,
+                attempts: c.attempts,
+                error,
+            },
         );
 
         if outcome == TaskOutcome::Failed {
@@ -337,7 +383,12 @@ impl Scheduler {
             for k in 0..self.graph.dependents(cause).len() {
                 let d = self.graph.dependents(cause)[k];
                 if self.state[d] == State::Waiting {
-                    self.skip(d, SkipReason::DependencyFailed { dependency: self.graph.id(cause).clone() });
+                    self.skip(
+                        d,
+                        SkipReason::DependencyFailed {
+                            dependency: self.graph.id(cause).clone(),
+                        },
+                    );
                     stack.push(d);
                 }
             }
@@ -348,7 +399,10 @@ impl Scheduler {
         self.state[i] = State::Done;
         self.results[i].outcome = TaskOutcome::Skipped;
         self.results[i].skip = Some(reason.clone());
-        self.emit(EventKind::TaskSkipped { id: self.graph.id(i).clone(), reason });
+        self.emit(EventKind::TaskSkipped {
+            id: self.graph.id(i).clone(),
+            reason,
+        });
     }
 
     /// Stops the run (or escalates its reason): nothing new starts, running tasks are
@@ -386,15 +440,24 @@ impl Attempts {
         let mut attempt = 1;
         loop {
             if attempt > 1 {
-                self.emit(EventKind::TaskStarted { id: self.id.clone(), attempt });
+                self.emit(EventKind::TaskStarted {
+                    id: self.id.clone(),
+                    attempt,
+                });
             }
-            let ctx =
-                TaskCtx::new(self.id.clone(), attempt, self.run_token.child_token(), self.events.clone(), self.clock);
+            let ctx = TaskCtx::new(
+                self.id.clone(),
+                attempt,
+                self.run_token.child_token(),
+                self.events.clone(),
+                self.clock,
+            );
             let error = match self.attempt(&ctx).await {
                 Ok(done) => return self.completion(attempt, Ok(done)),
                 Err(e) => e,
             };
-            let retry = error.transient && attempt < self.retry.attempts && !self.run_token.is_cancelled();
+            let retry =
+                error.transient && attempt < self.retry.attempts && !self.run_token.is_cancelled();
             if !retry {
                 return self.completion(attempt, Err(error.message));
             }
@@ -421,7 +484,9 @@ impl Attempts {
             Ok(work) => work,
             Err(panic) => return Err(TaskError::fatal(panic_message(panic))),
         };
-        let work = AssertUnwindSafe(work).catch_unwind().map(|r| r.unwrap_or_else(|p| Err(TaskError::fatal(panic_message(p)))));
+        let work = AssertUnwindSafe(work)
+            .catch_unwind()
+            .map(|r| r.unwrap_or_else(|p| Err(TaskError::fatal(panic_message(p)))));
         tokio::pin!(work);
         let timeout = async {
             match self.timeout {
@@ -442,7 +507,10 @@ impl Attempts {
             () = grace => None,
         };
         match (timed_out, result) {
-            (true, _) => Err(TaskError::fatal(format!("timed out after {}", humantime::format_duration(self.timeout.unwrap_or_default())))),
+            (true, _) => Err(TaskError::fatal(format!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout.unwrap_or_default())
+            ))),
             (false, Some(result)) => result,
             (false, None) => Err(TaskError::fatal(format!(
                 "cancelled (did not stop within {} and was dropped)",
@@ -452,11 +520,19 @@ impl Attempts {
     }
 
     fn completion(&self, attempts: u32, result: Result<Done, String>) -> Completion {
-        Completion { index: self.index, end: self.clock.elapsed(), attempts, result }
+        Completion {
+            index: self.index,
+            end: self.clock.elapsed(),
+            attempts,
+            result,
+        }
     }
 
     fn emit(&self, kind: EventKind) {
-        let _ = self.events.send(Event { at: self.clock.elapsed(), kind });
+        let _ = self.events.send(Event {
+            at: self.clock.elapsed(),
+            kind,
+        });
     }
 }
 

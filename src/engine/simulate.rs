@@ -64,7 +64,14 @@ pub fn simulate(tasks: &[SimTask], limits: &Limits) -> Result<Schedule, DagError
         }
     }
 
-    let mut spans = vec![Span { ready_ms: 0, start_ms: 0, end_ms: 0 }; n];
+    let mut spans = vec![
+        Span {
+            ready_ms: 0,
+            start_ms: 0,
+            end_ms: 0
+        };
+        n
+    ];
     let mut queue = ReadyQueue::new(limits);
     for (i, t) in tasks.iter().enumerate() {
         if pending[i] == 0 {
@@ -81,7 +88,9 @@ pub fn simulate(tasks: &[SimTask], limits: &Limits) -> Result<Schedule, DagError
             spans[i].end_ms = end;
             running.push(Reverse((end, i)));
         }
-        let Some(&Reverse((t, _))) = running.peek() else { break };
+        let Some(&Reverse((t, _))) = running.peek() else {
+            break;
+        };
         now = t;
         makespan = makespan.max(t);
         // Every task ending at `now` finishes before the next choice, as in the engine,
@@ -101,14 +110,20 @@ pub fn simulate(tasks: &[SimTask], limits: &Limits) -> Result<Schedule, DagError
             }
         }
     }
-    Ok(Schedule { spans, makespan_ms: makespan })
+    Ok(Schedule {
+        spans,
+        makespan_ms: makespan,
+    })
 }
 
 /// The longest path through the DAG, from its first task to its last, and its length.
 ///
 /// Ties go to the lowest index (both for the last task and for each predecessor), so the
 /// answer is deterministic.
-pub fn critical_path<D: AsRef<[usize]>>(deps: &[D], durations_ms: &[u64]) -> Result<(Vec<usize>, u64), DagError> {
+pub fn critical_path<D: AsRef<[usize]>>(
+    deps: &[D],
+    durations_ms: &[u64],
+) -> Result<(Vec<usize>, u64), DagError> {
     assert_eq!(deps.len(), durations_ms.len(), "one duration per task");
     let order = topological_order(deps)?;
     let n = deps.len();
@@ -142,7 +157,10 @@ pub fn critical_path<D: AsRef<[usize]>>(deps: &[D], durations_ms: &[u64]) -> Res
 ///
 /// Starting the task with the longest remaining path first is the classic critical-path
 /// list-scheduling heuristic.
-pub fn remaining_critical_path<D: AsRef<[usize]>>(deps: &[D], durations_ms: &[u64]) -> Result<Vec<u64>, DagError> {
+pub fn remaining_critical_path<D: AsRef<[usize]>>(
+    deps: &[D],
+    durations_ms: &[u64],
+) -> Result<Vec<u64>, DagError> {
     assert_eq!(deps.len(), durations_ms.len(), "one duration per task");
     let order = topological_order(deps)?;
     let mut tail = vec![0u64; deps.len()];
