@@ -1,0 +1,530 @@
+//! The Kubernetes API in kprov's vocabulary. The only file that imports `kube` or `k8s-openapi`.
+//!
+//! Objects cross this seam as [`Object`]s (plain JSON with a note of where they came from), so
+//! the tasks above never see a kube-rs type. Kinds are resolved through discovery, one
+//! group/version at a time, and cached until [`Kube::forget_kinds`] (called after CRDs become
+//! Established). kube-rs's own retry layer is switched off: retries of 429, 5xx and conflicts
+//! are kprov's ([`KubeError::is_transient`]), so they are visible and bounded in one place.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Client, Config,
+    api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    core::{ApiResource, GroupVersionKind},
+    discovery::{Scope, pinned_kind},
+    runtime::{WatchStreamExt, watcher},
+};
+use serde_json::Value;
+
+/// The field manager of every server-side apply kprov makes.
+pub const FIELD_MANAGER: &str = "kprov";
+
+/// A Kubernetes object as JSON, with where it came from (a manifest file, "generated TLS"...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    pub value: Value,
+    /// For error messages: `manifests/postgres.yaml (document 2)`.
+    pub origin: String,
+}
+
+impl Object {
+    pub fn new(value: Value, origin: impl Into<String>) -> Self {
+        Object {
+            value,
+            origin: origin.into(),
+        }
+    }
+
+    fn str_at(&self, pointer: &str) -> &str {
+        self.value
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn api_version(&self) -> &str {
+        self.str_at("/apiVersion")
+    }
+    pub fn kind(&self) -> &str {
+        self.str_at("/kind")
+    }
+    pub fn name(&self) -> &str {
+        self.str_at("/metadata/name")
+    }
+    pub fn namespace(&self) -> Option<&str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    pub fn resource_version(&self) -> Option<&str> {
+        self.value
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+    }
+    pub fn uid(&self) -> Option<&str> {
+        self.value.pointer("/metadata/uid").and_then(Value::as_str)
+    }
+    /// Any field by JSON pointer (`/status/readyReplicas`).
+    pub fn get(&self, pointer: &str) -> Option<&Value> {
+        self.value.pointer(pointer)
+    }
+    /// Sets `metadata.namespace` when the object has none.
+    pub fn default_namespace(&mut self, namespace: &str) {
+        if self.namespace().is_none()
+            && let Some(meta) = self
+                .value
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+        {
+            meta.insert("namespace".into(), Value::String(namespace.into()));
+        }
+    }
+    pub fn object_ref(&self) -> ObjectRef {
+        ObjectRef {
+            api_version: self.api_version().into(),
+            kind: self.kind().into(),
+            namespace: self.namespace().map(str::to_owned),
+            name: self.name().into(),
+        }
+    }
+}
+
+/// Names one object: its type, namespace (none for cluster-scoped kinds) and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
+        ObjectRef {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(str::to_owned),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    /// `Deployment kubernaut-system/datastorage`, `CustomResourceDefinition foo.example.com`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What went wrong talking to the API, classified for retries.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{context}: {message}")]
+pub struct KubeError {
+    /// What kprov was doing: `apply Deployment ns/x`.
+    pub context: String,
+    pub message: String,
+    /// The HTTP status, when the API answered.
+    pub code: Option<u16>,
+    /// The API's machine-readable reason (`Conflict`, `TooManyRequests`, `NotFound`...).
+    pub reason: String,
+    transient: bool,
+}
+
+impl KubeError {
+    fn new(context: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
+        KubeError {
+            context: context.into(),
+            message: message.into(),
+            code: None,
+            reason: String::new(),
+            transient,
+        }
+    }
+
+    fn from_kube(context: impl Into<String>, e: kube::Error) -> Self {
+        let context = context.into();
+        match e {
+            kube::Error::Api(status) => {
+                let code = status.code;
+                // 429 (throttled), 5xx (server trouble) and 409 (a conflicting writer) pass.
+                let transient = code == 429 || code == 409 || code >= 500;
+                let message = if status.message.is_empty() {
+                    format!("the API answered {code} {}", status.reason)
+                } else {
+                    format!("the API answered {code}: {}", status.message)
+                };
+                KubeError {
+                    context,
+                    message,
+                    code: Some(code),
+                    reason: status.reason,
+                    transient,
+                }
+            }
+            // Connection refused/reset and timeouts: the API server may be starting or busy.
+            e @ (kube::Error::HyperError(_)
+            | kube::Error::Service(_)
+            | kube::Error::ReadEvents(_)) => KubeError::new(context, chain(&e), true),
+            e => KubeError::new(context, chain(&e), false),
+        }
+    }
+
+    /// Worth retrying: 429, 5xx, conflicts and connection failures.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code == Some(404)
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !s.contains(&next) {
+            s.push_str(": ");
+            s.push_str(&next);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+#[derive(Clone)]
+struct Kind {
+    resource: ApiResource,
+    namespaced: bool,
+}
+
+/// A connection to one cluster, with a cache of resolved kinds.
+#[derive(Clone)]
+pub struct Kube {
+    client: Client,
+    default_namespace: String,
+    server: String,
+    kinds: Arc<Mutex<HashMap<(String, String), Kind>>>,
+}
+
+impl fmt::Debug for Kube {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kube")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kube {
+    /// Connects through a kubeconfig file (default: $KUBECONFIG, else ~/.kube/config) and a
+    /// context (default: its current context). No request is made yet.
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+    ) -> Result<Kube, KubeError> {
+        let what = match kubeconfig {
+            Some(p) => format!("load kubeconfig {}", p.display()),
+            None => "load the default kubeconfig".to_string(),
+        };
+        let file = match kubeconfig {
+            Some(p) => Kubeconfig::read_from(p),
+            None => Kubeconfig::read(),
+        }
+        .map_err(|e| KubeError::new(&what, chain(&e), false))?;
+        if let Some(ctx) = context
+            && !file.contexts.iter().any(|c| c.name == ctx)
+        {
+            let known: Vec<&str> = file.contexts.iter().map(|c| c.name.as_str()).collect();
+            return Err(KubeError::new(
+                &what,
+                format!("no context {ctx:?} in it (contexts: {})", known.join(", ")),
+                false,
+            ));
+        }
+        let options = KubeConfigOptions {
+            context: context.map(str::to_owned),
+            ..Default::default()
+        };
+        let mut config = Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| KubeError::new(&what, chain(&e), false))?;
+        config.default_retry = false;
+        // A watch may be idle for minutes; only a hung connect or request should time out.
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = None;
+        let server = config.cluster_url.to_string();
+        let default_namespace = config.default_namespace.clone();
+        let client = Client::try_from(config)
+            .map_err(|e| KubeError::from_kube(format!("connect to {server}"), e))?;
+        Ok(Kube {
+            client,
+            default_namespace,
+            server,
+            kinds: Arc::default(),
+        })
+    }
+
+    /// The API server URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// The namespace of the kubeconfig context (`default` when it names none).
+    pub fn default_namespace(&self) -> &str {
+        &self.default_namespace
+    }
+
+    /// The server's version (`v1.33.1`): a cheap liveness check.
+    pub async fn version(&self) -> Result<String, KubeError> {
+        let info =
+            self.client.apiserver_version().await.map_err(|e| {
+                KubeError::from_kube(format!("ask {} for its version", self.server), e)
+            })?;
+        Ok(info.git_version)
+    }
+
+    async fn kind(&self, api_version: &str, kind: &str) -> Result<Kind, KubeError> {
+        let key = (api_version.to_owned(), kind.to_owned());
+        if let Some(k) = self.kinds.lock().expect("kind cache").get(&key) {
+            return Ok(k.clone());
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = pinned_kind(&self.client, &gvk).await.map_err(|e| {
+            let mut err = KubeError::from_kube(format!("resolve kind {kind} ({api_version})"), e);
+            if err.code == Some(404)
+                || matches!(err.reason.as_str(), "NotFound")
+                || err.message.contains("not found")
+            {
+                err.message = format!(
+                    "the cluster does not serve {kind} in {api_version} (is its CRD installed?)"
+                );
+                err.transient = false;
+            }
+            err
+        })?;
+        let k = Kind {
+            resource,
+            namespaced: caps.scope == Scope::Namespaced,
+        };
+        self.kinds
+            .lock()
+            .expect("kind cache")
+            .insert(key, k.clone());
+        Ok(k)
+    }
+
+    /// Drops every resolved kind, so the next use sees kinds added since (new CRDs).
+    pub fn forget_kinds(&self) {
+        self.kinds.lock().expect("kind cache").clear();
+    }
+
+    /// Whether a kind is namespaced (resolving it through discovery).
+    pub async fn is_namespaced(&self, api_version: &str, kind: &str) -> Result<bool, KubeError> {
+        Ok(self.kind(api_version, kind).await?.namespaced)
+    }
+
+    async fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>, KubeError> {
+        let k = self.kind(api_version, kind).await?;
+        Ok(if k.namespaced {
+            let ns = namespace.unwrap_or(&self.default_namespace);
+            Api::namespaced_with(self.client.clone(), ns, &k.resource)
+        } else {
+            Api::all_with(self.client.clone(), &k.resource)
+        })
+    }
+
+    /// Server-side apply, field manager `kprov`, forced. Returns the object as stored.
+    pub async fn apply(&self, obj: &Object) -> Result<Object, KubeError> {
+        let r = obj.object_ref();
+        let what = format!("apply {r} (from {})", obj.origin);
+        if r.name.is_empty() || r.kind.is_empty() || r.api_version.is_empty() {
+            return Err(KubeError::new(
+                what,
+                "the object needs apiVersion, kind and metadata.name",
+                false,
+            ));
+        }
+        let api = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await
+            .map_err(|mut e| {
+                e.context = what.clone();
+                e
+            })?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let stored = api
+            .patch(&r.name, &params, &Patch::Apply(&obj.value))
+            .await
+            .map_err(|e| KubeError::from_kube(&what, e))?;
+        to_object(stored, &obj.origin)
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get(&self, r: &ObjectRef) -> Result<Option<Object>, KubeError> {
+        let api = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        let found = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| KubeError::from_kube(format!("get {r}"), e))?;
+        found.map(|o| to_object(o, "cluster")).transpose()
+    }
+
+    /// Objects of a kind, in one namespace (or all, for `None`), optionally by label selector.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Object>, KubeError> {
+        let k = self.kind(api_version, kind).await?;
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) if k.namespaced => Api::namespaced_with(self.client.clone(), ns, &k.resource),
+            _ => Api::all_with(self.client.clone(), &k.resource),
+        };
+        let mut params = ListParams::default();
+        if let Some(sel) = label_selector {
+            params = params.labels(sel);
+        }
+        let where_ = namespace.map(|n| format!(" in {n}")).unwrap_or_default();
+        let list = api
+            .list(&params)
+            .await
+            .map_err(|e| KubeError::from_kube(format!("list {kind}{where_}"), e))?;
+        list.items
+            .into_iter()
+            .map(|o| to_object(o, "cluster"))
+            .collect()
+    }
+
+    /// Every state of one object as the watch sees it: `Some(obj)` on each change, `None` when
+    /// it is absent. Watch errors are yielded (then retried with backoff), never end the stream.
+    pub async fn watch(
+        &self,
+        r: &ObjectRef,
+    ) -> Result<impl Stream<Item = Result<Option<Object>, KubeError>> + Send + use<>, KubeError>
+    {
+        let api = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        let what = format!("watch {r}");
+        let stream = watcher::watch_object(api, &r.name)
+            .backoff(watcher::DefaultBackoff::default())
+            .map(move |item| match item {
+                Ok(Some(o)) => to_object(o, "cluster").map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(KubeError::new(&what, chain(&e), true)),
+            });
+        Ok(stream)
+    }
+
+    /// The last `tail_lines` lines of a container's log (`previous`: of its last terminated run).
+    pub async fn logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+        tail_lines: i64,
+        previous: bool,
+    ) -> Result<String, KubeError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = LogParams {
+            container: Some(container.to_owned()),
+            tail_lines: Some(tail_lines),
+            previous,
+            ..Default::default()
+        };
+        api.logs(pod, &params).await.map_err(|e| {
+            KubeError::from_kube(
+                format!("read logs of {namespace}/{pod} container {container}"),
+                e,
+            )
+        })
+    }
+}
+
+fn to_object(o: DynamicObject, origin: &str) -> Result<Object, KubeError> {
+    serde_json::to_value(o)
+        .map(|v| Object::new(v, origin))
+        .map_err(|e| KubeError::new("read an object from the API", e.to_string(), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn object_ref_names_namespaced_and_cluster_objects_like_kubectl() {
+        let d = Object::new(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ds", "namespace": "ns"}}),
+            "x",
+        );
+        assert_eq!(d.object_ref().to_string(), "Deployment ns/ds");
+        let c = Object::new(
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"}}),
+            "x",
+        );
+        assert_eq!(c.object_ref().to_string(), "CustomResourceDefinition a.b");
+    }
+
+    #[test]
+    fn default_namespace_fills_only_a_missing_namespace() {
+        let mut a = Object::new(json!({"metadata": {"name": "a"}}), "x");
+        a.default_namespace("dflt");
+        assert_eq!(a.namespace(), Some("dflt"));
+        let mut b = Object::new(json!({"metadata": {"name": "b", "namespace": "mine"}}), "x");
+        b.default_namespace("dflt");
+        assert_eq!(b.namespace(), Some("mine"));
+    }
+
+    #[test]
+    fn throttling_server_errors_and_conflicts_are_transient_but_invalid_is_not() {
+        let status = |code: u16, reason: &str| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                reason: reason.into(),
+                message: "m".into(),
+                ..Default::default()
+            }))
+        };
+        for code in [429, 409, 500, 503] {
+            assert!(
+                KubeError::from_kube("x", status(code, "r")).is_transient(),
+                "{code}"
+            );
+        }
+        for code in [400, 403, 404, 422] {
+            assert!(
+                !KubeError::from_kube("x", status(code, "r")).is_transient(),
+                "{code}"
+            );
+        }
+    }
+}
