@@ -89,3 +89,84 @@ impl TaskKind {
         }
     }
 }
+
+mod build;
+pub mod estimate;
+pub mod render;
+pub mod strategy;
+
+pub use build::{PlanError, PlanOptions, tasks_for};
+pub use estimate::Estimates;
+pub use strategy::Strategy;
+
+use crate::engine::{Limits, simulate};
+
+/// One task of the plan, before it is given work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedTask {
+    /// Stable and readable: `build:datastorage`, `deploy:postgresql`, `wait:ready`.
+    pub id: String,
+    pub kind: TaskKind,
+    pub phase: Phase,
+    pub deps: Vec<String>,
+    /// The image, component or hook the task is about.
+    #[serde(skip)]
+    pub subject: Option<String>,
+}
+
+/// A plan: the strategy's task graph, with estimates, critical path and priorities.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub service: String,
+    pub strategy: Strategy,
+    pub limits: Limits,
+    /// The tasks, in a topological order; `deps` include the strategy's barriers.
+    pub tasks: Vec<PlannedTask>,
+    pub estimates_ms: Vec<u64>,
+    /// Each task's own estimate plus the longest estimated path after it.
+    pub priorities: Vec<u64>,
+    pub critical_path: Vec<String>,
+    pub estimated_makespan_ms: u64,
+}
+
+impl Plan {
+    /// Shape `tasks` (the DAG as the profile defines it) by `strategy`, and estimate it.
+    pub fn new(service: &str, tasks: Vec<PlannedTask>, strategy: Strategy, limits: Limits, estimates: &Estimates) -> Plan {
+        let limits = strategy.limits(limits);
+        let index: std::collections::HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+        let deps: Vec<Vec<usize>> = tasks.iter().map(|t| t.deps.iter().map(|d| index[d.as_str()]).collect()).collect();
+        let phases: Vec<Phase> = tasks.iter().map(|t| t.phase).collect();
+        let deps = strategy::barrier_edges(&phases, &deps, strategy);
+        let estimates_ms: Vec<u64> = tasks.iter().map(|t| estimates.for_task(&t.id, t.kind)).collect();
+        let priorities = match strategy {
+            Strategy::Sequential => vec![0; tasks.len()],
+            _ => simulate::remaining_critical_path(&deps, &estimates_ms).expect("the planner builds acyclic graphs"),
+        };
+        let sim: Vec<simulate::SimTask> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| simulate::SimTask { deps: deps[i].clone(), duration_ms: estimates_ms[i], class: t.kind.class(), priority: priorities[i] })
+            .collect();
+        let schedule = simulate::simulate(&sim, &limits).expect("the planner builds acyclic graphs");
+        let (path, _) = simulate::critical_path(&deps, &estimates_ms).expect("acyclic");
+        let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        let tasks = tasks
+            .into_iter()
+            .zip(&deps)
+            .map(|(mut t, d)| {
+                t.deps = d.iter().map(|&j| ids[j].clone()).collect();
+                t
+            })
+            .collect();
+        Plan {
+            service: service.to_string(),
+            strategy,
+            limits,
+            tasks,
+            estimates_ms,
+            priorities,
+            critical_path: path.into_iter().map(|i| ids[i].clone()).collect(),
+            estimated_makespan_ms: schedule.makespan_ms,
+        }
+    }
+}

@@ -1,3 +1,148 @@
-//! Service profiles: the YAML model, loading with includes, and validation.
+//! Service profiles: the YAML model, loading with includes, templates and validation.
+//!
+//! A profile lives at `<profiles dir>/<service>.yaml`; files in subfolders (such as
+//! `profiles/stacks/`) are includes, not services. Paths inside a profile resolve against
+//! `--source`; `include:` paths resolve against the including file.
 
+pub mod load;
 pub mod model;
+pub mod template;
+mod validate;
+pub mod yamlpos;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
+
+pub use load::{ProfileError, ProfileErrors};
+pub use model::*;
+pub use validate::validate;
+
+/// A loaded profile: its includes merged, defaults applied.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub service: String,
+    pub path: PathBuf,
+    pub spec: ProfileFile,
+    /// The file each named entry came from (`components.redis` → file).
+    pub origins: HashMap<String, PathBuf>,
+    /// Every file read, with its text, for locating errors.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+impl Profile {
+    pub fn namespace(&self) -> &str {
+        self.spec.namespace.as_deref().unwrap_or("default")
+    }
+
+    pub fn cluster_name(&self) -> String {
+        self.spec.cluster.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| format!("kprov-{}", self.service))
+    }
+
+    /// The file an entry came from, and its text.
+    pub fn origin(&self, section: &str, name: &str) -> (&Path, Option<&str>) {
+        let file = self.origins.get(&format!("{section}.{name}")).map(PathBuf::as_path).unwrap_or(&self.path);
+        let text = self.files.iter().find(|(p, _)| p == file).map(|(_, t)| t.as_str());
+        (file, text)
+    }
+
+    /// The values a manifest template may use, for one component's `values`.
+    pub fn template_values(
+        &self,
+        values: &BTreeMap<String, String>,
+        images: &BTreeMap<String, String>,
+        host_ports: &BTreeMap<String, u16>,
+    ) -> template::Values {
+        let mut v = template::Values::new();
+        v.insert("namespace".into(), self.namespace().to_string());
+        v.insert("service".into(), self.service.clone());
+        v.insert("cluster".into(), self.cluster_name());
+        for (k, r) in images {
+            v.insert(format!("image.{k}"), r.clone());
+        }
+        for (k, p) in &self.spec.ports {
+            v.insert(format!("ports.{k}"), p.node_port.to_string());
+        }
+        for (k, p) in host_ports {
+            v.insert(format!("hostPorts.{k}"), p.to_string());
+        }
+        for (k, x) in values {
+            v.insert(format!("values.{k}"), x.clone());
+        }
+        v
+    }
+}
+
+/// The profiles found in a directory: (service, file), sorted by service.
+pub fn find(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        if is_yaml && path.is_file() {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            out.push((stem, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Load `<dir>/<service>.yaml` with its includes. Syntax and schema errors only; call
+/// [`validate`] for references and files.
+pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
+    let path = ["yaml", "yml"].iter().map(|ext| dir.join(format!("{service}.{ext}"))).find(|p| p.is_file());
+    let Some(path) = path else {
+        let known = find(dir).map(|v| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        return Err(ProfileErrors(vec![ProfileError {
+            file: dir.join(format!("{service}.yaml")),
+            line: None,
+            column: None,
+            field: None,
+            message: if known.is_empty() {
+                format!("no profile for service {service:?} (no profiles in {})", dir.display())
+            } else {
+                format!("no profile for service {service:?} (profiles: {known})")
+            },
+        }]));
+    };
+    let merged = load::load_merged(&path).map_err(ProfileErrors)?;
+    Ok(Profile {
+        service: merged.profile.service.clone().unwrap_or_else(|| service.to_string()),
+        path,
+        spec: merged.profile,
+        origins: merged.origins,
+        files: merged.files,
+    })
+}
+
+/// Expand a path or glob (relative to `source`) into the files it names, sorted.
+pub fn expand(source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if !pattern.contains(['*', '?', '[', '{']) {
+        let p = source.join(pattern);
+        return if p.is_file() { Ok(vec![p]) } else { Err(format!("{} does not exist", p.display())) };
+    }
+    let glob = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("bad glob {pattern:?}: {e}"))?
+        .compile_matcher();
+    // Walk only below the pattern's literal prefix.
+    let literal: PathBuf = Path::new(pattern)
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[', '{']))
+        .collect();
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(source.join(&literal))
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.path().strip_prefix(source).is_ok_and(|rel| glob.is_match(rel)))
+        .map(|e| e.into_path())
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        return Err(format!("no file matches {pattern:?} under {}", source.display()));
+    }
+    Ok(out)
+}
