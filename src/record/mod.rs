@@ -1,10 +1,14 @@
 //! The run record: what `kprov up` writes to `.kprov/runs/<run-id>.json`, and what every
 //! report is computed from. The schema is versioned; fields are only ever added.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Class, TaskOutcome};
 use crate::plan::Phase;
+
+pub mod store;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -17,8 +21,13 @@ pub struct RunRecord {
     pub service: String,
     /// dag | hybrid | sequential
     pub strategy: String,
-    /// The global concurrency limit the run used.
+    /// The global concurrency limit the run used (0 = unlimited).
     pub jobs: usize,
+    /// Per-class caps the run used, beside `jobs` (0 = unlimited; a class without an entry is
+    /// bounded by `jobs` only). Added in schema 1 with a default, so older records still read;
+    /// `profile --what-if` needs it to replay the run faithfully.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class_limits: BTreeMap<Class, usize>,
     pub host: HostFacts,
     /// RFC 3339 wall-clock time the run started (read once; all offsets are monotonic).
     pub started_at: String,

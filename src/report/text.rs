@@ -1,0 +1,259 @@
+//! The terminal report (`kprov profile`, the default format).
+
+use std::fmt::Write;
+
+use crate::engine::TaskOutcome;
+use crate::record::RunRecord;
+
+use super::analysis::{Analysis, CriticalStep};
+use super::fmt::{duration, opt_duration, pct, table};
+use super::whatif::WhatIf;
+use super::{Options, jobs_label};
+
+pub(crate) fn outcome_str(o: TaskOutcome) -> &'static str {
+    match o {
+        TaskOutcome::Succeeded => "succeeded",
+        TaskOutcome::Cached => "cached",
+        TaskOutcome::Failed => "failed",
+        TaskOutcome::Skipped => "skipped",
+    }
+}
+
+/// `aianalysis, dag, jobs 8: succeeded in 3m04s`
+pub(crate) fn headline(r: &RunRecord, makespan_ms: u64) -> String {
+    format!(
+        "{}, {}, jobs {}: {} in {}",
+        r.service,
+        r.strategy,
+        jobs_label(r.jobs),
+        r.outcome,
+        duration(makespan_ms)
+    )
+}
+
+pub(crate) fn host_line(r: &RunRecord) -> String {
+    let mut host = format!("{} cpus, {}", r.host.cpus, r.host.os);
+    if let Some(v) = &r.host.engine_version {
+        host.push_str(&format!(", engine {v}"));
+    }
+    format!(
+        "started {} · kprov {} · host: {host}",
+        r.started_at, r.kprov_version
+    )
+}
+
+pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
+    let r = a.record;
+    let mut out = String::new();
+    let _ = writeln!(out, "Run {}: {}", r.run_id, headline(r, a.makespan_ms));
+    let _ = writeln!(out, "  {}", host_line(r));
+
+    out.push_str("\nPhases\n");
+    out.push_str(&phase_table(a));
+
+    let ran: Vec<_> = a.tasks.iter().filter(|t| t.duration_ms.is_some()).collect();
+    let shown = ran.len().min(opts.top);
+    let _ = writeln!(out, "\nSlowest tasks ({shown} of {})", a.tasks.len());
+    let rows: Vec<Vec<String>> = ran
+        .iter()
+        .take(shown)
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.phase.to_string(),
+                opt_duration(t.duration_ms),
+                opt_duration(t.queue_ms),
+                outcome_str(t.outcome).to_string(),
+                t.attempts.to_string(),
+                if t.critical {
+                    "*".to_string()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        "  ",
+        &[
+            "task", "phase", "duration", "queue", "outcome", "attempts", "critical",
+        ],
+        &[false, false, true, true, false, true, false],
+        &rows,
+    ));
+
+    let failed: Vec<_> = r
+        .tasks
+        .iter()
+        .filter(|t| t.outcome == TaskOutcome::Failed)
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "\nFailed ({})", failed.len());
+        for t in failed {
+            let _ = writeln!(
+                out,
+                "  {}: {}",
+                t.id,
+                t.error.as_deref().unwrap_or("(no error recorded)")
+            );
+        }
+    }
+    let never: Vec<_> = a.never_ran().collect();
+    if !never.is_empty() {
+        let _ = writeln!(out, "\nNever ran ({})", never.len());
+        for t in never {
+            let reason = r.tasks[t.index]
+                .skip_reason
+                .as_deref()
+                .unwrap_or("no reason recorded");
+            let _ = writeln!(out, "  {}: {} ({reason})", t.id, outcome_str(t.outcome));
+        }
+    }
+
+    out.push('\n');
+    out.push_str(&critical_path(&a.critical_path, a.makespan_ms));
+
+    let _ = writeln!(
+        out,
+        "\nUtilisation: {} of {} slots over {} (work {}, peak {} tasks at once, idle {})",
+        pct(a.utilisation),
+        a.slots,
+        duration(a.makespan_ms),
+        duration(a.work_ms),
+        a.peak_concurrency,
+        duration(a.idle_ms),
+    );
+    out
+}
+
+pub(crate) fn phase_table(a: &Analysis) -> String {
+    let rows: Vec<Vec<String>> = a
+        .phases
+        .iter()
+        .map(|p| {
+            vec![
+                p.phase.to_string(),
+                p.tasks.to_string(),
+                opt_duration(p.start_ms),
+                opt_duration(p.end_ms),
+                duration(p.span_ms),
+                duration(p.busy_ms),
+                pct(p.share),
+                duration(p.overlap_ms),
+            ]
+        })
+        .collect();
+    table(
+        "  ",
+        &[
+            "phase", "tasks", "start", "end", "span", "busy", "share", "overlap",
+        ],
+        &[false, true, true, true, true, true, true, true],
+        &rows,
+    )
+}
+
+pub(crate) fn critical_path(path: &[CriticalStep], makespan_ms: u64) -> String {
+    let mut out = String::new();
+    if path.is_empty() {
+        out.push_str("Critical path: no task ran\n");
+        return out;
+    }
+    let work: u64 = path.iter().map(|s| s.duration_ms).sum();
+    let waited: u64 = path.iter().map(|s| s.wait_ms).sum();
+    let end = path.last().map_or(0, |s| s.end_ms);
+    let _ = writeln!(
+        out,
+        "Critical path: {} running + {} waiting = {}{}",
+        duration(work),
+        duration(waited),
+        duration(end),
+        if end < makespan_ms {
+            format!(" (run ended at {})", duration(makespan_ms))
+        } else {
+            String::new()
+        },
+    );
+    let rows: Vec<Vec<String>> = path
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.phase.to_string(),
+                duration(s.start_ms),
+                duration(s.end_ms),
+                duration(s.duration_ms),
+                duration(s.wait_ms),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        "  ",
+        &["task", "phase", "start", "end", "duration", "waited before"],
+        &[false, false, true, true, true, true],
+        &rows,
+    ));
+    out
+}
+
+pub(crate) fn what_if(w: &WhatIf) -> String {
+    let r = w.measured;
+    let p = &w.predicted;
+    let measured = w.measured_ms();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "What if run {} ({}) had run {}, jobs {}?",
+        r.run_id,
+        r.service,
+        p.strategy,
+        jobs_label(p.jobs)
+    );
+    if !w.complete() {
+        out.push_str(
+            "  note: the run did not finish; tasks that never ran are replayed as taking no time\n",
+        );
+    }
+    let mut rows = vec![vec![
+        "measured".to_string(),
+        format!("{}, jobs {}", r.strategy, jobs_label(r.jobs)),
+        duration(measured),
+        String::new(),
+    ]];
+    if let Some(b) = &w.baseline {
+        rows.push(vec![
+            "replayed".to_string(),
+            format!("{}, jobs {}", b.strategy, jobs_label(b.jobs)),
+            duration(b.makespan_ms),
+            format!(
+                "model error {}",
+                super::fmt::delta_pct(measured, b.makespan_ms)
+            ),
+        ]);
+    }
+    rows.push(vec![
+        "predicted".to_string(),
+        format!("{}, jobs {}", p.strategy, jobs_label(p.jobs)),
+        duration(p.makespan_ms),
+        format!(
+            "{} ({}) vs measured",
+            super::fmt::delta(w.delta_ms()),
+            super::fmt::delta_pct(measured, p.makespan_ms)
+        ),
+    ]);
+    out.push_str(&table(
+        "  ",
+        &["", "schedule", "makespan", ""],
+        &[false, false, true, false],
+        &rows,
+    ));
+
+    let pa = Analysis::new(p);
+    out.push_str("\nPredicted phases\n");
+    out.push_str(&phase_table(&pa));
+    out.push_str("\nPredicted ");
+    let mut cp = critical_path(&pa.critical_path, pa.makespan_ms);
+    cp.replace_range(..1, "c");
+    out.push_str(&cp);
+    out
+}
