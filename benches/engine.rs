@@ -51,8 +51,6 @@ fn random_deps(n: usize, seed: u64) -> Vec<Vec<usize>> {
         .collect()
 }
 
-const CLASSES: [Class; 3] = [Class::Cpu, Class::Io, Class::Api];
-
 fn zero_work_graph(deps: &[Vec<usize>]) -> Graph {
     let mut b = GraphBuilder::new();
     for (i, ds) in deps.iter().enumerate() {
@@ -60,7 +58,7 @@ fn zero_work_graph(deps: &[Vec<usize>]) -> Graph {
         b.add(
             TaskDef::new(format!("task:{i}"), work)
                 .with_deps(ds.iter().map(|d| format!("task:{d}")))
-                .with_class(CLASSES[i % 3])
+                .with_class(Class::ALL[i % 3])
                 .with_priority((i % 7) as u64),
         );
     }
@@ -116,7 +114,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let deps = random_deps(TASKS, 0x6b70_726f_76);
+    let deps = random_deps(TASKS, 0x006b_7072_6f76);
     let edges: usize = deps.iter().map(Vec::len).sum();
     println!(
         "engine overhead: {TASKS} zero-work tasks, {edges} edges (random DAG, fixed seed), \
@@ -163,7 +161,7 @@ fn main() {
         .map(|i| simulate::SimTask {
             deps: deps[i].clone(),
             duration_ms: durations[i],
-            class: CLASSES[i % 3],
+            class: Class::ALL[i % 3],
             priority: priorities[i],
         })
         .collect();

@@ -34,7 +34,7 @@ fn class() -> impl Strategy<Value = Class> {
 fn dag() -> impl Strategy<Value = Dag> {
     (1usize..=60)
         .prop_flat_map(|n| {
-            let tasks = (0..n)
+            (0..n)
                 .map(|i| {
                     let deps = if i == 0 {
                         Just(Vec::new()).boxed()
@@ -45,8 +45,7 @@ fn dag() -> impl Strategy<Value = Dag> {
                     };
                     (deps, 1u64..=30, class(), 0u64..4)
                 })
-                .collect::<Vec<_>>();
-            tasks
+                .collect::<Vec<_>>()
         })
         .prop_map(|tasks| Dag {
             deps: tasks.iter().map(|t| t.0.clone()).collect(),

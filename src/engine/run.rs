@@ -167,6 +167,15 @@ pub async fn run(graph: Graph, opts: RunOptions, events: UnboundedSender<Event>)
         }
     }
 
+    // Completions win the biased select: a stop that came during the clean-up still counts.
+    if s.cancelled.is_some() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            s.stop(CancelReason::Timeout);
+        }
+        if opts.interrupt.is_cancelled() {
+            s.stop(CancelReason::Interrupted);
+        }
+    }
     let makespan = clock.elapsed();
     s.emit(EventKind::RunFinished {
         cancelled: s.cancelled,

@@ -1,7 +1,7 @@
 //! A pure list-scheduling simulator, the critical path, and priorities derived from it.
 //!
 //! The simulator makes exactly the engine's choices: both take ready tasks from the same
-//! [`ReadyQueue`] (higher priority first, then insertion order; a task whose class is at its
+//! ready queue (higher priority first, then insertion order; a task whose class is at its
 //! cap is passed over for the next one that fits; a limit of 0 means unlimited). So replaying
 //! recorded durations predicts a real run, and `kprov profile --what-if` is honest.
 //!
