@@ -2,7 +2,9 @@
 //!
 //! A profile lives at `<profiles dir>/<service>.yaml`; files in subfolders (such as
 //! `profiles/stacks/`) are includes, not services. Paths inside a profile resolve against
-//! `--source`; `include:` paths resolve against the including file.
+//! `--source`, except those written `kprov:<path>`, which resolve against kprov's own tree
+//! (the folder holding the profiles folder: kprov's manifest templates live there);
+//! `include:` paths resolve against the including file.
 
 pub mod load;
 pub mod model;
@@ -38,6 +40,32 @@ impl Profile {
 
     pub fn cluster_name(&self) -> String {
         self.spec.cluster.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| format!("kprov-{}", self.service))
+    }
+
+    /// Where a path written in the profile is: `kprov:<path>` in kprov's own tree, anything
+    /// else under `source`.
+    pub fn resolve(&self, source: &Path, path: &str) -> PathBuf {
+        match path.strip_prefix("kprov:") {
+            Some(rest) => self.kprov_root().join(rest),
+            None => source.join(path),
+        }
+    }
+
+    /// kprov's own tree: the folder that holds the profiles folder.
+    pub fn kprov_root(&self) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// The files a CRD entry (a path or glob) names.
+    pub fn expand(&self, source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+        match pattern.strip_prefix("kprov:") {
+            Some(rest) => expand(&self.kprov_root(), rest),
+            None => expand(source, pattern),
+        }
     }
 
     /// The file an entry came from, and its text.

@@ -6,7 +6,7 @@ use std::{
     path::Path,
 };
 
-use super::{Profile, ProfileError, expand, template};
+use super::{Profile, ProfileError, template};
 
 /// Every problem in `profile`, checking files under `source`.
 pub fn validate(profile: &Profile, source: &Path) -> Vec<ProfileError> {
@@ -39,10 +39,11 @@ impl Validator<'_> {
     }
 
     fn file(&mut self, section: &str, name: Option<&str>, path: &[&str], rel: &str) -> bool {
-        if self.source.join(rel).is_file() {
+        let file = self.profile.resolve(self.source, rel);
+        if file.is_file() {
             return true;
         }
-        self.err(section, name, path, format!("{} does not exist", self.source.join(rel).display()));
+        self.err(section, name, path, format!("{} does not exist", file.display()));
         false
     }
 
@@ -60,7 +61,7 @@ impl Validator<'_> {
         self.cluster();
         self.images();
         for pattern in &spec.crds {
-            if let Err(e) = expand(self.source, pattern) {
+            if let Err(e) = self.profile.expand(self.source, pattern) {
                 self.err("", None, &["crds"], e);
             }
         }
@@ -99,7 +100,7 @@ impl Validator<'_> {
                 (Some(_), Some(_)) => self.err("images", Some(name), &at, "an image is either built (build:) or external (external:), not both".into()),
                 (None, None) => self.err("images", Some(name), &at, "an image needs build: or external:".into()),
                 (Some(b), None) => {
-                    let ctx = self.source.join(&b.context);
+                    let ctx = self.profile.resolve(self.source, &b.context);
                     if !ctx.is_dir() {
                         self.err("images", Some(name), &["images", name, "build", "context"], format!("build context {} is not a directory", ctx.display()));
                     } else {
@@ -154,7 +155,8 @@ impl Validator<'_> {
 
     /// Check a manifest template's placeholders against what it will be given.
     fn template(&mut self, rel: &str, values: &BTreeMap<String, String>) {
-        let Ok(text) = std::fs::read_to_string(self.source.join(rel)) else { return };
+        let path = self.profile.resolve(self.source, rel);
+        let Ok(text) = std::fs::read_to_string(&path) else { return };
         let images = self.profile.spec.images.keys().map(|k| (k.clone(), String::new())).collect();
         let host_ports = self.profile.spec.ports.keys().map(|k| (k.clone(), 0)).collect();
         let known = self.profile.template_values(values, &images, &host_ports);
@@ -167,7 +169,7 @@ impl Validator<'_> {
                 .collect(),
         };
         for e in problems {
-            let mut err = ProfileError::at(&self.source.join(rel), None, &[], e.message);
+            let mut err = ProfileError::at(&path, None, &[], e.message);
             err.line = Some(e.line);
             err.column = Some(e.column);
             err.field = None;

@@ -1,0 +1,185 @@
+//! Arguments, as clap parses them. Resolved into typed requests by the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::{Strategy, render::PlanFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kprov",
+    version,
+    about = "Provision end-to-end test environments on Kind, fast, and see where the setup time went",
+    long_about = None,
+    after_help = "Examples:\n  kprov up --service aianalysis --coverage --source ../kubernaut\n  kprov profile latest --format svg > setup.svg\n  kprov plan --service demo --format mermaid\n  kprov down --service aianalysis"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Where the profiles' paths (contexts, manifests, CRDs) resolve.
+    #[arg(long, global = true, default_value = ".", env = "KPROV_SOURCE", value_name = "DIR")]
+    pub source: PathBuf,
+    /// Where the service profiles are (`<dir>/<service>.yaml`).
+    #[arg(long, global = true, default_value = "profiles", env = "KPROV_PROFILES", value_name = "DIR")]
+    pub profiles: PathBuf,
+    /// Where kprov keeps run records, logs and locks.
+    #[arg(long, global = true, default_value = ".kprov", env = "KPROV_STATE", value_name = "DIR")]
+    pub state: PathBuf,
+    /// More logs (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build, create or reuse the cluster, load, deploy, and wait until everything is ready.
+    #[command(after_help = "Examples:\n  kprov up --service aianalysis --coverage\n  kprov up --service demo --reuse --trace trace.json\n  kprov up --service gateway --strategy hybrid --jobs 4 --json")]
+    Up(UpArgs),
+    /// Delete the service's cluster (only clusters of that name; the kind CLI when present).
+    #[command(after_help = "Examples:\n  kprov down --service aianalysis\n  kprov down --cluster aianalysis-e2e")]
+    Down(DownArgs),
+    /// Show the task graph a run would execute, with estimates and the critical path.
+    #[command(after_help = "Examples:\n  kprov plan --service aianalysis\n  kprov plan --service demo --strategy hybrid --format json\n  kprov plan --service demo --format dot | dot -Tsvg > plan.svg")]
+    Plan(PlanArgs),
+    /// Check profiles and the files they name; exit 2 with every error listed.
+    #[command(after_help = "Examples:\n  kprov validate\n  kprov validate --service aianalysis --source ../kubernaut")]
+    Validate(ValidateArgs),
+    /// List the service profiles found.
+    #[command(after_help = "Example:\n  kprov services --profiles profiles")]
+    Services,
+    /// Where did the setup time go? Reports over run records.
+    #[command(after_help = "Examples:\n  kprov profile\n  kprov profile latest --format svg > waterfall.svg\n  kprov profile --format trace > trace.json   # open in ui.perfetto.dev\n  kprov profile RUN --compare OTHER\n  kprov profile --what-if hybrid --jobs 2")]
+    Profile(ProfileArgs),
+    /// The service's cluster, nodes, and what is deployed and ready.
+    #[command(after_help = "Example:\n  kprov status --service demo")]
+    Status(ServiceArg),
+    /// Collect coverage from the instrumented Deployments (scale to zero, copy /coverdata out).
+    #[command(after_help = "Example:\n  kprov coverage --service signalprocessing --out coverdata")]
+    Coverage(CoverageArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  kprov completions bash > /etc/bash_completion.d/kprov")]
+    Completions {
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArg {
+    /// The service profile to use (see `kprov services`).
+    #[arg(long, short)]
+    pub service: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    #[arg(long, value_enum, default_value_t = Strategy::Dag)]
+    pub strategy: Strategy,
+    /// Tasks running at once, all classes together (default: 2 × CPUs, at least 8).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Image builds running at once (default: CPUs).
+    #[arg(long, value_name = "N")]
+    pub build_jobs: Option<usize>,
+    /// Build instrumented images and mount a coverdata directory into the nodes.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Use the service's cluster if it exists, instead of refusing.
+    #[arg(long)]
+    pub reuse: bool,
+    /// Rebuild images even when their inputs did not change.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// After a failure, go on with everything that does not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Keep a cluster this run created when the run fails (default: delete it).
+    #[arg(long)]
+    pub keep_on_failure: bool,
+    /// Give up after this long (e.g. 15m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Also write a Chrome trace (Perfetto) of this run.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Print events as JSON lines instead of the console view.
+    #[arg(long)]
+    pub json: bool,
+    /// Use an existing cluster from this kubeconfig instead of creating one.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context of an existing cluster.
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[arg(long, short, required_unless_present = "cluster")]
+    pub service: Option<String>,
+    /// A cluster name, instead of the service's.
+    #[arg(long, conflicts_with = "service")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    #[arg(long, value_enum, default_value_t = Strategy::Dag)]
+    pub strategy: Strategy,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Tasks at once, for the estimate (default as for `up`).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Plan for a `--coverage` run.
+    #[arg(long)]
+    pub coverage: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only this service (default: every profile).
+    #[arg(long, short)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileArgs {
+    /// A run id, a prefix of one, a run record file, or `latest`.
+    #[arg(default_value = "latest")]
+    pub run: String,
+    /// text, json, markdown, trace (Chrome/Perfetto) or svg.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// Compare with another run (deltas are RUN − OTHER).
+    #[arg(long, value_name = "OTHER")]
+    pub compare: Option<String>,
+    /// Replay the recorded durations under another strategy.
+    #[arg(long, value_enum, value_name = "STRATEGY")]
+    pub what_if: Option<Strategy>,
+    /// With --what-if: the jobs limit to replay with (default: the run's).
+    #[arg(long, short, requires = "what_if")]
+    pub jobs: Option<usize>,
+    /// Only runs of this service (for `latest`).
+    #[arg(long, short)]
+    pub service: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    /// Where to put the coverage data (default: coverdata/<service>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,215 @@
+//! One function per command. Each returns an exit code; errors print a headline and a
+//! `Caused by:` line per source.
+
+use std::{collections::BTreeMap, io::Write, path::Path};
+
+use clap::CommandFactory;
+
+use super::args::{Cli, Command, Global, PlanArgs, ProfileArgs, ValidateArgs};
+use super::exit;
+use crate::engine::{Class, Limits};
+use crate::plan::{self, Estimates, Plan, PlanOptions, Strategy};
+use crate::profile::{self, Profile, ProfileErrors};
+use crate::record::store::{RunRef, Store};
+use crate::report;
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    let g = &cli.global;
+    match cli.command {
+        Command::Services => services(g),
+        Command::Validate(a) => validate(g, &a),
+        Command::Plan(a) => plan_cmd(g, &a),
+        Command::Profile(a) => profile_cmd(g, &a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kprov", &mut std::io::stdout());
+            exit::SUCCESS
+        }
+        Command::Up(a) => super::up::up(g, a).await,
+        Command::Down(a) => super::up::down(g, &a).await,
+        Command::Status(a) => super::up::status(g, &a).await,
+        Command::Coverage(a) => super::up::coverage(g, &a).await,
+    }
+}
+
+/// Print an error with its chain, the way every command reports failure.
+pub fn report_error(e: &anyhow::Error) {
+    eprintln!("error: {e}");
+    for cause in e.chain().skip(1) {
+        eprintln!("  Caused by: {cause}");
+    }
+}
+
+fn print_profile_errors(e: &ProfileErrors) {
+    eprintln!("error: {e}");
+}
+
+/// Load and validate a profile; on any problem print them all.
+pub fn load_valid(g: &Global, service: &str) -> Result<Profile, i32> {
+    let profile = profile::load(&g.profiles, service).map_err(|e| {
+        print_profile_errors(&e);
+        exit::USAGE
+    })?;
+    let errors = profile::validate(&profile, &g.source);
+    if !errors.is_empty() {
+        print_profile_errors(&ProfileErrors(errors));
+        return Err(exit::USAGE);
+    }
+    Ok(profile)
+}
+
+fn services(g: &Global) -> i32 {
+    match profile::find(&g.profiles) {
+        Ok(found) if found.is_empty() => {
+            eprintln!("no profiles in {}", g.profiles.display());
+            exit::SUCCESS
+        }
+        Ok(found) => {
+            let mut out = std::io::stdout().lock();
+            for (service, path) in found {
+                let about = profile::load(&g.profiles, &service)
+                    .ok()
+                    .and_then(|p| p.spec.description)
+                    .map(|d| format!("  {d}"))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "{service:<28}{}{about}", path.display());
+            }
+            exit::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: failed to read the profiles directory {}: {e}", g.profiles.display());
+            exit::USAGE
+        }
+    }
+}
+
+fn validate(g: &Global, a: &ValidateArgs) -> i32 {
+    let services: Vec<String> = match &a.service {
+        Some(s) => vec![s.clone()],
+        None => match profile::find(&g.profiles) {
+            Ok(found) => found.into_iter().map(|(s, _)| s).collect(),
+            Err(e) => {
+                eprintln!("error: failed to read the profiles directory {}: {e}", g.profiles.display());
+                return exit::USAGE;
+            }
+        },
+    };
+    let mut errors = Vec::new();
+    for s in &services {
+        match profile::load(&g.profiles, s) {
+            Err(e) => errors.extend(e.0),
+            Ok(p) => {
+                errors.extend(profile::validate(&p, &g.source));
+                if let Err(e) = plan::tasks_for(&p, &PlanOptions::default()) {
+                    errors.push(profile::ProfileError { file: p.path.clone(), line: None, column: None, field: None, message: e.to_string() });
+                }
+            }
+        }
+    }
+    errors.dedup();
+    if errors.is_empty() {
+        println!("{} profile{} valid", services.len(), if services.len() == 1 { "" } else { "s" });
+        exit::SUCCESS
+    } else {
+        print_profile_errors(&ProfileErrors(errors));
+        exit::USAGE
+    }
+}
+
+/// Default concurrency: builds by CPU count, loads a few at a time, API work bounded only
+/// by the global limit.
+pub fn limits(jobs: Option<usize>, build_jobs: Option<usize>) -> Limits {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut per_class = BTreeMap::new();
+    per_class.insert(Class::Cpu, build_jobs.unwrap_or(cpus));
+    per_class.insert(Class::Io, 4);
+    Limits { jobs: jobs.unwrap_or((2 * cpus).max(8)), per_class }
+}
+
+/// Estimates from this service's earlier runs, when there are any.
+pub fn estimates(state: &Path, service: &str) -> Estimates {
+    let store = Store::new(state_root(state));
+    let runs: Vec<_> = store
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.service() == Some(service))
+        .filter_map(|e| store.load_id(&e.run_id).ok().map(|(_, r)| r))
+        .collect();
+    Estimates::from_runs(&runs)
+}
+
+/// The run store takes the directory that holds `.kprov`; `--state` names `.kprov` itself.
+pub fn state_root(state: &Path) -> &Path {
+    match state.file_name() {
+        Some(n) if n == ".kprov" => state.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+        _ => state,
+    }
+}
+
+fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
+    let profile = match load_valid(g, &a.service.service) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let tasks = match plan::tasks_for(&profile, &PlanOptions::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", profile.path.display());
+            return exit::USAGE;
+        }
+    };
+    let est = estimates(&g.state, &profile.service);
+    let lim = limits(a.jobs, None);
+    let plan = Plan::new(&profile.service, tasks.clone(), a.strategy, lim.clone(), &est);
+    let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
+        .into_iter()
+        .filter(|s| *s != a.strategy)
+        .map(|s| (s.as_str(), Plan::new(&profile.service, tasks.clone(), s, lim.clone(), &est).estimated_makespan_ms))
+        .collect();
+    print!("{}", plan::render::render(&plan, a.format, &others));
+    exit::SUCCESS
+}
+
+fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
+    let result = (|| -> anyhow::Result<String> {
+        let store = Store::new(state_root(&g.state));
+        let format: report::Format = a.format.parse().map_err(anyhow::Error::msg)?;
+        let what = match (&a.service, a.run.as_str()) {
+            (Some(s), "latest") => RunRef::Latest { service: Some(s.clone()) },
+            _ => RunRef::parse(&a.run),
+        };
+        let (_, run) = store.load(&what)?;
+        let out = if let Some(other) = &a.compare {
+            let (_, base) = store.load(&RunRef::parse(other))?;
+            report::compare(&base, &run, format)?
+        } else if let Some(strategy) = a.what_if {
+            report::what_if(&run, report_strategy(strategy), a.jobs, format)?
+        } else {
+            report::render(&run, format, &report::Options::default())?
+        };
+        if format == report::Format::Markdown
+            && let Some(path) = report::step_summary_path()
+        {
+            report::append_step_summary(&path, &out)?;
+        }
+        Ok(out)
+    })();
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            exit::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            exit::USAGE
+        }
+    }
+}
+
+fn report_strategy(s: Strategy) -> report::Strategy {
+    match s {
+        Strategy::Dag => report::Strategy::Dag,
+        Strategy::Hybrid => report::Strategy::Hybrid,
+        Strategy::Sequential => report::Strategy::Sequential,
+    }
+}
