@@ -1,1 +1,8 @@
 //! tasks
+pub mod build;
+pub mod context;
+pub mod load;
+pub mod apply;
+pub mod diagnostics;
+pub mod wait;
+pub mod coverage;

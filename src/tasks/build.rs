@@ -1,0 +1,481 @@
+//! The build task: build an image from a context with a content cache, or make sure a
+//! third-party image is present.
+//!
+//! [`build_image`]:
+//! 1. scans the context ([`BuildContext`]: `.dockerignore` applied, an outside Dockerfile
+//!    added) and hashes the build inputs — every sent file's path, mode and contents, the
+//!    Dockerfile, target, build args, labels and the coverage flag — reading files in chunks;
+//! 2. derives the tag from that hash (`<repository>:kprov-<first 12 hex>`): the same inputs
+//!    always name the same image, and there are no time-based tags;
+//! 3. when that image exists and carries the hash in its [`INPUTS_LABEL`] label, stops there
+//!    ([`Done::Cached`]) unless `no_cache`;
+//! 4. otherwise streams the context tar to the engine (bounded memory, no temp file) and
+//!    drives the build output to its end: every line goes to the task's progress and to
+//!    `<log_dir>/build-<image>.log`; a failed build fails the task with the log's last lines
+//!    and its path.
+//!
+//! [`ensure_external`]: a third-party image present locally is [`Done::Cached`]; otherwise it
+//! is pulled, and when that fails too the error names the image and how to provide it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io::{LineWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use crate::adapters::docker::{BuildEvent, BuildOptions, Engine, EngineError};
+use crate::engine::{Done, TaskCtx, TaskError};
+use crate::tasks::context::{BuildContext, ContextError};
+
+/// The label holding the hash of an image's build inputs.
+pub const INPUTS_LABEL: &str = "dev.kprov.inputs";
+/// The label holding the profile's name for the image.
+pub const IMAGE_LABEL: &str = "dev.kprov.image";
+/// Built images are tagged `kprov-<first TAG_HEX_LEN hex digits of the inputs hash>`.
+pub const TAG_PREFIX: &str = "kprov-";
+const TAG_HEX_LEN: usize = 12;
+/// Lines of build log quoted in a failed build's error.
+const LOG_TAIL_LINES: usize = 20;
+/// Versions the hash layout: bump it when what goes into the hash changes.
+const INPUTS_SCHEME: &[u8] = b"kprov build inputs v1";
+
+/// One image to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    /// The profile's key for the image (names the log file and the task).
+    pub image: String,
+    /// Repository to tag the result with, e.g. `localhost/kprov/datastorage`.
+    pub repository: String,
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    /// Build args, coverage args already merged in by the caller.
+    pub args: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// A coverage build: part of the inputs, so it never shares a tag with a plain build.
+    pub coverage: bool,
+    /// Rebuild even when an image with the same inputs exists, without the daemon's cache.
+    pub no_cache: bool,
+    /// Where `build-<image>.log` goes.
+    pub log_dir: PathBuf,
+}
+
+impl BuildRequest {
+    /// The build log's path.
+    pub fn log_path(&self) -> PathBuf {
+        self.log_dir.join(format!("build-{}.log", self.image))
+    }
+}
+
+/// An image ready to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// `repository:tag`.
+    pub reference: String,
+    /// `sha256:…`.
+    pub id: String,
+}
+
+/// The inputs of a build, hashed, and the reference they name.
+#[derive(Debug, Clone)]
+pub struct PlannedBuild {
+    pub context: Arc<BuildContext>,
+    /// Hex SHA-256 of the inputs.
+    pub inputs: String,
+    /// `<repository>:kprov-<first 12 hex>`.
+    pub reference: String,
+}
+
+/// Scans and hashes the build inputs (on a blocking thread; honours `ctx.cancel`).
+pub async fn plan_build(req: &BuildRequest, ctx: &TaskCtx) -> Result<PlannedBuild, TaskError> {
+    let req_clone = req.clone();
+    let cancel = ctx.cancel.clone();
+    let planned = tokio::task::spawn_blocking(move || {
+        let cancelled = move || cancel.is_cancelled();
+        let context = BuildContext::scan(&req_clone.context, &req_clone.dockerfile, &cancelled)?;
+        let inputs = inputs_hash(&context, &req_clone, &cancelled)?;
+        Ok::<_, ContextError>((context, inputs))
+    })
+    .await
+    .map_err(|e| {
+        TaskError::fatal(format!(
+            "build image {}: hashing the inputs panicked: {e}",
+            req.image
+        ))
+    })?;
+    let (context, inputs) = planned.map_err(|e| match e {
+        ContextError::Cancelled => {
+            TaskError::fatal(format!("build image {}: cancelled", req.image))
+        }
+        e => TaskError::fatal(format!("build image {}: {e}", req.image)),
+    })?;
+    let reference = reference_for(&req.repository, &inputs);
+    Ok(PlannedBuild {
+        context: Arc::new(context),
+        inputs,
+        reference,
+    })
+}
+
+/// `<repository>:kprov-<first 12 hex of inputs>`.
+pub fn reference_for(repository: &str, inputs: &str) -> String {
+    format!(
+        "{repository}:{TAG_PREFIX}{}",
+        &inputs[..TAG_HEX_LEN.min(inputs.len())]
+    )
+}
+
+fn inputs_hash(
+    context: &BuildContext,
+    req: &BuildRequest,
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<String, ContextError> {
+    let mut h = Sha256::new();
+    h.update(INPUTS_SCHEME);
+    context.hash_into(&mut h, cancelled)?;
+    let mut meta = |tag: &str, value: &str| {
+        h.update(tag.as_bytes());
+        h.update((value.len() as u64).to_le_bytes());
+        h.update(value.as_bytes());
+    };
+    meta("target", req.target.as_deref().unwrap_or(""));
+    for (k, v) in &req.args {
+        meta("arg", k);
+        meta("=", v);
+    }
+    for (k, v) in &req.labels {
+        meta("label", k);
+        meta("=", v);
+    }
+    meta("coverage", if req.coverage { "1" } else { "0" });
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Builds `req` unless an image with the same inputs exists (then [`Done::Cached`]).
+pub async fn build_image(
+    engine: &Engine,
+    req: &BuildRequest,
+    ctx: &TaskCtx,
+) -> Result<(BuiltImage, Done), TaskError> {
+    let planned = plan_build(req, ctx).await?;
+    let PlannedBuild {
+        context,
+        inputs,
+        reference,
+    } = planned;
+    let what = format!("build image {} ({reference})", req.image);
+
+    if !req.no_cache {
+        let existing = engine
+            .inspect_image(&reference)
+            .await
+            .map_err(|e| engine_task_error(&what, e))?;
+        if let Some(image) = existing
+            && image.labels.get(INPUTS_LABEL) == Some(&inputs)
+        {
+            ctx.progress(format!(
+                "{reference} is up to date ({})",
+                short_id(&image.id)
+            ));
+            return Ok((
+                BuiltImage {
+                    reference,
+                    id: image.id,
+                },
+                Done::Cached,
+            ));
+        }
+    }
+
+    let log_path = req.log_path();
+    let mut log = BuildLog::create(&log_path)
+        .map_err(|e| TaskError::fatal(format!("{what}: create log {}: {e}", log_path.display())))?;
+    log.note(&format!(
+        "# kprov build {} -> {reference}\n# inputs {inputs}\n# context {} ({} entries), dockerfile {}",
+        req.image,
+        context.root().display(),
+        context.entries().len(),
+        context.dockerfile_name()
+    ));
+
+    let mut labels = req.labels.clone();
+    labels.insert(INPUTS_LABEL.to_string(), inputs.clone());
+    labels.insert(IMAGE_LABEL.to_string(), req.image.clone());
+    let opts = BuildOptions {
+        tag: reference.clone(),
+        dockerfile: context.dockerfile_name().to_string(),
+        target: req.target.clone(),
+        args: req.args.clone(),
+        labels,
+        no_cache: req.no_cache,
+    };
+    let cancel = ctx.cancel.clone();
+    let (body, tar_task) = context
+        .clone()
+        .into_tar_stream(Arc::new(move || cancel.is_cancelled()));
+
+    let mut image_id = None;
+    let mut failure: Option<EngineError> = None;
+    {
+        let mut stream = engine.build(&opts, body);
+        loop {
+            let item = tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    // Dropping the stream disconnects, which makes the daemon stop the build.
+                    log.note("# cancelled");
+                    drop(stream);
+                    let _ = tar_task.await;
+                    return Err(TaskError::fatal(format!("{what}: cancelled")));
+                }
+                item = stream.next() => item,
+            };
+            // Errors arrive inside the stream; later items may still explain them.
+            match item {
+                None => break,
+                Some(Ok(BuildEvent::Output(text))) => log.output(&text, ctx),
+                Some(Ok(BuildEvent::Status(text))) => log.output(&format!("{text}\n"), ctx),
+                Some(Ok(BuildEvent::ImageId(id))) => image_id = Some(id),
+                Some(Err(e)) => {
+                    log.output(&format!("ERROR: {}\n", e.detail), ctx);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    }
+    log.finish(ctx);
+    let tar_result = tar_task.await;
+
+    // A context that could not be read explains a broken build better than the daemon does.
+    if let Ok(Err(e)) = &tar_result
+        && !matches!(e, ContextError::Cancelled)
+        && failure.is_some()
+    {
+        return Err(TaskError::fatal(format!("{what}: {e}")));
+    }
+    if let Some(e) = failure {
+        let message = format!(
+            "{what}: {}\nlast lines of {}:\n{}",
+            e.detail,
+            log_path.display(),
+            log.tail()
+        );
+        return Err(if e.is_transient() {
+            TaskError::transient(message)
+        } else {
+            TaskError::fatal(message)
+        });
+    }
+
+    let image = engine
+        .inspect_image(&reference)
+        .await
+        .map_err(|e| engine_task_error(&what, e))?;
+    let Some(image) = image else {
+        return Err(TaskError::fatal(format!(
+            "{what}: the build ended without an image tagged {reference} (log: {})",
+            log_path.display()
+        )));
+    };
+    if let Some(id) = image_id
+        && id != image.id
+    {
+        // Another build of the same inputs finished in between: both are the same inputs.
+        log.note(&format!(
+            "# {reference} now names {} (this build produced {id})",
+            image.id
+        ));
+    }
+    log.note(&format!("# built {reference} {}", image.id));
+    ctx.progress(format!("built {reference} ({})", short_id(&image.id)));
+    Ok((
+        BuiltImage {
+            reference,
+            id: image.id,
+        },
+        Done::Ran,
+    ))
+}
+
+/// Makes sure the third-party image `reference` is present locally: present → cached;
+/// otherwise pulled; otherwise an error naming the image and how to provide it.
+pub async fn ensure_external(
+    engine: &Engine,
+    reference: &str,
+    ctx: &TaskCtx,
+) -> Result<(BuiltImage, Done), TaskError> {
+    let what = format!("ensure image {reference} is present");
+    if let Some(image) = engine
+        .inspect_image(reference)
+        .await
+        .map_err(|e| engine_task_error(&what, e))?
+    {
+        ctx.progress(format!("{reference} is present ({})", short_id(&image.id)));
+        return Ok((
+            BuiltImage {
+                reference: reference.to_string(),
+                id: image.id,
+            },
+            Done::Cached,
+        ));
+    }
+    ctx.progress(format!("{reference} is not present locally: pulling it"));
+    let mut last_status = String::new();
+    let pulled = engine
+        .pull_image(reference, &ctx.cancel, |status| {
+            // Skip the progress-bar updates; keep the changes of state.
+            if status != last_status
+                && !status.contains("Downloading")
+                && !status.contains("Extracting")
+            {
+                ctx.progress(status.to_string());
+                last_status = status.to_string();
+            }
+        })
+        .await;
+    if let Err(e) = pulled {
+        if e.is_cancelled() {
+            return Err(TaskError::fatal(format!("{what}: cancelled")));
+        }
+        return Err(TaskError::fatal(format!(
+            "{what}: it is not present locally and pulling it failed ({})\n\
+             provide it with `docker pull {reference}` where a registry is reachable, \
+             `docker load -i <archive>` from a saved copy, or build it and tag it {reference}",
+            e.detail
+        )));
+    }
+    let image = engine
+        .inspect_image(reference)
+        .await
+        .map_err(|e| engine_task_error(&what, e))?;
+    let Some(image) = image else {
+        return Err(TaskError::fatal(format!(
+            "{what}: the pull finished but no image is tagged {reference}"
+        )));
+    };
+    ctx.progress(format!("pulled {reference} ({})", short_id(&image.id)));
+    Ok((
+        BuiltImage {
+            reference: reference.to_string(),
+            id: image.id,
+        },
+        Done::Ran,
+    ))
+}
+
+/// An engine failure as a task failure, retried when it was a daemon hiccup.
+pub(crate) fn engine_task_error(what: &str, e: EngineError) -> TaskError {
+    let message = format!("{what}: {e}");
+    if e.is_transient() {
+        TaskError::transient(message)
+    } else {
+        TaskError::fatal(message)
+    }
+}
+
+/// `sha256:0123456789ab…` → `0123456789ab`.
+pub(crate) fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// The per-task build log: output split into lines, written as it comes, the last lines kept
+/// for the error message.
+struct BuildLog {
+    file: LineWriter<File>,
+    partial: String,
+    tail: VecDeque<String>,
+    write_error: Option<std::io::Error>,
+}
+
+impl BuildLog {
+    fn create(path: &Path) -> std::io::Result<BuildLog> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(BuildLog {
+            file: LineWriter::new(File::create(path)?),
+            partial: String::new(),
+            tail: VecDeque::with_capacity(LOG_TAIL_LINES),
+            write_error: None,
+        })
+    }
+
+    fn write_line(&mut self, line: &str) {
+        if self.write_error.is_none()
+            && let Err(e) = writeln!(self.file, "{line}")
+        {
+            self.write_error = Some(e);
+        }
+    }
+
+    /// A kprov line (not build output): into the file only.
+    fn note(&mut self, text: &str) {
+        for line in text.lines() {
+            self.write_line(line);
+        }
+    }
+
+    fn output(&mut self, text: &str, ctx: &TaskCtx) {
+        self.partial.push_str(text);
+        while let Some(nl) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=nl).collect();
+            self.line(line.trim_end(), ctx);
+        }
+    }
+
+    fn line(&mut self, line: &str, ctx: &TaskCtx) {
+        self.write_line(line);
+        if line.trim().is_empty() {
+            return;
+        }
+        if self.tail.len() == LOG_TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_string());
+        ctx.progress(line.trim().to_string());
+    }
+
+    fn finish(&mut self, ctx: &TaskCtx) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.line(rest.trim_end(), ctx);
+        }
+        let _ = self.file.flush();
+    }
+
+    fn tail(&self) -> String {
+        self.tail
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for BuildLog {
+    fn drop(&mut self) {
+        let _ = self.file.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_is_derived_from_the_inputs() {
+        let inputs = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            reference_for("localhost/kprov/x", inputs),
+            "localhost/kprov/x:kprov-0123456789ab"
+        );
+    }
+
+    #[test]
+    fn short_ids_drop_the_algorithm() {
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+}

@@ -1,0 +1,744 @@
+//! The load task: put a built image into every node of a Kind cluster, the way
+//! `kind load docker-image` does, but streamed end to end.
+//!
+//! 1. Nodes are the running containers labelled `io.x-k8s.kind.cluster=<cluster>` (the
+//!    external load balancer excluded, as kind does).
+//! 2. Per node, concurrently: `ctr -n k8s.io images ls` tells what the node's containerd has,
+//!    and `containerd config dump` which snapshotter the CRI plugin uses (config `version = 2`:
+//!    `plugins."io.containerd.grpc.v1.cri".containerd.snapshotter`; `version = 3`:
+//!    `plugins."io.containerd.cri.v1.images".snapshotter`; default `overlayfs`).
+//!    - the image ID (the `sha256:<id>` reference the CRI plugin keeps) under the wanted name:
+//!      nothing to do;
+//!    - the ID under other names only: `ctr -n k8s.io images tag --force <id> <name>`;
+//!    - otherwise the node needs the image. (Without the CRI plugin's ID reference, the wanted
+//!      name's manifest is read to compare its config digest with the ID.)
+//!
+//!    Names are normalised as kind does: `docker.io/` prefix, `library/` for one-segment
+//!    names, `:latest` when no tag; names with a registry host (`localhost/…`, `host:5000/…`)
+//!    are kept verbatim.
+//! 3. ONE export stream (`docker save`) feeds every node that needs the image at once: each node
+//!    gets a bounded channel of chunks and an exec of
+//!    `ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=S -` with
+//!    the channel on its stdin. Memory is bounded by the channels (no temp file); the slowest
+//!    node sets the pace, and a node that stops reading for [`LoadOptions::stall_timeout`] is
+//!    cut off (reported failed) so it cannot stall the others. Stdin is shut down on every path.
+//! 4. Every node's failure is reported, not only the first; exit codes come from the execs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::docker::{Engine, ExecOutput};
+use crate::engine::{Done, TaskCtx, TaskError};
+use crate::tasks::build::{BuiltImage, engine_task_error, short_id};
+
+/// Kind's cluster label.
+pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
+/// Kind's role label.
+pub const ROLE_LABEL: &str = "io.x-k8s.kind.role";
+/// The containerd namespace the kubelet's images live in.
+pub const K8S_NAMESPACE: &str = "k8s.io";
+const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
+
+/// Tuning for [`load_image_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// A node that accepts no image data for this long is cut off and reported failed.
+    pub stall_timeout: Duration,
+    /// Chunks buffered per node: memory is about this × chunk size (chunks are shared).
+    pub channel_depth: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            stall_timeout: Duration::from_secs(60),
+            channel_depth: 16,
+        }
+    }
+}
+
+/// What was done on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeAction {
+    /// The node already had the image under the wanted name.
+    Present,
+    /// The node had the image's ID under another name; it was tagged.
+    Retagged,
+    /// The image was streamed into the node.
+    Imported,
+}
+
+/// The outcome of a load, per node (sorted by node name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadReport {
+    /// The name the nodes know the image by.
+    pub name: String,
+    pub nodes: BTreeMap<String, NodeAction>,
+    /// Bytes exported (once, whatever the number of nodes); 0 when nothing was imported.
+    pub exported_bytes: u64,
+}
+
+impl LoadReport {
+    /// [`Done::Cached`] when every node already had the image.
+    pub fn done(&self) -> Done {
+        if self.nodes.values().all(|a| *a == NodeAction::Present) {
+            Done::Cached
+        } else {
+            Done::Ran
+        }
+    }
+}
+
+/// Loads `image` into every node of `cluster`; [`Done::Cached`] when every node had it.
+pub async fn load_image(
+    engine: &Engine,
+    cluster: &str,
+    image: &BuiltImage,
+    ctx: &TaskCtx,
+) -> Result<Done, TaskError> {
+    load_image_with(engine, cluster, image, &LoadOptions::default(), ctx)
+        .await
+        .map(|r| r.done())
+}
+
+/// [`load_image`], with tuning and a per-node report.
+pub async fn load_image_with(
+    engine: &Engine,
+    cluster: &str,
+    image: &BuiltImage,
+    opts: &LoadOptions,
+    ctx: &TaskCtx,
+) -> Result<LoadReport, TaskError> {
+    let what = format!("load image {} into cluster {cluster}", image.reference);
+    let nodes = find_nodes(engine, cluster).await.map_err(|e| match e {
+        NodesError::Engine(e) => engine_task_error(&what, e),
+        NodesError::None(why) => TaskError::fatal(format!("{what}: {why}")),
+    })?;
+    let name = normalize_image_name(&image.reference);
+
+    let states = futures::future::join_all(
+        nodes
+            .iter()
+            .map(|node| inspect_node(engine, node, image, &name, &ctx.cancel)),
+    )
+    .await;
+    if ctx.cancel.is_cancelled() {
+        return Err(TaskError::fatal(format!("{what}: cancelled")));
+    }
+    let mut failures: Vec<String> = Vec::new();
+    let mut transient = true;
+    let mut report = LoadReport {
+        name: name.clone(),
+        nodes: BTreeMap::new(),
+        exported_bytes: 0,
+    };
+    let mut retag = Vec::new();
+    let mut import = Vec::new();
+    for (node, state) in nodes.iter().zip(states) {
+        match state {
+            Ok(NodeState::Present) => {
+                ctx.progress(format!("{node}: has {name} ({})", short_id(&image.id)));
+                report.nodes.insert(node.clone(), NodeAction::Present);
+            }
+            Ok(NodeState::UnderOtherNames) => retag.push(node.clone()),
+            Ok(NodeState::Missing { snapshotter }) => import.push((node.clone(), snapshotter)),
+            Err(e) => {
+                transient &= e.transient;
+                failures.push(format!("{node}: {}", e.message));
+            }
+        }
+    }
+
+    let name_ref = name.as_str();
+    let retagged = futures::future::join_all(retag.iter().map(|node| async move {
+        let cmd = [
+            "ctr",
+            "-n",
+            K8S_NAMESPACE,
+            "images",
+            "tag",
+            "--force",
+            image.id.as_str(),
+            name_ref,
+        ];
+        (node, run_checked(engine, node, &cmd, &ctx.cancel).await)
+    }))
+    .await;
+    for (node, result) in retagged {
+        match result {
+            Ok(_) => {
+                ctx.progress(format!("{node}: tagged {} as {name}", short_id(&image.id)));
+                report.nodes.insert(node.clone(), NodeAction::Retagged);
+            }
+            Err(e) => {
+                transient &= e.transient;
+                failures.push(format!("{node}: {}", e.message));
+            }
+        }
+    }
+
+    if !import.is_empty() {
+        let started = Instant::now();
+        let outcome = fan_out(engine, image, &import, opts, ctx).await;
+        if ctx.cancel.is_cancelled() {
+            return Err(TaskError::fatal(format!("{what}: cancelled")));
+        }
+        report.exported_bytes = outcome.exported_bytes;
+        if let Some(e) = outcome.export_error {
+            transient &= e.is_transient();
+            failures.insert(0, format!("{e}"));
+        }
+        for ((node, _), result) in import.iter().zip(outcome.nodes) {
+            match result {
+                Ok(()) => {
+                    report.nodes.insert(node.clone(), NodeAction::Imported);
+                }
+                Err(e) => {
+                    transient &= e.transient;
+                    failures.push(format!("{node}: {}", e.message));
+                }
+            }
+        }
+        let imported = report
+            .nodes
+            .values()
+            .filter(|a| **a == NodeAction::Imported)
+            .count();
+        if imported > 0 {
+            ctx.progress(format!(
+                "imported {name} into {imported} node(s): {} MB streamed once in {:.1}s",
+                outcome.exported_bytes / 1_000_000,
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+
+    if failures.is_empty() {
+        return Ok(report);
+    }
+    let message = format!(
+        "{what}: {} of {} node(s) failed:\n  {}",
+        failures.len(),
+        nodes.len(),
+        failures.join("\n  ")
+    );
+    Err(if transient {
+        TaskError::transient(message)
+    } else {
+        TaskError::fatal(message)
+    })
+}
+
+enum NodesError {
+    Engine(crate::adapters::docker::EngineError),
+    None(String),
+}
+
+/// The running nodes of `cluster` that hold images (the external load balancer does not).
+async fn find_nodes(engine: &Engine, cluster: &str) -> Result<Vec<String>, NodesError> {
+    let label = format!("{CLUSTER_LABEL}={cluster}");
+    let containers = engine
+        .list_containers(&[&label], true)
+        .await
+        .map_err(NodesError::Engine)?;
+    let holds_images = |c: &&crate::adapters::docker::ContainerInfo| {
+        c.labels.get(ROLE_LABEL).map(String::as_str) != Some("external-load-balancer")
+    };
+    let mut nodes: Vec<String> = containers
+        .iter()
+        .filter(holds_images)
+        .filter(|c| c.running)
+        .map(|c| c.name.clone())
+        .collect();
+    nodes.sort();
+    if nodes.is_empty() {
+        let stopped: Vec<&str> = containers
+            .iter()
+            .filter(holds_images)
+            .map(|c| c.name.as_str())
+            .collect();
+        return Err(NodesError::None(if stopped.is_empty() {
+            format!("no nodes found (no container labelled {label})")
+        } else {
+            format!("no running nodes (stopped: {})", stopped.join(", "))
+        }));
+    }
+    Ok(nodes)
+}
+
+/// Where a node stands with the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NodeState {
+    Present,
+    UnderOtherNames,
+    Missing { snapshotter: String },
+}
+
+#[derive(Debug, Clone)]
+struct NodeError {
+    message: String,
+    transient: bool,
+}
+
+async fn inspect_node(
+    engine: &Engine,
+    node: &str,
+    image: &BuiltImage,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<NodeState, NodeError> {
+    let list = ["ctr", "-n", K8S_NAMESPACE, "images", "ls"];
+    let dump = ["containerd", "config", "dump"];
+    let (listing, config) = tokio::join!(
+        run_checked(engine, node, &list, cancel),
+        run_checked(engine, node, &dump, cancel)
+    );
+    let listing = parse_images_ls(&listing?.stdout);
+    match presence(&listing, &image.id, name) {
+        Presence::Present => return Ok(NodeState::Present),
+        Presence::UnderOtherNames => return Ok(NodeState::UnderOtherNames),
+        Presence::Check(digest) => {
+            // No ID reference (no CRI plugin): compare the name's config digest with the ID.
+            let get = [
+                "ctr",
+                "-n",
+                K8S_NAMESPACE,
+                "content",
+                "get",
+                digest.as_str(),
+            ];
+            let manifest = run_checked(engine, node, &get, cancel).await?;
+            if manifest_config_digest(&manifest.stdout).as_deref() == Some(image.id.as_str()) {
+                return Ok(NodeState::Present);
+            }
+        }
+        Presence::Missing => {}
+    }
+    let snapshotter = snapshotter_from_config(&config?.stdout);
+    Ok(NodeState::Missing { snapshotter })
+}
+
+/// Runs `cmd` in `node`; a non-zero exit is an error quoting the output's tail.
+async fn run_checked(
+    engine: &Engine,
+    node: &str,
+    cmd: &[&str],
+    cancel: &CancellationToken,
+) -> Result<ExecOutput, NodeError> {
+    match engine.exec(node, cmd, cancel).await {
+        Ok(out) if out.success() => Ok(out),
+        Ok(out) => Err(NodeError {
+            message: format!(
+                "`{}` exited {}: {}",
+                cmd.join(" "),
+                out.exit_code,
+                out.tail(5)
+            ),
+            transient: false,
+        }),
+        Err(e) => Err(NodeError {
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }),
+    }
+}
+
+struct FanOutOutcome {
+    exported_bytes: u64,
+    export_error: Option<crate::adapters::docker::EngineError>,
+    /// One result per target, in order.
+    nodes: Vec<Result<(), NodeError>>,
+}
+
+/// One export stream, teed into every target's import exec through bounded channels.
+async fn fan_out(
+    engine: &Engine,
+    image: &BuiltImage,
+    targets: &[(String, String)],
+    opts: &LoadOptions,
+    ctx: &TaskCtx,
+) -> FanOutOutcome {
+    // Cancelled on an export error (or by the task's own cancellation): every import stops.
+    let abort = ctx.cancel.child_token();
+    let mut senders = Vec::new();
+    let mut imports = Vec::new();
+    for (node, snapshotter) in targets {
+        let (tx, rx) = mpsc::channel::<Bytes>(opts.channel_depth.max(1));
+        let node_cancel = abort.child_token();
+        senders.push(Some((tx, node_cancel.clone())));
+        imports.push(import_into(engine, node, snapshotter, rx, node_cancel, ctx));
+    }
+    let mut stalled: Vec<Option<String>> = vec![None; targets.len()];
+
+    let producer = async {
+        let mut export = engine.export_image(&image.reference);
+        let mut bytes = 0u64;
+        let mut export_error = None;
+        loop {
+            let chunk = tokio::select! {
+                _ = abort.cancelled() => break,
+                chunk = export.next() => chunk,
+            };
+            let chunk = match chunk {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    export_error = Some(e);
+                    abort.cancel();
+                    break;
+                }
+            };
+            bytes += chunk.len() as u64;
+            for (slot, stall) in senders.iter_mut().zip(stalled.iter_mut()) {
+                let Some((tx, node_cancel)) = slot else {
+                    continue;
+                };
+                match tokio::time::timeout(opts.stall_timeout, tx.send(chunk.clone())).await {
+                    Ok(Ok(())) => {}
+                    // The import ended early; its own result says why.
+                    Ok(Err(_)) => *slot = None,
+                    Err(_) => {
+                        *stall = Some(format!(
+                            "the import accepted no data for {}s and was cut off",
+                            opts.stall_timeout.as_secs_f64()
+                        ));
+                        node_cancel.cancel();
+                        *slot = None;
+                    }
+                }
+            }
+            if senders.iter().all(Option::is_none) {
+                break;
+            }
+        }
+        // Dropping the senders ends every import's stdin.
+        senders.clear();
+        (bytes, export_error)
+    };
+    let ((exported_bytes, export_error), results) =
+        tokio::join!(producer, futures::future::join_all(imports));
+    let nodes = results
+        .into_iter()
+        .zip(stalled)
+        .map(|(result, stall)| match (result, stall) {
+            (_, Some(message)) => Err(NodeError {
+                message,
+                transient: false,
+            }),
+            (result, None) => result,
+        })
+        .map(|r| match (&export_error, r) {
+            // An aborted import is explained by the export error, reported once.
+            (Some(_), Err(e)) if e.message.ends_with(": cancelled") => Err(NodeError {
+                message: "import aborted: the export failed".to_string(),
+                ..e
+            }),
+            (_, r) => r,
+        })
+        .collect();
+    FanOutOutcome {
+        exported_bytes,
+        export_error,
+        nodes,
+    }
+}
+
+async fn import_into(
+    engine: &Engine,
+    node: &str,
+    snapshotter: &str,
+    rx: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+    ctx: &TaskCtx,
+) -> Result<(), NodeError> {
+    let snapshotter_flag = format!("--snapshotter={snapshotter}");
+    let namespace_flag = format!("--namespace={K8S_NAMESPACE}");
+    let cmd = [
+        "ctr",
+        namespace_flag.as_str(),
+        "images",
+        "import",
+        "--all-platforms",
+        "--digests",
+        snapshotter_flag.as_str(),
+        "-",
+    ];
+    let stdin = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    ctx.progress(format!("{node}: importing (snapshotter {snapshotter})"));
+    let out = engine
+        .exec_with_stdin(node, &cmd, stdin, &cancel, |_, line| {
+            if !line.trim().is_empty() {
+                ctx.progress(format!("{node}: {}", line.trim()));
+            }
+        })
+        .await;
+    match out {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) => Err(NodeError {
+            message: format!(
+                "`{}` exited {}: {}",
+                cmd.join(" "),
+                out.exit_code,
+                out.tail(5)
+            ),
+            transient: false,
+        }),
+        Err(e) => Err(NodeError {
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }),
+    }
+}
+
+/// Normalises an image name as kind (and containerd's import) does: `docker.io/` for names
+/// without a registry host, `library/` for one-segment names, `:latest` when there is neither
+/// tag nor digest. Names with a host (`localhost/…`, `a.b/…`, `h:5000/…`) keep it verbatim.
+pub fn normalize_image_name(reference: &str) -> String {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let first = name.split('/').next().unwrap_or("");
+    let has_host = name.contains('/')
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.chars().any(|c| c.is_ascii_uppercase()));
+    let mut out = if has_host {
+        name.to_string()
+    } else if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    let last = out.rsplit('/').next().unwrap_or("");
+    if digest.is_none() && !last.contains(':') {
+        out.push_str(":latest");
+    }
+    if let Some(digest) = digest {
+        out.push('@');
+        out.push_str(digest);
+    }
+    out
+}
+
+/// `ctr images ls` rows as (reference, target digest). The first three columns never hold
+/// spaces (SIZE, later, does).
+fn parse_images_ls(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            let reference = cols.next()?;
+            let _media_type = cols.next()?;
+            let digest = cols.next()?;
+            (reference != "REF" && digest.starts_with("sha256:"))
+                .then(|| (reference.to_string(), digest.to_string()))
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Presence {
+    Present,
+    UnderOtherNames,
+    /// No ID reference; the wanted name exists with this target digest: check its config.
+    Check(String),
+    Missing,
+}
+
+fn presence(listing: &[(String, String)], id: &str, name: &str) -> Presence {
+    let target_of = |reference: &str| {
+        listing
+            .iter()
+            .find(|(r, _)| r == reference)
+            .map(|(_, d)| d.clone())
+    };
+    match (target_of(id), target_of(name)) {
+        (Some(by_id), Some(by_name)) if by_id == by_name => Presence::Present,
+        (Some(_), _) => Presence::UnderOtherNames,
+        (None, Some(by_name)) => Presence::Check(by_name),
+        (None, None) => Presence::Missing,
+    }
+}
+
+/// The config digest (= Docker's image ID) of an image manifest; `None` for an index or junk.
+fn manifest_config_digest(manifest: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
+    value
+        .get("config")?
+        .get("digest")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The CRI plugin's snapshotter from `containerd config dump` output (TOML), or `overlayfs`.
+fn snapshotter_from_config(config: &str) -> String {
+    let mut version = 1;
+    let mut section = String::new();
+    let mut v2 = None;
+    let mut v3 = None;
+    for line in config.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim().trim_matches('"').to_string());
+        match (section.as_str(), key) {
+            ("", "version") => version = value.parse().unwrap_or(1),
+            (r#"plugins."io.containerd.grpc.v1.cri".containerd"#, "snapshotter") => {
+                v2 = Some(value)
+            }
+            (r#"plugins."io.containerd.cri.v1.images""#, "snapshotter") => v3 = Some(value),
+            _ => {}
+        }
+    }
+    let found = if version >= 3 { v3 } else { v2 };
+    found
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_SNAPSHOTTER.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised_as_kind_does() {
+        assert_eq!(
+            normalize_image_name("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            normalize_image_name("busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            normalize_image_name("kprov/base:latest"),
+            "docker.io/kprov/base:latest"
+        );
+        assert_eq!(
+            normalize_image_name("kprov/base"),
+            "docker.io/kprov/base:latest"
+        );
+        assert_eq!(
+            normalize_image_name("docker.io/library/redis:7"),
+            "docker.io/library/redis:7"
+        );
+        assert_eq!(
+            normalize_image_name("localhost/kprov/ds:kprov-0123"),
+            "localhost/kprov/ds:kprov-0123"
+        );
+        assert_eq!(
+            normalize_image_name("localhost/kprov/ds"),
+            "localhost/kprov/ds:latest"
+        );
+        assert_eq!(
+            normalize_image_name("quay.io/org/img:v1"),
+            "quay.io/org/img:v1"
+        );
+        assert_eq!(
+            normalize_image_name("registry:5000/img"),
+            "registry:5000/img:latest"
+        );
+        assert_eq!(
+            normalize_image_name("postgres@sha256:abc"),
+            "docker.io/library/postgres@sha256:abc"
+        );
+    }
+
+    const LS: &str = "\
+REF                                    TYPE                                                 DIGEST                                                                  SIZE      PLATFORMS   LABELS
+docker.io/library/app:v1               application/vnd.docker.distribution.manifest.v2+json sha256:1111111111111111111111111111111111111111111111111111111111111111 2.1 MiB   linux/amd64 io.cri-containerd.image=managed
+sha256:aaaa                            application/vnd.docker.distribution.manifest.v2+json sha256:1111111111111111111111111111111111111111111111111111111111111111 2.1 MiB   linux/amd64 io.cri-containerd.image=managed
+docker.io/library/other:v1             application/vnd.docker.distribution.manifest.v2+json sha256:2222222222222222222222222222222222222222222222222222222222222222 1.0 MiB   linux/amd64 -
+";
+
+    #[test]
+    fn presence_is_read_from_ctr_images_ls() {
+        let listing = parse_images_ls(LS);
+        assert_eq!(listing.len(), 3);
+        assert_eq!(
+            presence(&listing, "sha256:aaaa", "docker.io/library/app:v1"),
+            Presence::Present
+        );
+        assert_eq!(
+            presence(&listing, "sha256:aaaa", "docker.io/library/app:v2"),
+            Presence::UnderOtherNames
+        );
+        assert_eq!(
+            presence(&listing, "sha256:aaaa", "docker.io/library/other:v1"),
+            Presence::UnderOtherNames
+        );
+        assert_eq!(
+            presence(&listing, "sha256:bbbb", "docker.io/library/other:v1"),
+            Presence::Check(format!("sha256:{}", "2".repeat(64)))
+        );
+        assert_eq!(
+            presence(&listing, "sha256:bbbb", "docker.io/library/new:v1"),
+            Presence::Missing
+        );
+        assert!(parse_images_ls("REF TYPE DIGEST SIZE PLATFORMS LABELS\n").is_empty());
+    }
+
+    #[test]
+    fn the_snapshotter_is_read_from_the_config_version_in_use() {
+        let v2 = r#"
+version = 2
+root = "/var/lib/containerd"
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "native"
+      default_runtime_name = "runc"
+"#;
+        assert_eq!(snapshotter_from_config(v2), "native");
+        let v3 = r#"
+version = 3
+[plugins]
+  [plugins."io.containerd.cri.v1.images"]
+    snapshotter = "fuse-overlayfs"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "ignored-in-v3"
+"#;
+        assert_eq!(snapshotter_from_config(v3), "fuse-overlayfs");
+        assert_eq!(snapshotter_from_config("version = 2\n"), "overlayfs");
+        assert_eq!(snapshotter_from_config(""), "overlayfs");
+    }
+
+    #[test]
+    fn the_config_digest_is_read_from_a_manifest() {
+        let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:cfg","size":1},"layers":[]}"#;
+        assert_eq!(
+            manifest_config_digest(manifest).as_deref(),
+            Some("sha256:cfg")
+        );
+        assert_eq!(manifest_config_digest(r#"{"manifests":[]}"#), None);
+    }
+
+    #[test]
+    fn a_report_is_cached_only_when_every_node_had_the_image() {
+        let mut report = LoadReport {
+            name: "n".into(),
+            nodes: BTreeMap::new(),
+            exported_bytes: 0,
+        };
+        report.nodes.insert("a".into(), NodeAction::Present);
+        assert_eq!(report.done(), Done::Cached);
+        report.nodes.insert("b".into(), NodeAction::Retagged);
+        assert_eq!(report.done(), Done::Ran);
+    }
+}
