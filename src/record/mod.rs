@@ -80,3 +80,62 @@ impl TaskRecord {
         Some(self.start_ms?.saturating_sub(self.ready_ms?))
     }
 }
+
+/// What a run was, beyond its tasks: the facts a record starts with.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub service: String,
+    pub strategy: String,
+    pub jobs: usize,
+    pub host: HostFacts,
+    pub started_at: String,
+}
+
+impl RunRecord {
+    /// The record of a finished run: the plan's tasks with the engine's timings.
+    pub fn from_run(meta: RunMeta, plan: &crate::plan::Plan, summary: &crate::engine::RunSummary) -> RunRecord {
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+        let tasks = plan
+            .tasks
+            .iter()
+            .zip(&summary.tasks)
+            .map(|(t, r)| TaskRecord {
+                id: t.id.clone(),
+                kind: t.kind.as_str().to_string(),
+                phase: t.phase,
+                class: t.kind.class(),
+                deps: t.deps.clone(),
+                ready_ms: ms(r.ready),
+                start_ms: ms(r.start),
+                end_ms: ms(r.end),
+                outcome: r.outcome,
+                attempts: r.attempts,
+                error: r.error.clone(),
+                skip_reason: r.skip.as_ref().map(|s| s.to_string()),
+            })
+            .collect();
+        let failed = summary.tasks.iter().any(|t| t.outcome == TaskOutcome::Failed);
+        let outcome = match summary.cancelled {
+            Some(crate::engine::CancelReason::Interrupted) => "interrupted",
+            Some(crate::engine::CancelReason::Timeout) => "timed_out",
+            _ if failed => "failed",
+            _ => "succeeded",
+        };
+        RunRecord {
+            schema_version: SCHEMA_VERSION,
+            run_id: meta.run_id,
+            kprov_version: env!("CARGO_PKG_VERSION").to_string(),
+            service: meta.service,
+            strategy: meta.strategy,
+            jobs: meta.jobs,
+            // The run's per-class caps (Limits::per_class) belong here, so --what-if replays them.
+            class_limits: Default::default(),
+            host: meta.host,
+            started_at: meta.started_at,
+            makespan_ms: summary.makespan.as_millis() as u64,
+            outcome: outcome.to_string(),
+            tasks,
+        }
+    }
+}

@@ -6,3 +6,4 @@ pub mod apply;
 pub mod diagnostics;
 pub mod wait;
 pub mod coverage;
+pub mod tls;
