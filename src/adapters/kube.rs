@@ -30,11 +30,26 @@ use serde_json::Value;
 pub const FIELD_MANAGER: &str = "kprov";
 
 /// A Kubernetes object as JSON, with where it came from (a manifest file, "generated TLS"...).
-#[derive(Debug, Clone, PartialEq)]
+/// Its `Debug` output never shows a Secret's contents.
+#[derive(Clone, PartialEq)]
 pub struct Object {
     pub value: Value,
     /// For error messages: `manifests/postgres.yaml (document 2)`.
     pub origin: String,
+}
+
+impl fmt::Debug for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Object");
+        d.field("origin", &self.origin);
+        if self.kind() == "Secret" {
+            d.field("ref", &self.object_ref().to_string())
+                .field("value", &"<secret: contents not shown>")
+        } else {
+            d.field("value", &self.value)
+        }
+        .finish()
+    }
 }
 
 impl Object {
@@ -181,6 +196,11 @@ impl KubeError {
             | kube::Error::ReadEvents(_)) => KubeError::new(context, chain(&e), true),
             e => KubeError::new(context, chain(&e), false),
         }
+    }
+
+    /// An error kprov itself decides on (not an API answer); never retried.
+    pub fn fatal(context: impl Into<String>, message: impl Into<String>) -> Self {
+        KubeError::new(context, message, false)
     }
 
     /// Worth retrying: 429, 5xx, conflicts and connection failures.
@@ -440,6 +460,55 @@ impl Kube {
                 Ok(Some(o)) => to_object(o, "cluster").map(Some),
                 Ok(None) => Ok(None),
                 Err(e) => Err(KubeError::new(&what, chain(&e), true)),
+            });
+        Ok(stream)
+    }
+
+    /// The set of objects of a kind in a namespace matching a label selector, as it changes:
+    /// a full snapshot after the initial list and after each change. Errors are yielded (then
+    /// retried with backoff), never end the stream.
+    pub async fn watch_list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        label_selector: &str,
+    ) -> Result<impl Stream<Item = Result<Vec<Object>, KubeError>> + Send + use<>, KubeError> {
+        let api = self.api(api_version, kind, Some(namespace)).await?;
+        let what = format!("watch {kind} in {namespace} labelled {label_selector}");
+        let config = watcher::Config::default().labels(label_selector);
+        // The objects by uid; `pending` is the next initial listing while it is being built.
+        let mut current: std::collections::BTreeMap<String, Object> = Default::default();
+        let mut pending: Option<std::collections::BTreeMap<String, Object>> = None;
+        let stream = watcher::watcher(api, config)
+            .backoff(watcher::DefaultBackoff::default())
+            .filter_map(move |event| {
+                let out = match event {
+                    Ok(watcher::Event::Init) => {
+                        pending = Some(Default::default());
+                        None
+                    }
+                    Ok(watcher::Event::InitApply(o)) => {
+                        if let (Some(p), Ok(o)) = (pending.as_mut(), to_object(o, "cluster")) {
+                            p.insert(o.uid().unwrap_or(o.name()).to_owned(), o);
+                        }
+                        None
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        current = pending.take().unwrap_or_default();
+                        Some(Ok(current.values().cloned().collect()))
+                    }
+                    Ok(watcher::Event::Apply(o)) => to_object(o, "cluster").ok().map(|o| {
+                        current.insert(o.uid().unwrap_or(o.name()).to_owned(), o);
+                        Ok(current.values().cloned().collect())
+                    }),
+                    Ok(watcher::Event::Delete(o)) => to_object(o, "cluster").ok().map(|o| {
+                        current.remove(o.uid().unwrap_or(o.name()));
+                        Ok(current.values().cloned().collect())
+                    }),
+                    Err(e) => Some(Err(KubeError::new(&what, chain(&e), true))),
+                };
+                futures::future::ready(out)
             });
         Ok(stream)
     }

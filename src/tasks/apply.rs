@@ -1,0 +1,535 @@
+//! Manifests in, objects applied: the cluster and deploy phases' writes.
+//!
+//! - [`parse_manifests`]: multi-document YAML (already templated) → [`Object`]s. Every bad
+//!   document is reported (`file:line:column: message`, naming the field), not only the first;
+//!   empty documents are skipped.
+//! - [`apply_objects`]: server-side apply (field manager `kprov`, forced) of a batch, all at once
+//!   (Namespaces first, since the rest may live in them). 429, 5xx, conflicts and dropped
+//!   connections are retried per object with backoff; every object's failure is reported.
+//!   Re-applying the same objects changes nothing (the server keeps their resourceVersion).
+//! - [`apply_crds`] then [`wait_established`]: CRDs applied concurrently, each watched until
+//!   `Established=True`, then the discovery cache dropped so their kinds resolve.
+
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use serde_json::Value;
+
+use crate::adapters::kube::{Kube, KubeError, Object, ObjectRef};
+use crate::engine::{TaskCtx, TaskError};
+use crate::tasks::wait::{self, Outcome, State};
+
+/// Objects applied at once; the API server handles far more, but a burst of hundreds of
+/// requests only queues in the client.
+const APPLY_CONCURRENCY: usize = 16;
+/// Attempts per object for transient API errors (the first included).
+const APPLY_ATTEMPTS: u32 = 6;
+const APPLY_BACKOFF: Duration = Duration::from_millis(250);
+const APPLY_MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// One manifest file's text, already templated.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// The file path, for errors.
+    pub origin: String,
+    pub text: String,
+}
+
+/// Every problem found in one manifest file.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("parse manifest {origin}: {}", .problems.join("; "))]
+pub struct ManifestError {
+    pub origin: String,
+    /// `file:line:column: message`, one per problem.
+    pub problems: Vec<String>,
+}
+
+/// Splits `m` into its documents and parses each into an [`Object`].
+pub fn parse_manifests(m: &Manifest) -> Result<Vec<Object>, ManifestError> {
+    let mut objects = Vec::new();
+    let mut problems = Vec::new();
+    for (index, doc) in split_documents(&m.text).into_iter().enumerate() {
+        match parse_document(&m.origin, index + 1, &doc) {
+            Ok(Some(obj)) => objects.push(obj),
+            Ok(None) => {}
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(objects)
+    } else {
+        Err(ManifestError {
+            origin: m.origin.clone(),
+            problems,
+        })
+    }
+}
+
+/// A document of a multi-document stream, with the line (1-based) its text starts at.
+struct Document {
+    first_line: usize,
+    /// Padded with blank lines so that line numbers inside it are the file's.
+    text: String,
+}
+
+/// Splits at `---` lines. A document marker at column 0 ends any block or flow scalar in YAML,
+/// so a line-based split is exact. The marker is blanked out (a `--- key: v` line keeps its
+/// content and columns); `...` end markers are dropped.
+fn split_documents(text: &str) -> Vec<Document> {
+    let mut docs = Vec::new();
+    let mut current = String::new();
+    let mut first_line = 1;
+    for (i, line) in text.lines().enumerate() {
+        let is_marker = |m: &str| {
+            line == m || line.starts_with(&format!("{m} ")) || line.starts_with(&format!("{m}\t"))
+        };
+        if is_marker("---") {
+            docs.push(Document {
+                first_line,
+                text: std::mem::take(&mut current),
+            });
+            first_line = i + 1;
+            // Pad to the marker's line, so the next document's lines keep the file's numbers.
+            current = "\n".repeat(i);
+            current.push_str(&format!("   {}", &line[3..]));
+            current.push('\n');
+        } else if is_marker("...") || line.starts_with('%') {
+            current.push('\n');
+        } else {
+            current.push_str(line);
+            current.push('\n');
+        }
+    }
+    docs.push(Document {
+        first_line,
+        text: current,
+    });
+    docs
+}
+
+fn parse_document(
+    origin: &str,
+    index: usize,
+    doc: &Document,
+) -> Result<Option<Object>, Vec<String>> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let at = |line: usize, column: usize, message: String| {
+        format!("{origin}:{line}:{column}: {message}")
+    };
+    let value: Value = serde_saphyr::from_str_with_options(&doc.text, options).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((doc.first_line, 1));
+        let mut message = e.to_string();
+        if let Some(cut) = message.rfind(" at line ") {
+            message.truncate(cut);
+        }
+        let field = key_path_at(&doc.text, line);
+        let field = if field.is_empty() {
+            String::new()
+        } else {
+            format!(" (in field `{field}`)")
+        };
+        vec![at(line, column, format!("{message}{field}"))]
+    })?;
+    let first_content_line = doc
+        .text
+        .lines()
+        .enumerate()
+        .skip(doc.first_line.saturating_sub(1))
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, _)| i + 1)
+        .unwrap_or(doc.first_line);
+    let map = match &value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        _ => {
+            return Err(vec![at(
+                first_content_line,
+                1,
+                format!("document {index} is not a mapping"),
+            )]);
+        }
+    };
+    let mut problems = Vec::new();
+    let mut need_string = |path: &[&str], v: Option<&Value>| match v {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        other => {
+            let (line, column) = locate(&doc.text, path).unwrap_or((first_content_line, 1));
+            let what = if other.is_none() {
+                "is missing"
+            } else {
+                "must be a non-empty string"
+            };
+            problems.push(at(
+                line,
+                column,
+                format!("field `{}` {what} (document {index})", path.join(".")),
+            ));
+        }
+    };
+    need_string(&["apiVersion"], map.get("apiVersion"));
+    need_string(&["kind"], map.get("kind"));
+    match map.get("metadata") {
+        Some(Value::Object(meta)) => {
+            need_string(&["metadata", "name"], meta.get("name"));
+            if let Some(ns) = meta.get("namespace") {
+                need_string(&["metadata", "namespace"], Some(ns));
+            }
+        }
+        Some(_) => {
+            let (line, column) =
+                locate(&doc.text, &["metadata"]).unwrap_or((first_content_line, 1));
+            problems.push(at(
+                line,
+                column,
+                format!("field `metadata` must be a mapping (document {index})"),
+            ));
+        }
+        None => need_string(&["metadata", "name"], None),
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(Object::new(
+        value,
+        format!("{origin}:{first_content_line}"),
+    )))
+}
+
+/// The dotted path of block-mapping keys enclosing line `line` (1-based): `spec.template`.
+fn key_path_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut path = Vec::new();
+    let mut limit = usize::MAX;
+    for l in lines.iter().take(line.min(lines.len())).rev() {
+        let body = l.trim_start();
+        let indent = l.len() - body.len();
+        if body.is_empty() || body.starts_with('#') || indent >= limit {
+            continue;
+        }
+        let body = body.trim_start_matches("- ");
+        if let Some((key, _)) = body.split_once(':')
+            && !key.is_empty()
+            && !key.contains([' ', '{', '[', '"', '\''])
+        {
+            path.push(key.to_string());
+            limit = indent;
+            if indent == 0 {
+                break;
+            }
+        }
+    }
+    path.reverse();
+    path.join(".")
+}
+
+/// Where a block-mapping key path is written: (line, column), 1-based.
+fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
+    let mut parent_indent: Option<usize> = None;
+    let mut found = None;
+    let mut depth = 0;
+    for (i, l) in text.lines().enumerate() {
+        if depth == path.len() {
+            break;
+        }
+        let body = l.trim_start();
+        let indent = l.len() - body.len();
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        if let Some(p) = parent_indent
+            && indent <= p
+        {
+            // Left the parent's block without finding the key.
+            return found.filter(|_| depth == path.len());
+        }
+        if body
+            .strip_prefix(path[depth])
+            .is_some_and(|rest| rest.starts_with(':'))
+            && (depth == 0 && indent == 0 || depth > 0)
+        {
+            found = Some((i + 1, indent + 1));
+            parent_indent = Some(indent);
+            depth += 1;
+        }
+    }
+    found.filter(|_| depth == path.len())
+}
+
+/// Applies `objs` concurrently (Namespaces first). Returns once every object is applied, or
+/// fails naming every object that could not be.
+pub async fn apply_objects(kube: &Kube, objs: &[Object], ctx: &TaskCtx) -> Result<(), TaskError> {
+    let (namespaces, rest): (Vec<&Object>, Vec<&Object>) =
+        objs.iter().partition(|o| o.kind() == "Namespace");
+    let mut failures = apply_batch(kube, &namespaces, ctx).await;
+    if failures.is_empty() {
+        failures = apply_batch(kube, &rest, ctx).await;
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(TaskError::fatal("apply: cancelled"));
+    }
+    if failures.is_empty() {
+        ctx.progress(format!("applied {} objects", objs.len()));
+        return Ok(());
+    }
+    let transient = failures.iter().all(|e| e.is_transient());
+    let message = format!(
+        "apply {} of {} objects: {}",
+        failures.len(),
+        objs.len(),
+        failures
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    Err(TaskError { message, transient })
+}
+
+async fn apply_batch(kube: &Kube, objs: &[&Object], ctx: &TaskCtx) -> Vec<KubeError> {
+    stream::iter(objs.iter().map(|o| apply_one(kube, o, ctx)))
+        .buffer_unordered(APPLY_CONCURRENCY)
+        .filter_map(|r| async move { r.err() })
+        .collect()
+        .await
+}
+
+/// One object, retried while the API's answer is transient.
+async fn apply_one(kube: &Kube, obj: &Object, ctx: &TaskCtx) -> Result<Object, KubeError> {
+    let mut attempt = 1;
+    loop {
+        let result = tokio::select! {
+            r = kube.apply(obj) => r,
+            () = ctx.cancel.cancelled() => return Err(cancelled(obj)),
+        };
+        match result {
+            Err(e) if e.is_transient() && attempt < APPLY_ATTEMPTS => {
+                let delay = APPLY_BACKOFF
+                    .saturating_mul(1 << (attempt - 1))
+                    .min(APPLY_MAX_BACKOFF);
+                ctx.progress(format!(
+                    "retrying {} in {delay:?} ({})",
+                    obj.object_ref(),
+                    e.message
+                ));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = ctx.cancel.cancelled() => return Err(cancelled(obj)),
+                }
+                attempt += 1;
+            }
+            Err(mut e) if attempt > 1 => {
+                e.message = format!("{} (after {attempt} attempts)", e.message);
+                return Err(e);
+            }
+            other => return other,
+        }
+    }
+}
+
+fn cancelled(obj: &Object) -> KubeError {
+    KubeError::fatal(format!("apply {}", obj.object_ref()), "cancelled")
+}
+
+/// The CustomResourceDefinitions among `objs`, and the rest, each in their original order.
+pub fn split_crds(objs: Vec<Object>) -> (Vec<Object>, Vec<Object>) {
+    objs.into_iter().partition(is_crd)
+}
+
+pub fn is_crd(o: &Object) -> bool {
+    o.kind() == "CustomResourceDefinition" && o.api_version().starts_with("apiextensions.k8s.io/")
+}
+
+/// Applies CRDs concurrently, then waits (watching) until every one is Established and
+/// refreshes discovery: the composition the `apply:crds` task runs.
+pub async fn apply_crds(
+    kube: &Kube,
+    crds: &[Object],
+    ctx: &TaskCtx,
+    deadline: Duration,
+) -> Result<(), TaskError> {
+    if let Some(bad) = crds.iter().find(|o| !is_crd(o)) {
+        return Err(TaskError::fatal(format!(
+            "apply CRDs: {} ({}) is not a CustomResourceDefinition",
+            bad.object_ref(),
+            bad.origin
+        )));
+    }
+    apply_objects(kube, crds, ctx).await?;
+    let names: Vec<String> = crds.iter().map(|c| c.name().to_string()).collect();
+    wait_established(kube, &names, ctx, deadline).await
+}
+
+/// Watches each named CRD until its `Established` condition is True (all concurrently, one
+/// deadline), then drops the discovery cache so the new kinds resolve.
+pub async fn wait_established(
+    kube: &Kube,
+    names: &[String],
+    ctx: &TaskCtx,
+    deadline: Duration,
+) -> Result<(), TaskError> {
+    let until = tokio::time::Instant::now() + deadline;
+    let stop = ctx.cancel.child_token();
+    let outcomes = futures::future::join_all(names.iter().map(|name| {
+        let r = ObjectRef::new(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            name,
+        );
+        let stop = stop.clone();
+        async move {
+            let outcome = wait::watch_until(kube, &r, until, &stop, &|o, _| crd_state(o)).await;
+            if matches!(outcome, Outcome::Failed(_)) {
+                stop.cancel();
+            }
+            (r, outcome)
+        }
+    }))
+    .await;
+    kube.forget_kinds();
+    if ctx.cancel.is_cancelled() {
+        return Err(TaskError::fatal(
+            "wait for CRDs to be Established: cancelled",
+        ));
+    }
+    let blocked: Vec<String> = outcomes
+        .iter()
+        .filter(|(_, o)| !matches!(o, Outcome::Ready))
+        .map(|(r, o)| format!("{r}: {}", o.describe()))
+        .collect();
+    if blocked.is_empty() {
+        ctx.progress(format!("{} CRDs Established", names.len()));
+        Ok(())
+    } else {
+        Err(TaskError::fatal(format!(
+            "wait for {} of {} CRDs to be Established within {}: {}",
+            blocked.len(),
+            names.len(),
+            humantime::format_duration(deadline),
+            blocked.join("; ")
+        )))
+    }
+}
+
+/// Established=True is ready; NamesAccepted=False (a clashing plural or kind) never will be.
+pub fn crd_state(o: Option<&Object>) -> State {
+    let Some(o) = o else {
+        return State::Pending("does not exist".into());
+    };
+    let conditions = o
+        .get("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let find = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(t))
+    };
+    let is = |c: &Value, s: &str| c.get("status").and_then(Value::as_str) == Some(s);
+    if let Some(c) = find("NamesAccepted")
+        && is(c, "False")
+    {
+        let msg = c.get("message").and_then(Value::as_str).unwrap_or("");
+        return State::Failed(format!("NamesAccepted=False: {msg}"));
+    }
+    match find("Established") {
+        Some(c) if is(c, "True") => State::Ready,
+        Some(c) => State::Pending(format!(
+            "Established={} {}",
+            c.get("status").and_then(Value::as_str).unwrap_or("?"),
+            c.get("reason").and_then(Value::as_str).unwrap_or("")
+        )),
+        None => State::Pending("not Established yet".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Object>, ManifestError> {
+        parse_manifests(&Manifest {
+            origin: "m/x.yaml".into(),
+            text: text.into(),
+        })
+    }
+
+    #[test]
+    fn documents_are_split_and_empty_ones_skipped() {
+        let objs = parse(
+            "# leading comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# nothing\n---\n\n--- \napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: ns1}\n...\n",
+        )
+        .unwrap();
+        let names: Vec<_> = objs.iter().map(|o| o.object_ref().to_string()).collect();
+        assert_eq!(names, ["ConfigMap a", "Secret ns1/b"]);
+        assert_eq!(objs[0].origin, "m/x.yaml:3");
+        assert_eq!(objs[1].origin, "m/x.yaml:12");
+    }
+
+    #[test]
+    fn every_bad_document_is_reported_with_file_line_column_and_field() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\n---\napiVersion: v1\nmetadata:\n  name: nokind\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [1]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  a: 1\n    b: 2\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert_eq!(
+            err.problems[0],
+            "m/x.yaml:6:1: field `kind` is missing (document 2)"
+        );
+        assert_eq!(
+            err.problems[1],
+            "m/x.yaml:13:3: field `metadata.name` must be a non-empty string (document 3)"
+        );
+        assert!(
+            err.problems[2].starts_with("m/x.yaml:21:"),
+            "{}",
+            err.problems[2]
+        );
+        assert!(
+            err.problems[2].contains("(in field `data.a`)") || err.problems[2].contains("data"),
+            "{}",
+            err.problems[2]
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_is_an_error() {
+        let err = parse("- a\n- b\n").unwrap_err();
+        assert_eq!(err.problems, ["m/x.yaml:1:1: document 1 is not a mapping"]);
+    }
+
+    #[test]
+    fn a_marker_line_with_content_keeps_its_columns() {
+        let objs = parse("--- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n").unwrap();
+        assert_eq!(objs.len(), 1);
+        let err = parse("apiVersion: v1\n--- {kind: [\n").unwrap_err();
+        assert!(
+            err.problems.iter().any(|p| p.starts_with("m/x.yaml:2:")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn crd_state_follows_the_established_condition() {
+        let crd =
+            |conds: Value| Object::new(serde_json::json!({"status": {"conditions": conds}}), "t");
+        assert!(matches!(crd_state(None), State::Pending(_)));
+        assert!(matches!(
+            crd_state(Some(&crd(serde_json::json!([])))),
+            State::Pending(_)
+        ));
+        assert!(matches!(
+            crd_state(Some(&crd(
+                serde_json::json!([{"type": "Established", "status": "True"}])
+            ))),
+            State::Ready
+        ));
+        assert!(matches!(
+            crd_state(Some(&crd(serde_json::json!([{"type": "NamesAccepted", "status": "False", "message": "clash"}])))),
+            State::Failed(m) if m.contains("clash")
+        ));
+    }
+}
