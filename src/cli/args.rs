@@ -141,6 +141,9 @@ pub struct PlanArgs {
     /// Tasks at once, for the estimate (default as for `up`).
     #[arg(long, short)]
     pub jobs: Option<usize>,
+    /// Image builds at once, for the estimate (default: CPUs).
+    #[arg(long, value_name = "N")]
+    pub build_jobs: Option<usize>,
     /// Plan for a `--coverage` run.
     #[arg(long)]
     pub coverage: bool,

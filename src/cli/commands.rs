@@ -159,7 +159,7 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
         }
     };
     let est = estimates(&g.state, &profile.service);
-    let lim = limits(a.jobs, None);
+    let lim = limits(a.jobs, a.build_jobs);
     let plan = Plan::new(&profile.service, tasks.clone(), a.strategy, lim.clone(), &est);
     let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
         .into_iter()
