@@ -1,0 +1,746 @@
+//! Image builds and loads against the real Docker engine and real containerd node containers
+//! (`kprov/node`, see tests/common). Where a test uses a double node (a busybox container
+//! whose `ctr` is a script), its name and doc comment say so.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestCluster, TestImage, require_docker};
+use kprov::adapters::docker::Engine;
+use kprov::engine::{Done, Event, EventKind, TaskCtx, TaskError};
+use kprov::tasks::build::{BuildRequest, BuiltImage, INPUTS_LABEL, build_image, ensure_external};
+use kprov::tasks::load::{
+    LoadOptions, NodeAction, load_image, load_image_with, normalize_image_name,
+};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio_util::sync::CancellationToken;
+
+fn fixture(name: &str) -> PathBuf {
+    common::repo_root().join("tests/fixtures/images").join(name)
+}
+
+/// A task context whose progress lands in a receiver.
+fn task_ctx(id: &str) -> (TaskCtx, UnboundedReceiver<Event>) {
+    let (tx, rx) = unbounded_channel();
+    let ctx = TaskCtx::new(
+        Arc::from(id),
+        1,
+        CancellationToken::new(),
+        tx,
+        tokio::time::Instant::now(),
+    );
+    (ctx, rx)
+}
+
+fn progress(rx: &mut UnboundedReceiver<Event>) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let EventKind::TaskProgress { message, .. } = event.kind {
+            lines.push(message);
+        }
+    }
+    lines
+}
+
+async fn engine(host: &str) -> Engine {
+    Engine::connect_to(host)
+        .await
+        .expect("failed to connect to the test engine")
+}
+
+/// Copies a fixture directory (a build context) into a fresh temp dir the test may change.
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("failed to create a temp dir");
+    copy_dir(&fixture(name), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from).min_depth(1) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Marks the images a [`Repository`] built, so the guard finds untagged ones too.
+const REPO_LABEL: &str = "io.kprov.test.repository";
+
+/// Removes every image built into a test repository on drop, tagged or not (a `no_cache`
+/// rebuild leaves the previous image untagged).
+struct Repository {
+    host: String,
+    name: String,
+}
+
+impl Repository {
+    fn new(host: &str, test: &str) -> Repository {
+        common::ensure_test_images(host);
+        Repository {
+            host: host.to_string(),
+            name: format!("localhost/kprov-test/{}", common::unique_name(test)),
+        }
+    }
+
+    fn request(&self, image: &str, context: &Path, log_dir: &Path) -> BuildRequest {
+        BuildRequest {
+            image: image.to_string(),
+            repository: self.name.clone(),
+            context: context.to_path_buf(),
+            dockerfile: context.join("Dockerfile"),
+            target: None,
+            args: BTreeMap::new(),
+            labels: BTreeMap::from([
+                (common::TEST_LABEL.to_string(), "true".to_string()),
+                (REPO_LABEL.to_string(), self.name.clone()),
+            ]),
+            coverage: false,
+            no_cache: false,
+            log_dir: log_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Repository {
+    fn drop(&mut self) {
+        let filter = format!("label={REPO_LABEL}={}", self.name);
+        let Ok(out) = common::docker(&self.host)
+            .args(["image", "ls", "--quiet", "--no-trunc", "--filter", &filter])
+            .output()
+        else {
+            return;
+        };
+        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let _ = common::docker(&self.host)
+                .args(["image", "rm", "--force"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+/// Runs `cmd` in a throwaway container of `image` and returns its stdout.
+fn run_in_image(host: &str, image: &str, cmd: &[&str]) -> String {
+    common::run_ok(
+        common::docker(host)
+            .args(["run", "--rm", "--label", "io.kprov.test=true", image])
+            .args(cmd),
+    )
+}
+
+fn label_of(host: &str, image: &str, label: &str) -> String {
+    let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
+    common::run_ok(common::docker(host).args(["image", "inspect", "--format", &format, image]))
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_tags_the_image_by_its_inputs_and_sends_only_what_dockerignore_allows() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "build_tags");
+    let ctx_dir = copy_fixture("app");
+    std::fs::write(ctx_dir.path().join("debug.log"), "ignored").unwrap();
+    std::fs::create_dir_all(ctx_dir.path().join("tmp/deep")).unwrap();
+    std::fs::write(ctx_dir.path().join("tmp/deep/x.txt"), "ignored").unwrap();
+    std::fs::write(ctx_dir.path().join("src/old.bak"), "ignored").unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("app", ctx_dir.path(), logs.path());
+    req.args.insert("GREETING".into(), "bonjour".into());
+    let (ctx, mut rx) = task_ctx("build:app");
+
+    let (built, done) = build_image(&engine, &req, &ctx)
+        .await
+        .expect("the fixture builds");
+
+    assert_eq!(done, Done::Ran);
+    let (repository, tag) = built.reference.rsplit_once(':').unwrap();
+    assert_eq!(repository, repo.name);
+    assert!(
+        tag.starts_with("kprov-") && tag.len() == "kprov-".len() + 12,
+        "{tag}"
+    );
+    assert!(built.id.starts_with("sha256:"), "{}", built.id);
+    let inputs = label_of(&host, &built.reference, INPUTS_LABEL);
+    assert!(
+        inputs.starts_with(&tag["kprov-".len()..]),
+        "tag {tag} is not derived from inputs {inputs}"
+    );
+    assert_eq!(label_of(&host, &built.reference, "io.kprov.test"), "true");
+
+    let files = run_in_image(&host, &built.reference, &["find", "/app", "-type", "f"]);
+    let mut files: Vec<&str> = files.lines().collect();
+    files.sort();
+    // The daemon drops .dockerignore itself from COPY only when it is listed; here it is not.
+    assert_eq!(
+        files,
+        vec![
+            "/app/.dockerignore",
+            "/app/Dockerfile",
+            "/app/hello.txt",
+            "/app/secret/public.txt",
+            "/app/src/lib.txt"
+        ]
+    );
+    assert_eq!(
+        run_in_image(&host, &built.reference, &["cat", "/greeting"]).trim(),
+        "bonjour"
+    );
+
+    let lines = progress(&mut rx);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("built with GREETING=bonjour")),
+        "{lines:#?}"
+    );
+    let log = std::fs::read_to_string(logs.path().join("build-app.log")).unwrap();
+    assert!(log.contains("built with GREETING=bonjour"), "{log}");
+    assert!(log.contains("Step 1/"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_rebuild_is_cached_and_a_changed_input_rebuilds() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "rebuild_cache");
+    let ctx_dir = copy_fixture("app");
+    let logs = tempfile::tempdir().unwrap();
+    let req = repo.request("app", ctx_dir.path(), logs.path());
+
+    let (first, done) = build_image(&engine, &req, &task_ctx("b1").0).await.unwrap();
+    assert_eq!(done, Done::Ran);
+
+    let (again, done) = build_image(&engine, &req, &task_ctx("b2").0).await.unwrap();
+    assert_eq!(done, Done::Cached, "nothing changed");
+    assert_eq!(again, first);
+
+    // Files .dockerignore excludes are not inputs.
+    std::fs::write(ctx_dir.path().join("debug.log"), "new noise").unwrap();
+    std::fs::write(ctx_dir.path().join("secret/private.txt"), "rotated").unwrap();
+    let (ignored, done) = build_image(&engine, &req, &task_ctx("b3").0).await.unwrap();
+    assert_eq!(done, Done::Cached, "only excluded files changed");
+    assert_eq!(ignored, first);
+
+    std::fs::write(ctx_dir.path().join("src/lib.txt"), "changed library code").unwrap();
+    let (changed, done) = build_image(&engine, &req, &task_ctx("b4").0).await.unwrap();
+    assert_eq!(done, Done::Ran, "a sent file changed");
+    assert_ne!(changed.reference, first.reference);
+    assert_ne!(changed.id, first.id);
+
+    // A build arg is an input too, and so is the coverage flag.
+    let mut with_arg = req.clone();
+    with_arg.args.insert("GREETING".into(), "hi".into());
+    let (by_arg, done) = build_image(&engine, &with_arg, &task_ctx("b5").0)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Ran);
+    assert_ne!(by_arg.reference, changed.reference);
+    let mut coverage = req.clone();
+    coverage.coverage = true;
+    let (covered, _) = build_image(&engine, &coverage, &task_ctx("b6").0)
+        .await
+        .unwrap();
+    assert_ne!(covered.reference, changed.reference);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_rebuilds_an_unchanged_image() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "no_cache");
+    let ctx_dir = copy_fixture("app");
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("app", ctx_dir.path(), logs.path());
+    let (first, _) = build_image(&engine, &req, &task_ctx("b1").0).await.unwrap();
+    req.no_cache = true;
+    let (again, done) = build_image(&engine, &req, &task_ctx("b2").0).await.unwrap();
+    assert_eq!(done, Done::Ran);
+    assert_eq!(again.reference, first.reference, "same inputs, same tag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dockerfile_outside_the_context_is_sent_and_not_copied() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "outside_dockerfile");
+    let ctx_dir = copy_fixture("app");
+    std::fs::remove_file(ctx_dir.path().join("Dockerfile")).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let dockerfile = elsewhere.path().join("app.Dockerfile");
+    std::fs::write(&dockerfile, "FROM kprov/base:latest\nCOPY . /app/\n").unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("app", ctx_dir.path(), logs.path());
+    req.dockerfile = dockerfile;
+
+    let (built, _) = build_image(&engine, &req, &task_ctx("b").0).await.unwrap();
+
+    let files = run_in_image(&host, &built.reference, &["find", "/app", "-type", "f"]);
+    assert!(
+        !files.contains(".dockerfile."),
+        "the generated Dockerfile was copied: {files}"
+    );
+    // As with the docker CLI, an existing .dockerignore only gains the generated name, so it is
+    // still copied unless it lists itself.
+    assert!(files.contains("/app/.dockerignore"), "{files}");
+    assert!(files.contains("/app/hello.txt"), "{files}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_dockerfile_fails_with_the_tail_of_its_log() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "broken");
+    let logs = tempfile::tempdir().unwrap();
+    let req = repo.request("broken", &fixture("broken"), logs.path());
+
+    let err: TaskError = build_image(&engine, &req, &task_ctx("b").0)
+        .await
+        .unwrap_err();
+
+    let log_path = logs.path().join("build-broken.log");
+    assert!(
+        err.message.contains("build image broken"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("kprov-broken-step-marker: about to fail"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("non-zero code: 3"), "{}", err.message);
+    assert!(
+        err.message.contains(&log_path.display().to_string()),
+        "{}",
+        err.message
+    );
+    assert!(!err.transient);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("kprov-broken-step-marker"), "{log}");
+    // The failed step's container is removed too (forcerm).
+    let commands = common::run_ok(common::docker(&host).args([
+        "ps",
+        "--all",
+        "--no-trunc",
+        "--format",
+        "{{.Command}}",
+    ]));
+    assert!(
+        !commands.contains("kprov-broken-step-marker"),
+        "a build container was left: {commands}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_external_image_names_the_image_and_how_to_provide_it() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let reference = format!("kprov-test/{}:never-built", common::unique_name("missing"));
+
+    let err = ensure_external(&engine, &reference, &task_ctx("ext").0)
+        .await
+        .unwrap_err();
+
+    assert!(err.message.contains(&reference), "{}", err.message);
+    assert!(
+        err.message.contains(&format!("docker pull {reference}")),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("docker load -i"), "{}", err.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_present_external_image_is_cached() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let engine = engine(&host).await;
+    let (image, done) = ensure_external(&engine, common::BASE_IMAGE, &task_ctx("ext").0)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Cached);
+    assert_eq!(image.reference, common::BASE_IMAGE);
+    assert!(image.id.starts_with("sha256:"));
+}
+
+/// A small image for load tests, built with the docker CLI (not with kprov).
+fn load_test_image(host: &str, test: &str) -> (TestImage, BuiltImage) {
+    let image = TestImage::build(
+        host,
+        test,
+        "FROM kprov/base:latest\nCOPY payload /payload\n",
+        &[("payload", test.as_bytes())],
+    );
+    let built = BuiltImage {
+        reference: image.reference().to_string(),
+        id: image.id(),
+    };
+    (image, built)
+}
+
+/// True when `node`'s containerd has `image` under its normalised name with the same ID.
+fn node_has(cluster: &TestCluster, node: &str, image: &BuiltImage) -> bool {
+    let refs = cluster.node_images(node);
+    refs.contains(&normalize_image_name(&image.reference)) && refs.contains(&image.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_imports_into_a_one_node_cluster() {
+    let host = require_docker!();
+    let cluster = TestCluster::start(&host, "load_one");
+    let (_image, built) = load_test_image(&host, "load_one");
+    let engine = engine(&host).await;
+    let (ctx, mut rx) = task_ctx("load");
+
+    let report = load_image_with(
+        &engine,
+        cluster.name(),
+        &built,
+        &LoadOptions::default(),
+        &ctx,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.done(), Done::Ran);
+    assert_eq!(
+        report.nodes.get(cluster.control_plane()),
+        Some(&NodeAction::Imported)
+    );
+    assert!(report.exported_bytes > 0);
+    assert!(
+        node_has(&cluster, cluster.control_plane(), &built),
+        "{:?}",
+        cluster.node_images(cluster.control_plane())
+    );
+    let lines = progress(&mut rx);
+    assert!(
+        lines.iter().any(|l| l.contains("snapshotter native")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_imports_into_every_node_of_a_three_node_cluster_from_one_export() {
+    let host = require_docker!();
+    let cluster = TestCluster::with_workers(&host, "load_three", 2);
+    let (_image, built) = load_test_image(&host, "load_three");
+    let engine = engine(&host).await;
+
+    let report = load_image_with(
+        &engine,
+        cluster.name(),
+        &built,
+        &LoadOptions::default(),
+        &task_ctx("load").0,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.nodes.len(), 3);
+    assert!(
+        report.nodes.values().all(|a| *a == NodeAction::Imported),
+        "{report:?}"
+    );
+    for node in cluster.nodes() {
+        assert!(
+            node_has(&cluster, node, &built),
+            "{node}: {:?}",
+            cluster.node_images(node)
+        );
+    }
+    // One `docker save` fed all three: the bytes counted are one archive's worth.
+    let saved = common::docker(&host)
+        .args(["save", &built.reference])
+        .output()
+        .unwrap();
+    assert!(saved.status.success());
+    let archive = saved.stdout.len() as u64;
+    assert!(
+        report.exported_bytes <= archive + archive / 10,
+        "exported {} bytes for a {archive}-byte archive",
+        report.exported_bytes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_skips_nodes_that_already_have_the_image() {
+    let host = require_docker!();
+    let cluster = TestCluster::with_workers(&host, "load_skip", 1);
+    let (_image, built) = load_test_image(&host, "load_skip");
+    let engine = engine(&host).await;
+    assert_eq!(
+        load_image(&engine, cluster.name(), &built, &task_ctx("l1").0)
+            .await
+            .unwrap(),
+        Done::Ran
+    );
+
+    let report = load_image_with(
+        &engine,
+        cluster.name(),
+        &built,
+        &LoadOptions::default(),
+        &task_ctx("l2").0,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(report.done(), Done::Cached);
+    assert!(
+        report.nodes.values().all(|a| *a == NodeAction::Present),
+        "{report:?}"
+    );
+    assert_eq!(report.exported_bytes, 0, "nothing was exported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_imports_only_into_nodes_that_lack_the_image() {
+    let host = require_docker!();
+    let cluster = TestCluster::with_workers(&host, "load_partial", 1);
+    let (image, built) = load_test_image(&host, "load_partial");
+    // The control plane gets it the way kind does; the worker does not.
+    cluster.import_image(cluster.control_plane(), image.reference());
+    let engine = engine(&host).await;
+
+    let report = load_image_with(
+        &engine,
+        cluster.name(),
+        &built,
+        &LoadOptions::default(),
+        &task_ctx("l").0,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        report.nodes.get(cluster.control_plane()),
+        Some(&NodeAction::Present)
+    );
+    assert_eq!(
+        report.nodes.get(&cluster.nodes()[1]),
+        Some(&NodeAction::Imported)
+    );
+    assert!(node_has(&cluster, &cluster.nodes()[1], &built));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_retags_when_a_node_has_the_image_under_another_name() {
+    let host = require_docker!();
+    let cluster = TestCluster::start(&host, "load_retag");
+    let (image, built) = load_test_image(&host, "load_retag");
+    let engine = engine(&host).await;
+    load_image(&engine, cluster.name(), &built, &task_ctx("l1").0)
+        .await
+        .unwrap();
+    let other = format!("{}-again:v2", image.reference().split(':').next().unwrap());
+    common::run_ok(common::docker(&host).args(["tag", image.reference(), &other]));
+    let _other_guard = RemoveOnDrop {
+        host: host.clone(),
+        reference: other.clone(),
+    };
+    let renamed = BuiltImage {
+        reference: other.clone(),
+        id: built.id.clone(),
+    };
+
+    let report = load_image_with(
+        &engine,
+        cluster.name(),
+        &renamed,
+        &LoadOptions::default(),
+        &task_ctx("l2").0,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        report.nodes.get(cluster.control_plane()),
+        Some(&NodeAction::Retagged)
+    );
+    assert_eq!(report.exported_bytes, 0, "a re-tag imports nothing");
+    assert_eq!(report.done(), Done::Ran);
+    assert!(
+        node_has(&cluster, cluster.control_plane(), &renamed),
+        "{:?}",
+        cluster.node_images(cluster.control_plane())
+    );
+}
+
+struct RemoveOnDrop {
+    host: String,
+    reference: String,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = common::docker(&self.host)
+            .args(["image", "rm", "--force", &self.reference])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_fails_clearly_when_the_cluster_has_no_nodes() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let image = BuiltImage {
+        reference: common::BASE_IMAGE.to_string(),
+        id: "sha256:0".to_string(),
+    };
+    let cluster = common::unique_name("no_nodes");
+
+    let err = load_image(&engine, &cluster, &image, &task_ctx("l").0)
+        .await
+        .unwrap_err();
+
+    assert!(err.message.contains(&cluster), "{}", err.message);
+    assert!(err.message.contains("no nodes found"), "{}", err.message);
+}
+
+/// Adds a TEST DOUBLE node (tests/fixtures/images/double-node: `ctr` is a script) to
+/// `cluster`, importing per `mode` ("hang": never reads stdin; "fail": exits 1).
+fn add_double_node(cluster: &TestCluster, double: &TestImage, suffix: &str, mode: &str) -> String {
+    let node = format!("{}-{suffix}", cluster.name());
+    common::run_ok(
+        cluster
+            .docker()
+            .args(["run", "--detach", "--name", &node])
+            .args([
+                "--label",
+                &format!("{}={}", common::KIND_CLUSTER_LABEL, cluster.name()),
+            ])
+            .args(["--label", &format!("{}=worker", common::KIND_ROLE_LABEL)])
+            .args(["--label", &format!("{}=true", common::TEST_LABEL)])
+            .args(["--env", &format!("KPROV_DOUBLE_IMPORT={mode}")])
+            .arg(double.reference()),
+    );
+    node
+}
+
+fn double_node_image(host: &str) -> TestImage {
+    let dir = fixture("double-node");
+    let dockerfile = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    let ctr = std::fs::read(dir.join("ctr")).unwrap();
+    let containerd = std::fs::read(dir.join("containerd")).unwrap();
+    TestImage::build(
+        host,
+        "double_node",
+        &dockerfile,
+        &[("ctr", &ctr), ("containerd", &containerd)],
+    )
+}
+
+/// Uses double nodes (see [`add_double_node`]): one that never reads its stdin, one whose
+/// import fails. The real node still gets the image, and both failures are reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_reports_every_failing_double_node_and_a_stalled_one_does_not_block_the_real_node() {
+    let host = require_docker!();
+    // Declared before the cluster so it is dropped after the containers using it.
+    let double = double_node_image(&host);
+    let cluster = TestCluster::start(&host, "load_dead_node");
+    let hung = add_double_node(&cluster, &double, "worker", "hang");
+    let failing = add_double_node(&cluster, &double, "worker2", "fail");
+    // Bigger than every buffer between kprov and the hung process, so its channel fills up.
+    let payload = vec![7u8; 8 << 20];
+    let image = TestImage::build(
+        &host,
+        "load_dead_node",
+        "FROM kprov/base:latest\nCOPY payload /payload\n",
+        &[("payload", &payload)],
+    );
+    let built = BuiltImage {
+        reference: image.reference().to_string(),
+        id: image.id(),
+    };
+    let engine = engine(&host).await;
+    let opts = LoadOptions {
+        stall_timeout: Duration::from_secs(3),
+        channel_depth: 4,
+    };
+
+    let err = load_image_with(&engine, cluster.name(), &built, &opts, &task_ctx("l").0)
+        .await
+        .unwrap_err();
+
+    assert!(
+        err.message.contains("2 of 3 node(s) failed"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains(&format!("{hung}: the import accepted no data")),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains(&format!("{failing}: `ctr")),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("double node refuses the import"),
+        "{}",
+        err.message
+    );
+    assert!(
+        node_has(&cluster, cluster.control_plane(), &built),
+        "the real node still got the image"
+    );
+}
+
+/// Uses a double node that never reads its stdin: cancelling the task ends the load (stdin is
+/// shut down and the exec abandoned) instead of waiting on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_load_stops_feeding_a_hung_double_node() {
+    let host = require_docker!();
+    let double = double_node_image(&host);
+    let cluster = TestCluster::start(&host, "load_cancel");
+    add_double_node(&cluster, &double, "worker", "hang");
+    let payload = vec![9u8; 8 << 20];
+    let image = TestImage::build(
+        &host,
+        "load_cancel",
+        "FROM kprov/base:latest\nCOPY payload /payload\n",
+        &[("payload", &payload)],
+    );
+    let built = BuiltImage {
+        reference: image.reference().to_string(),
+        id: image.id(),
+    };
+    let engine = engine(&host).await;
+    let (ctx, _rx) = task_ctx("l");
+    let opts = LoadOptions {
+        stall_timeout: Duration::from_secs(3600),
+        channel_depth: 4,
+    };
+    let cancel = ctx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cancel.cancel();
+    });
+
+    let err = load_image_with(&engine, cluster.name(), &built, &opts, &ctx)
+        .await
+        .unwrap_err();
+
+    assert!(err.message.ends_with("cancelled"), "{}", err.message);
+}
