@@ -14,14 +14,16 @@ use crate::ops::{self, PatchType, WriteOpts};
 use crate::registry::ResourceType;
 use crate::store::{CRD_GR, Store, is_established, key_of};
 use crate::util::{
-    annotation, meta_str, now_rfc3339, now_rfc3339_micros, parse_duration, random_suffix,
-    random_u64, safe_hash,
+    annotation, meta_str, now_rfc3339, parse_duration, random_suffix, random_u64, safe_hash,
 };
 use crate::{Config, Shared};
 
 const ANN: &str = "double.kprov.dev/";
 const CONTROLLER: &str = "kube-controller-manager";
 const KUBELET: &str = "kubelet";
+
+/// The node's images (normalised reference → digest), or why they could not be listed.
+type NodeImages = Result<BTreeMap<String, String>, String>;
 
 /// Per-object memory the simulation needs beyond what is in the objects.
 #[derive(Default)]
@@ -33,7 +35,8 @@ pub struct Sim {
     /// (involved uid, reason, message) → event name, to aggregate repeats as the kubelet does.
     events: HashMap<(String, String, String), String>,
     next_pod_ip: u32,
-    images: Option<(Instant, Result<BTreeMap<String, String>, String>)>,
+    last_event_nanos: u64,
+    images: Option<(Instant, NodeImages)>,
 }
 
 struct PodSim {
@@ -44,6 +47,8 @@ struct PodSim {
     stage: String,
     restarts_seen: i64,
     container_ids: Vec<String>,
+    /// The last scripted readiness-probe failure reported, as the kubelet probes periodically.
+    last_probe_event: Option<Instant>,
 }
 
 fn rt(store: &Store, gr: &str) -> ResourceType {
@@ -165,6 +170,7 @@ fn conditions_of(obj: &Value) -> Vec<Value> {
 }
 
 /// Records an Event about `obj`, aggregating repeats into `count` as the real components do.
+#[allow(clippy::too_many_arguments)] // mirrors the fields of an Event
 fn emit(
     store: &mut Store,
     sim: &mut Sim,
@@ -188,20 +194,22 @@ fn emit(
     let uid = meta_str(obj, "uid").to_string();
     let key = (uid.clone(), reason.to_string(), message.to_string());
     let now = now_rfc3339();
-    if let Some(name) = sim.events.get(&key).cloned() {
-        if let Some(existing) = store.get("events", &ns, &name) {
-            let mut ev = (*existing).clone();
-            ev["count"] = json!(i(ev.get("count")) + 1);
-            ev["lastTimestamp"] = json!(now);
-            store.commit("events", ev);
-            return;
-        }
+    if let Some(name) = sim.events.get(&key).cloned()
+        && let Some(existing) = store.get("events", &ns, &name)
+    {
+        let mut ev = (*existing).clone();
+        ev["count"] = json!(i(ev.get("count")) + 1);
+        ev["lastTimestamp"] = json!(now);
+        store.commit("events", ev);
+        return;
     }
-    let name = format!(
-        "{}.{:016x}",
-        meta_str(obj, "name"),
-        random_u64() & 0x7fff_ffff_ffff_ffff
-    );
+    // Named `<object>.<hex nanoseconds>` as client-go's recorder names them, so names sort by time.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    sim.last_event_nanos = nanos.max(sim.last_event_nanos + 1);
+    let name = format!("{}.{:x}", meta_str(obj, "name"), sim.last_event_nanos);
     let mut source = json!({"component": component});
     if let Some(h) = host {
         source["host"] = json!(h);
@@ -231,7 +239,6 @@ fn emit(
     if !meta_str(obj, "namespace").is_empty() {
         ev["involvedObject"]["namespace"] = json!(meta_str(obj, "namespace"));
     }
-    let _ = now_rfc3339_micros;
     store.commit("events", ev);
     sim.events.insert(key, name);
 }
@@ -297,10 +304,10 @@ pub async fn seed(shared: &Arc<Shared>) {
 
 async fn resolve(name: &str) -> Option<String> {
     for _ in 0..20 {
-        if let Ok(mut addrs) = tokio::net::lookup_host((name, 0)).await {
-            if let Some(a) = addrs.find(|a| a.is_ipv4()) {
-                return Some(a.ip().to_string());
-            }
+        if let Ok(mut addrs) = tokio::net::lookup_host((name, 0)).await
+            && let Some(a) = addrs.find(|a| a.is_ipv4())
+        {
+            return Some(a.ip().to_string());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -400,7 +407,7 @@ pub fn normalize_image(image: &str) -> String {
 }
 
 /// `ctr -n k8s.io images ls` on this node: normalised reference → digest.
-async fn node_images(ctr: &str) -> Result<BTreeMap<String, String>, String> {
+async fn node_images(ctr: &str) -> NodeImages {
     let out = tokio::process::Command::new(ctr)
         .args(["-n", "k8s.io", "images", "ls"])
         .output()
@@ -1145,6 +1152,7 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                     started_at: None,
                     stage: String::new(),
                     restarts_seen: 0,
+                    last_probe_event: None,
                     container_ids: (0..containers)
                         .map(|_| {
                             format!(
@@ -1409,9 +1417,6 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                     );
                 }
             }
-            if stage == "running" && never_ready && !job_pod && age >= ready_after {
-                ev(store, sim, true, "Unhealthy", "Readiness probe failed: kube-double: scripted by double.kprov.dev/progress-deadline-exceeded".into());
-            }
             if let Some(p) = sim.pods.get_mut(&uid) {
                 p.stage = stage.clone();
                 p.restarts_seen = restarts;
@@ -1421,9 +1426,15 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
             && never_ready
             && !job_pod
             && age >= ready_after
-            && previous_stage == "running"
+            && sim.pods.get(&uid).is_some_and(|p| {
+                p.last_probe_event
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+            })
         {
-            // One Unhealthy event (aggregated) once the readiness delay has passed.
+            if let Some(p) = sim.pods.get_mut(&uid) {
+                p.last_probe_event = Some(Instant::now());
+            }
+            // A failing readiness probe, reported every 10s (aggregated into one Event).
             emit(
                 store,
                 sim,
@@ -1953,21 +1964,21 @@ fn pvcs(store: &mut Store) {
             .unwrap_or(json!(["ReadWriteOnce"]));
         let status =
             json!({"phase": "Bound", "accessModes": modes, "capacity": {"storage": request}});
-        if let Some(bound) = put_status(store, "persistentvolumeclaims", &pvc, status, CONTROLLER) {
-            if bound.pointer("/spec/volumeName").is_none() {
-                let t = rt(store, "persistentvolumeclaims");
-                let (ns, name) = key_of(&bound);
-                let _ = ops::patch(
-                    store,
-                    &t,
-                    Some(&ns),
-                    &name,
-                    PatchType::Merge,
-                    json!({"spec": {"volumeName": format!("pvc-{}", meta_str(&bound, "uid"))}}),
-                    false,
-                    &opts(CONTROLLER),
-                );
-            }
+        if let Some(bound) = put_status(store, "persistentvolumeclaims", &pvc, status, CONTROLLER)
+            && bound.pointer("/spec/volumeName").is_none()
+        {
+            let t = rt(store, "persistentvolumeclaims");
+            let (ns, name) = key_of(&bound);
+            let _ = ops::patch(
+                store,
+                &t,
+                Some(&ns),
+                &name,
+                PatchType::Merge,
+                json!({"spec": {"volumeName": format!("pvc-{}", meta_str(&bound, "uid"))}}),
+                false,
+                &opts(CONTROLLER),
+            );
         }
     }
 }
@@ -2032,12 +2043,11 @@ pub fn pod_logs(
         .as_ref()
         .and_then(|s| s.pointer("/state/waiting/reason"))
         .and_then(Value::as_str)
+        && reason != "CrashLoopBackOff"
     {
-        if reason != "CrashLoopBackOff" {
-            return Err(ApiError::bad_request(format!(
-                "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
-            )));
-        }
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
     }
     if status.is_none() {
         return Err(ApiError::bad_request(format!(

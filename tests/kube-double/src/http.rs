@@ -443,10 +443,10 @@ fn resolve<'a>(
     if ns.is_some() && !rt.namespaced {
         return Err(ApiError::no_such_resource());
     }
-    if let Some(sub) = sub {
-        if !rt.has_sub(sub) {
-            return Err(ApiError::no_such_resource());
-        }
+    if let Some(sub) = sub
+        && !rt.has_sub(sub)
+    {
+        return Err(ApiError::no_such_resource());
     }
     if rt.namespaced && name.is_some() && ns.is_none() {
         return Err(ApiError::no_such_resource());
@@ -918,14 +918,13 @@ async fn watch(
             match changes {
                 Ok((changes, rv)) => {
                     for c in &changes {
-                        if let Some((typ, obj)) = filter.event(c) {
-                            if tx
+                        if let Some((typ, obj)) = filter.event(c)
+                            && tx
                                 .send(Ok(Frame::data(watch_line(typ, &present(&rt, &obj)))))
                                 .await
                                 .is_err()
-                            {
-                                return;
-                            }
+                        {
+                            return;
                         }
                     }
                     cursor = rv;

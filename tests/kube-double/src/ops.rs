@@ -489,10 +489,10 @@ fn finish_write(
         };
         new["metadata"]["generation"] = json!(generation);
     }
-    if let Some(old) = old {
-        if **old == new {
-            return Ok(old.clone());
-        }
+    if let Some(old) = old
+        && **old == new
+    {
+        return Ok(old.clone());
     }
     // Removing the last finalizer of an object being deleted deletes it.
     let finalizers_left = new
@@ -608,6 +608,7 @@ pub fn replace(
 }
 
 /// PATCH of every kind; returns the object and whether an apply created it.
+#[allow(clippy::too_many_arguments)] // the request's parts, as the handler has them
 pub fn patch(
     store: &mut Store,
     rt: &ResourceType,

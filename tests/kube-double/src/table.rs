@@ -101,6 +101,9 @@ pub fn jsonpath(obj: &Value, path: &str) -> Option<Value> {
     }
 }
 
+/// Renders one object's cells.
+type CellFn = Box<dyn Fn(&Value) -> Vec<Value>>;
+
 fn col(name: &str, typ: &str, priority: u8) -> Value {
     let format = if name == "Name" { "name" } else { "" };
     json!({"name": name, "type": typ, "format": format, "description": "", "priority": priority})
@@ -163,6 +166,12 @@ fn pod_cells(p: &Value) -> Vec<Value> {
     ]
 }
 
+fn info<'a>(node: &'a Value, field: &str) -> &'a str {
+    node.pointer(&format!("/status/nodeInfo/{field}"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
 fn condition(obj: &Value, typ: &str) -> Option<String> {
     obj.pointer("/status/conditions")?
         .as_array()?
@@ -174,319 +183,334 @@ fn condition(obj: &Value, typ: &str) -> Option<String> {
 /// Columns and cells for a type; `crd_columns` are a CRD version's additionalPrinterColumns.
 pub fn table(rt: &ResourceType, items: &[Value], rv: &str, crd_columns: Option<&Value>) -> Value {
     let age = |o: &Value| json!(human_age(meta_str(o, "creationTimestamp")));
-    let (columns, cells): (Vec<Value>, Box<dyn Fn(&Value) -> Vec<Value>>) =
-        match (rt.group.as_str(), rt.plural.as_str()) {
-            ("", "namespaces") => (
+    let (columns, cells): (Vec<Value>, CellFn) = match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
                 vec![
-                    col("Name", "string", 0),
-                    col("Status", "string", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(
-                            o.pointer("/status/phase")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
+                    json!(meta_str(o, "name")),
+                    json!(
+                        o.pointer("/status/phase")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    ),
+                    age(o),
+                ]
+            }),
+        ),
+        ("", "pods") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Status", "string", 0),
+                col("Restarts", "string", 0),
+                col("Age", "string", 0),
+                col("IP", "string", 1),
+                col("Node", "string", 1),
+            ],
+            Box::new(|o| {
+                let mut c = vec![json!(meta_str(o, "name"))];
+                c.extend(pod_cells(o));
+                c
+            }),
+        ),
+        ("apps", "deployments") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Up-to-date", "integer", 0),
+                col("Available", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(format!(
+                        "{}/{}",
+                        n(o.pointer("/status/readyReplicas")),
+                        n(o.pointer("/spec/replicas"))
+                    )),
+                    json!(n(o.pointer("/status/updatedReplicas"))),
+                    json!(n(o.pointer("/status/availableReplicas"))),
+                    age(o),
+                ]
+            }),
+        ),
+        ("apps", "replicasets") => (
+            vec![
+                col("Name", "string", 0),
+                col("Desired", "integer", 0),
+                col("Current", "integer", 0),
+                col("Ready", "integer", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(n(o.pointer("/spec/replicas"))),
+                    json!(n(o.pointer("/status/replicas"))),
+                    json!(n(o.pointer("/status/readyReplicas"))),
+                    age(o),
+                ]
+            }),
+        ),
+        ("apps", "statefulsets") => (
+            vec![
+                col("Name", "string", 0),
+                col("Ready", "string", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(format!(
+                        "{}/{}",
+                        n(o.pointer("/status/readyReplicas")),
+                        n(o.pointer("/spec/replicas"))
+                    )),
+                    age(o),
+                ]
+            }),
+        ),
+        ("batch", "jobs") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Completions", "string", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
+                let status = if condition(o, "Complete").as_deref() == Some("True") {
+                    "Complete"
+                } else if condition(o, "Failed").as_deref() == Some("True") {
+                    "Failed"
+                } else {
+                    "Running"
+                };
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(status),
+                    json!(format!(
+                        "{}/{}",
+                        n(o.pointer("/status/succeeded")),
+                        n(o.pointer("/spec/completions"))
+                    )),
+                    age(o),
+                ]
+            }),
+        ),
+        ("", "services") => (
+            vec![
+                col("Name", "string", 0),
+                col("Type", "string", 0),
+                col("Cluster-IP", "string", 0),
+                col("External-IP", "string", 0),
+                col("Port(s)", "string", 0),
+                col("Age", "string", 0),
+            ],
+            Box::new(move |o| {
+                let ports: Vec<String> = o
+                    .pointer("/spec/ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| match p["nodePort"].as_i64() {
+                        Some(np) => format!(
+                            "{}:{np}/{}",
+                            n(p.get("port")),
+                            p["protocol"].as_str().unwrap_or("TCP")
                         ),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("", "pods") => (
+                        None => format!(
+                            "{}/{}",
+                            n(p.get("port")),
+                            p["protocol"].as_str().unwrap_or("TCP")
+                        ),
+                    })
+                    .collect();
                 vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Status", "string", 0),
-                    col("Restarts", "string", 0),
-                    col("Age", "string", 0),
-                    col("IP", "string", 1),
-                    col("Node", "string", 1),
-                ],
-                Box::new(|o| {
+                    json!(meta_str(o, "name")),
+                    json!(
+                        o.pointer("/spec/type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("ClusterIP")
+                    ),
+                    json!(
+                        o.pointer("/spec/clusterIP")
+                            .and_then(Value::as_str)
+                            .unwrap_or("<none>")
+                    ),
+                    json!("<none>"),
+                    json!(if ports.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        ports.join(",")
+                    }),
+                    age(o),
+                ]
+            }),
+        ),
+        ("", "nodes") => (
+            vec![
+                col("Name", "string", 0),
+                col("Status", "string", 0),
+                col("Roles", "string", 0),
+                col("Age", "string", 0),
+                col("Version", "string", 0),
+                col("Internal-IP", "string", 1),
+                col("External-IP", "string", 1),
+                col("OS-Image", "string", 1),
+                col("Kernel-Version", "string", 1),
+                col("Container-Runtime", "string", 1),
+            ],
+            Box::new(move |o| {
+                let ready = if condition(o, "Ready").as_deref() == Some("True") {
+                    "Ready"
+                } else {
+                    "NotReady"
+                };
+                let roles: Vec<String> = o
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, _)| {
+                        k.strip_prefix("node-role.kubernetes.io/").map(String::from)
+                    })
+                    .collect();
+                vec![
+                    json!(meta_str(o, "name")),
+                    json!(ready),
+                    json!(if roles.is_empty() {
+                        "<none>".to_string()
+                    } else {
+                        roles.join(",")
+                    }),
+                    age(o),
+                    json!(
+                        o.pointer("/status/nodeInfo/kubeletVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    ),
+                    json!(
+                        o.pointer("/status/addresses")
+                            .and_then(Value::as_array)
+                            .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                            .and_then(|x| x["address"].as_str())
+                            .unwrap_or("<none>")
+                    ),
+                    json!("<none>"),
+                    json!(info(o, "osImage")),
+                    json!(info(o, "kernelVersion")),
+                    json!(info(o, "containerRuntimeVersion")),
+                ]
+            }),
+        ),
+        ("", "events") => (
+            vec![
+                col("Last Seen", "string", 0),
+                col("Type", "string", 0),
+                col("Reason", "string", 0),
+                col("Object", "string", 0),
+                col("Message", "string", 0),
+            ],
+            Box::new(|o| {
+                let last = o["lastTimestamp"]
+                    .as_str()
+                    .or(o["eventTime"].as_str())
+                    .unwrap_or_default();
+                vec![
+                    json!(human_age(last)),
+                    json!(o["type"].as_str().unwrap_or("")),
+                    json!(o["reason"].as_str().unwrap_or("")),
+                    json!(format!(
+                        "{}/{}",
+                        o.pointer("/involvedObject/kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_lowercase(),
+                        o.pointer("/involvedObject/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                    )),
+                    json!(o["message"].as_str().unwrap_or("")),
+                ]
+            }),
+        ),
+        ("", "configmaps") | ("", "secrets") => {
+            let secret = rt.plural == "secrets";
+            let mut cols = vec![col("Name", "string", 0)];
+            if secret {
+                cols.push(col("Type", "string", 0));
+            }
+            cols.extend([col("Data", "integer", 0), col("Age", "string", 0)]);
+            (
+                cols,
+                Box::new(move |o| {
+                    let data = o
+                        .get("data")
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len())
+                        + o.get("binaryData")
+                            .and_then(Value::as_object)
+                            .map_or(0, |m| m.len());
                     let mut c = vec![json!(meta_str(o, "name"))];
-                    c.extend(pod_cells(o));
+                    if secret {
+                        c.push(json!(o["type"].as_str().unwrap_or("Opaque")));
+                    }
+                    c.extend([json!(data), age(o)]);
                     c
                 }),
-            ),
-            ("apps", "deployments") => (
+            )
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => (
+            vec![col("Name", "string", 0), col("Created At", "date", 0)],
+            Box::new(|o| {
                 vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Up-to-date", "integer", 0),
-                    col("Available", "integer", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(format!(
-                            "{}/{}",
-                            n(o.pointer("/status/readyReplicas")),
-                            n(o.pointer("/spec/replicas"))
-                        )),
-                        json!(n(o.pointer("/status/updatedReplicas"))),
-                        json!(n(o.pointer("/status/availableReplicas"))),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("apps", "replicasets") => (
-                vec![
-                    col("Name", "string", 0),
-                    col("Desired", "integer", 0),
-                    col("Current", "integer", 0),
-                    col("Ready", "integer", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(n(o.pointer("/spec/replicas"))),
-                        json!(n(o.pointer("/status/replicas"))),
-                        json!(n(o.pointer("/status/readyReplicas"))),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("apps", "statefulsets") => (
-                vec![
-                    col("Name", "string", 0),
-                    col("Ready", "string", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(format!(
-                            "{}/{}",
-                            n(o.pointer("/status/readyReplicas")),
-                            n(o.pointer("/spec/replicas"))
-                        )),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("batch", "jobs") => (
-                vec![
-                    col("Name", "string", 0),
-                    col("Status", "string", 0),
-                    col("Completions", "string", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    let status = if condition(o, "Complete").as_deref() == Some("True") {
-                        "Complete"
-                    } else if condition(o, "Failed").as_deref() == Some("True") {
-                        "Failed"
-                    } else {
-                        "Running"
-                    };
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(status),
-                        json!(format!(
-                            "{}/{}",
-                            n(o.pointer("/status/succeeded")),
-                            n(o.pointer("/spec/completions"))
-                        )),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("", "services") => (
-                vec![
-                    col("Name", "string", 0),
-                    col("Type", "string", 0),
-                    col("Cluster-IP", "string", 0),
-                    col("External-IP", "string", 0),
-                    col("Port(s)", "string", 0),
-                    col("Age", "string", 0),
-                ],
-                Box::new(move |o| {
-                    let ports: Vec<String> = o
-                        .pointer("/spec/ports")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .map(|p| match p["nodePort"].as_i64() {
-                            Some(np) => format!(
-                                "{}:{np}/{}",
-                                n(p.get("port")),
-                                p["protocol"].as_str().unwrap_or("TCP")
-                            ),
-                            None => format!(
-                                "{}/{}",
-                                n(p.get("port")),
-                                p["protocol"].as_str().unwrap_or("TCP")
-                            ),
-                        })
-                        .collect();
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(
-                            o.pointer("/spec/type")
-                                .and_then(Value::as_str)
-                                .unwrap_or("ClusterIP")
-                        ),
-                        json!(
-                            o.pointer("/spec/clusterIP")
-                                .and_then(Value::as_str)
-                                .unwrap_or("<none>")
-                        ),
-                        json!("<none>"),
-                        json!(if ports.is_empty() {
-                            "<none>".to_string()
-                        } else {
-                            ports.join(",")
-                        }),
-                        age(o),
-                    ]
-                }),
-            ),
-            ("", "nodes") => (
-                vec![
-                    col("Name", "string", 0),
-                    col("Status", "string", 0),
-                    col("Roles", "string", 0),
-                    col("Age", "string", 0),
-                    col("Version", "string", 0),
-                ],
-                Box::new(move |o| {
-                    let ready = if condition(o, "Ready").as_deref() == Some("True") {
-                        "Ready"
-                    } else {
-                        "NotReady"
-                    };
-                    let roles: Vec<String> = o
-                        .pointer("/metadata/labels")
-                        .and_then(Value::as_object)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|(k, _)| {
-                            k.strip_prefix("node-role.kubernetes.io/").map(String::from)
-                        })
-                        .collect();
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(ready),
-                        json!(if roles.is_empty() {
-                            "<none>".to_string()
-                        } else {
-                            roles.join(",")
-                        }),
-                        age(o),
-                        json!(
-                            o.pointer("/status/nodeInfo/kubeletVersion")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                        ),
-                    ]
-                }),
-            ),
-            ("", "events") => (
-                vec![
-                    col("Last Seen", "string", 0),
-                    col("Type", "string", 0),
-                    col("Reason", "string", 0),
-                    col("Object", "string", 0),
-                    col("Message", "string", 0),
-                ],
-                Box::new(|o| {
-                    let last = o["lastTimestamp"]
-                        .as_str()
-                        .or(o["eventTime"].as_str())
-                        .unwrap_or_default();
-                    vec![
-                        json!(human_age(last)),
-                        json!(o["type"].as_str().unwrap_or("")),
-                        json!(o["reason"].as_str().unwrap_or("")),
-                        json!(format!(
-                            "{}/{}",
-                            o.pointer("/involvedObject/kind")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_lowercase(),
-                            o.pointer("/involvedObject/name")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                        )),
-                        json!(o["message"].as_str().unwrap_or("")),
-                    ]
-                }),
-            ),
-            ("", "configmaps") | ("", "secrets") => {
-                let secret = rt.plural == "secrets";
+                    json!(meta_str(o, "name")),
+                    json!(meta_str(o, "creationTimestamp")),
+                ]
+            }),
+        ),
+        _ => match crd_columns.and_then(Value::as_array) {
+            Some(extra) if !extra.is_empty() => {
                 let mut cols = vec![col("Name", "string", 0)];
-                if secret {
-                    cols.push(col("Type", "string", 0));
+                let extra = extra.clone();
+                for c in &extra {
+                    cols.push(col(
+                        c["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or("string"),
+                        c["priority"].as_u64().unwrap_or(0) as u8,
+                    ));
                 }
-                cols.extend([col("Data", "integer", 0), col("Age", "string", 0)]);
                 (
                     cols,
                     Box::new(move |o| {
-                        let data = o
-                            .get("data")
-                            .and_then(Value::as_object)
-                            .map_or(0, |m| m.len())
-                            + o.get("binaryData")
-                                .and_then(Value::as_object)
-                                .map_or(0, |m| m.len());
-                        let mut c = vec![json!(meta_str(o, "name"))];
-                        if secret {
-                            c.push(json!(o["type"].as_str().unwrap_or("Opaque")));
+                        let mut cells = vec![json!(meta_str(o, "name"))];
+                        for c in &extra {
+                            let v = jsonpath(o, c["jsonPath"].as_str().unwrap_or(""))
+                                .unwrap_or(Value::Null);
+                            cells.push(if c["type"] == "date" {
+                                v.as_str()
+                                    .map(|t| json!(human_age(t)))
+                                    .unwrap_or(Value::Null)
+                            } else {
+                                v
+                            });
                         }
-                        c.extend([json!(data), age(o)]);
-                        c
+                        cells
                     }),
                 )
             }
-            ("apiextensions.k8s.io", "customresourcedefinitions") => (
-                vec![col("Name", "string", 0), col("Created At", "date", 0)],
-                Box::new(|o| {
-                    vec![
-                        json!(meta_str(o, "name")),
-                        json!(meta_str(o, "creationTimestamp")),
-                    ]
-                }),
+            _ => (
+                vec![col("Name", "string", 0), col("Age", "string", 0)],
+                Box::new(move |o| vec![json!(meta_str(o, "name")), age(o)]),
             ),
-            _ => match crd_columns.and_then(Value::as_array) {
-                Some(extra) if !extra.is_empty() => {
-                    let mut cols = vec![col("Name", "string", 0)];
-                    let extra = extra.clone();
-                    for c in &extra {
-                        cols.push(col(
-                            c["name"].as_str().unwrap_or(""),
-                            c["type"].as_str().unwrap_or("string"),
-                            c["priority"].as_u64().unwrap_or(0) as u8,
-                        ));
-                    }
-                    (
-                        cols,
-                        Box::new(move |o| {
-                            let mut cells = vec![json!(meta_str(o, "name"))];
-                            for c in &extra {
-                                let v = jsonpath(o, c["jsonPath"].as_str().unwrap_or(""))
-                                    .unwrap_or(Value::Null);
-                                cells.push(if c["type"] == "date" {
-                                    v.as_str()
-                                        .map(|t| json!(human_age(t)))
-                                        .unwrap_or(Value::Null)
-                                } else {
-                                    v
-                                });
-                            }
-                            cells
-                        }),
-                    )
-                }
-                _ => (
-                    vec![col("Name", "string", 0), col("Age", "string", 0)],
-                    Box::new(move |o| vec![json!(meta_str(o, "name")), age(o)]),
-                ),
-            },
-        };
+        },
+    };
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {

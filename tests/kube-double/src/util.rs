@@ -22,17 +22,6 @@ pub fn rfc3339(t: SystemTime) -> String {
     )
 }
 
-/// Microsecond timestamp, as `metav1.MicroTime` (events' eventTime).
-pub fn now_rfc3339_micros() -> String {
-    let now = SystemTime::now();
-    let base = rfc3339(now);
-    let micros = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_micros();
-    format!("{}.{micros:06}Z", base.trim_end_matches('Z'))
-}
-
 // Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
