@@ -15,6 +15,7 @@ pub mod engine;
 pub mod output;
 pub mod plan;
 pub mod profile;
+pub mod provision;
 pub mod record;
 pub mod report;
 pub mod tasks;

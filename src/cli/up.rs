@@ -1,17 +1,271 @@
-//! `kprov up`, `down`, `status`, `coverage` (being wired).
+//! `kprov up`, `down`, `status`, `coverage`: the commands that touch Docker and Kubernetes.
+
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
 
 use super::args::{CoverageArgs, DownArgs, Global, ServiceArg, UpArgs};
+use super::commands::{estimates, limits, load_valid, report_error, state_root};
 use super::exit;
+use crate::output::Mode;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::provision::{self, ClusterLock, RunState, UpRequest};
+use crate::report::fmt::duration as human;
 
-pub async fn up(_g: &Global, _a: UpArgs) -> i32 {
-    exit::FAILURE
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
-pub async fn down(_g: &Global, _a: &DownArgs) -> i32 {
-    exit::FAILURE
+
+/// Ctrl-C and SIGTERM cancel the run; a second Ctrl-C exits at once.
+fn watch_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        #[cfg(unix)]
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminated = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        eprintln!("interrupted: cancelling running tasks (Ctrl-C again to exit at once)");
+        token.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(exit::INTERRUPTED);
+        }
+    });
 }
-pub async fn status(_g: &Global, _a: &ServiceArg) -> i32 {
-    exit::FAILURE
+
+pub async fn up(g: &Global, a: UpArgs) -> i32 {
+    let profile = match load_valid(g, &a.service.service) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let existing = (a.kubeconfig.is_some() || a.context.is_some()).then(|| (a.kubeconfig.clone(), a.context.clone()));
+    let tasks = match plan::tasks_for(&profile, &PlanOptions { existing_cluster: existing.is_some() }) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", profile.path.display());
+            return exit::USAGE;
+        }
+    };
+    let plan = Plan::new(&profile.service, tasks, a.strategy, limits(a.jobs, a.build_jobs), &estimates(&g.state, &profile.service));
+    let cluster_name = profile.cluster_name();
+    let _lock = match ClusterLock::acquire(&cluster_name) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let engine = match provision::connect_engine().await {
+        Ok(e) => e,
+        Err(e) => {
+            report_error(&e);
+            return exit::FAILURE;
+        }
+    };
+    let (run_id, started_at) = provision::run_id(&profile.service, std::time::SystemTime::now());
+    let state_dir = absolute(&g.state);
+    let log_dir = state_dir.join("logs").join(&run_id);
+    let coverdata = state_dir.join("coverdata").join(&profile.service);
+    for dir in [&log_dir, &coverdata] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("error: failed to create {}: {e}", dir.display());
+            return exit::FAILURE;
+        }
+    }
+    let kubeconfig = match profile.spec.cluster.as_ref().and_then(|c| c.kubeconfig.clone()) {
+        Some(p) => PathBuf::from(shellexpand_home(&p)),
+        None => provision::works::default_kubeconfig(),
+    };
+    let service = profile.service.clone();
+    let req = UpRequest {
+        profile,
+        source: absolute(&g.source),
+        coverage: a.coverage,
+        reuse: a.reuse,
+        no_cache: a.no_cache,
+        existing,
+        log_dir: log_dir.clone(),
+        coverdata,
+        kubeconfig,
+    };
+    let mode = Mode::detect(a.json);
+    if mode != Mode::Json {
+        eprintln!(
+            "kprov up {service}: {} tasks, strategy {}, jobs {}, estimated {} (run {run_id})",
+            plan.tasks.len(),
+            plan.strategy,
+            plan.limits.jobs,
+            human(plan.estimated_makespan_ms)
+        );
+    }
+    let interrupt = CancellationToken::new();
+    watch_signals(interrupt.clone());
+    let opts = provision::RunOptions {
+        keep_going: a.keep_going,
+        keep_on_failure: a.keep_on_failure,
+        timeout: a.timeout,
+        mode,
+        verbose: g.verbose > 0,
+        store_root: absolute(state_root(&g.state)),
+        run_id,
+        started_at,
+    };
+    let outcome = provision::run(&plan, RunState::new(req, engine), opts, interrupt).await;
+    if let Some(path) = &a.trace {
+        match crate::report::render(&outcome.record, crate::report::Format::Trace, &crate::report::Options::default()) {
+            Ok(t) => {
+                if let Err(e) = std::fs::write(path, t) {
+                    eprintln!("warning: failed to write the trace {}: {e}", path.display());
+                }
+            }
+            Err(e) => eprintln!("warning: failed to render the trace: {e}"),
+        }
+    }
+    let r = &outcome.record;
+    let count = |o| r.tasks.iter().filter(|t| t.outcome == o).count();
+    use crate::engine::TaskOutcome::*;
+    if mode != Mode::Json {
+        eprintln!(
+            "\n{} in {}: {} done, {} cached, {} failed, {} skipped",
+            r.outcome,
+            human(r.makespan_ms),
+            count(Succeeded),
+            count(Cached),
+            count(Failed),
+            count(Skipped)
+        );
+        for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
+            eprintln!("\nfailed: {}\n{}", t.id, t.error.as_deref().unwrap_or("(no message)"));
+        }
+        if let Some(note) = &outcome.cluster_note {
+            eprintln!("{note}");
+        }
+        if let Some(p) = &outcome.record_path {
+            eprintln!("run record: {}  (see where the time went: kprov profile)", p.display());
+        }
+        eprintln!("logs: {}", log_dir.display());
+    }
+    match (outcome.cancelled, count(Failed)) {
+        (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
+        (None, 0) => exit::SUCCESS,
+        _ => exit::FAILURE,
+    }
 }
-pub async fn coverage(_g: &Global, _a: &CoverageArgs) -> i32 {
-    exit::FAILURE
+
+fn shellexpand_home(p: &str) -> String {
+    match (p.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => p.to_string(),
+    }
+}
+
+fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Result<String, i32> {
+    match (cluster, service) {
+        (Some(c), _) => Ok(c.to_string()),
+        (None, Some(s)) => match crate::profile::load(&g.profiles, s) {
+            Ok(p) => Ok(p.cluster_name()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(exit::USAGE)
+            }
+        },
+        (None, None) => Err(exit::USAGE),
+    }
+}
+
+pub async fn down(g: &Global, a: &DownArgs) -> i32 {
+    let name = match cluster_of(g, a.service.as_deref(), a.cluster.as_deref()) {
+        Ok(n) => n,
+        Err(c) => return c,
+    };
+    let _lock = match ClusterLock::acquire(&name) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let engine = match provision::connect_engine().await {
+        Ok(e) => e,
+        Err(e) => {
+            report_error(&e);
+            return exit::FAILURE;
+        }
+    };
+    match crate::tasks::cluster::delete_cluster(&engine, &name).await {
+        Ok(()) => {
+            eprintln!("deleted cluster {name}");
+            exit::SUCCESS
+        }
+        Err(e) => {
+            report_error(&anyhow::anyhow!(e).context(format!("failed to delete cluster {name}")));
+            exit::FAILURE
+        }
+    }
+}
+
+pub async fn status(g: &Global, a: &ServiceArg) -> i32 {
+    let profile = match crate::profile::load(&g.profiles, &a.service) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let engine = match provision::connect_engine().await {
+        Ok(e) => e,
+        Err(e) => {
+            report_error(&e);
+            return exit::FAILURE;
+        }
+    };
+    match crate::tasks::status::status(&engine, &profile).await {
+        Ok(text) => {
+            print!("{text}");
+            exit::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            exit::FAILURE
+        }
+    }
+}
+
+pub async fn coverage(g: &Global, a: &CoverageArgs) -> i32 {
+    let profile = match crate::profile::load(&g.profiles, &a.service.service) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let engine = match provision::connect_engine().await {
+        Ok(e) => e,
+        Err(e) => {
+            report_error(&e);
+            return exit::FAILURE;
+        }
+    };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("coverdata").join(&profile.service));
+    match crate::tasks::status::collect_coverage(&engine, &profile, &out).await {
+        Ok(text) => {
+            print!("{text}");
+            exit::SUCCESS
+        }
+        Err(e) => {
+            report_error(&e);
+            exit::FAILURE
+        }
+    }
 }

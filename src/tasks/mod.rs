@@ -7,3 +7,5 @@ pub mod diagnostics;
 pub mod wait;
 pub mod coverage;
 pub mod tls;
+pub mod cluster;
+pub mod status;

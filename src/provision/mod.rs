@@ -1,0 +1,140 @@
+//! `kprov up` as a library call: plan the profile, give every task its work, run the engine
+//! with reporters attached, write the run record, and clean up after a failure.
+
+mod lock;
+pub mod works;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+pub use lock::ClusterLock;
+pub use works::{RunState, UpRequest};
+
+use crate::adapters::docker::Engine;
+use crate::engine::{self, CancelReason, GraphBuilder, RetryPolicy, TaskDef, TaskOutcome};
+use crate::output::{self, Mode, TaskInfo};
+use crate::plan::{Plan, TaskKind};
+use crate::record::{HostFacts, RunMeta, RunRecord, store::Store};
+
+/// How to run, beyond what to provision.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub keep_going: bool,
+    pub keep_on_failure: bool,
+    pub timeout: Option<Duration>,
+    pub mode: Mode,
+    pub verbose: bool,
+    /// The directory holding `.kprov` (run records).
+    pub store_root: PathBuf,
+    pub run_id: String,
+    pub started_at: String,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct UpOutcome {
+    pub record: RunRecord,
+    pub record_path: Option<PathBuf>,
+    pub cancelled: Option<CancelReason>,
+    /// What happened to a cluster this run created, after a failure.
+    pub cluster_note: Option<String>,
+}
+
+/// A compact, sortable run id: `20261123T004012Z-aianalysis`.
+pub fn run_id(service: &str, now: std::time::SystemTime) -> (String, String) {
+    let rfc = humantime::format_rfc3339_seconds(now).to_string();
+    let compact: String = rfc.chars().filter(|c| *c != '-' && *c != ':').collect();
+    (format!("{compact}-{service}"), rfc)
+}
+
+fn retry_for(kind: TaskKind) -> RetryPolicy {
+    match kind {
+        // Docker daemon hiccups: one more try.
+        TaskKind::Build | TaskKind::Pull | TaskKind::Load => {
+            RetryPolicy { attempts: 2, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5) }
+        }
+        // The cluster task retries kind's known transient errors itself; API tasks retry per request.
+        _ => RetryPolicy::NONE,
+    }
+}
+
+fn timeout_for(kind: TaskKind) -> Option<Duration> {
+    match kind {
+        TaskKind::Build => Some(Duration::from_secs(30 * 60)),
+        TaskKind::Cluster => Some(Duration::from_secs(10 * 60)),
+        TaskKind::Load | TaskKind::Pull => Some(Duration::from_secs(10 * 60)),
+        // Waits carry their own per-object deadlines and name what blocks them.
+        _ => None,
+    }
+}
+
+/// Run the plan. The caller holds the cluster lock and has connected the engine.
+pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: CancellationToken) -> UpOutcome {
+    let state = Arc::new(state);
+    let mut builder = GraphBuilder::new();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let mut def = TaskDef::new(t.id.clone(), works::TaskWork { state: state.clone(), task: t.clone() })
+            .with_deps(t.deps.clone())
+            .with_class(t.kind.class())
+            .with_priority(plan.priorities[i])
+            .with_retry(retry_for(t.kind));
+        if let Some(d) = timeout_for(t.kind) {
+            def = def.with_timeout(d);
+        }
+        builder.add(def);
+    }
+    let graph = builder.build().expect("the planner builds valid graphs");
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let info = TaskInfo { phases: plan.tasks.iter().map(|t| (Arc::<str>::from(t.id.as_str()), t.phase)).collect() };
+    let reporter = tokio::spawn(output::report(rx, opts.mode, info, opts.verbose));
+    let run_opts = engine::RunOptions { limits: plan.limits.clone(), keep_going: opts.keep_going, timeout: opts.timeout, interrupt };
+    let summary = engine::run(graph, run_opts, tx).await;
+    let _ = reporter.await;
+
+    let host = HostFacts {
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        engine_version: state.engine.version().await.ok(),
+    };
+    let meta = RunMeta {
+        run_id: opts.run_id.clone(),
+        service: plan.service.clone(),
+        strategy: plan.strategy.as_str().to_string(),
+        jobs: plan.limits.jobs,
+        host,
+        started_at: opts.started_at.clone(),
+    };
+    let record = RunRecord::from_run(meta, plan, &summary);
+    let record_path = match Store::new(&opts.store_root).save(&record) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("warning: failed to write the run record: {e}");
+            None
+        }
+    };
+
+    let failed = summary.cancelled.is_some() || summary.tasks.iter().any(|t| t.outcome == TaskOutcome::Failed);
+    let mut cluster_note = None;
+    if failed && let Some(c) = state.cluster.get().filter(|c| c.created) {
+        cluster_note = Some(if opts.keep_on_failure {
+            format!("kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}", c.name, c.name)
+        } else {
+            match crate::tasks::cluster::delete_cluster(&state.engine, &c.name).await {
+                Ok(()) => format!("deleted cluster {} (created by this run; pass --keep-on-failure to keep it)", c.name),
+                Err(e) => format!("failed to delete cluster {} (created by this run): {e}", c.name),
+            }
+        });
+    } else if failed && let Some(c) = state.cluster.get() {
+        cluster_note = Some(format!("kept cluster {} (it existed before this run)", c.name));
+    }
+    UpOutcome { record, record_path, cancelled: summary.cancelled, cluster_note }
+}
+
+/// Connect to the container engine, with a hint when there is none.
+pub async fn connect_engine() -> anyhow::Result<Engine> {
+    Engine::connect().await.map_err(|e| {
+        anyhow::anyhow!(e).context("failed to reach a Docker engine (set DOCKER_HOST, or start one: scripts/docker-up)")
+    })
+}
