@@ -289,11 +289,14 @@ pub async fn apply_objects(kube: &Kube, objs: &[Object], ctx: &TaskCtx) -> Resul
 }
 
 async fn apply_batch(kube: &Kube, objs: &[&Object], ctx: &TaskCtx) -> Vec<KubeError> {
-    stream::iter(objs.iter().map(|o| apply_one(kube, o, ctx)))
+    // Futures made up front: a closure inside the stream would make the task's future lose
+    // `Send` to a higher-ranked lifetime limitation of rustc.
+    let futures: Vec<_> = objs.iter().map(|o| apply_one(kube, o, ctx)).collect();
+    let results: Vec<Result<Object, KubeError>> = stream::iter(futures)
         .buffer_unordered(APPLY_CONCURRENCY)
-        .filter_map(|r| async move { r.err() })
         .collect()
-        .await
+        .await;
+    results.into_iter().filter_map(Result::err).collect()
 }
 
 /// One object, retried while the API's answer is transient.

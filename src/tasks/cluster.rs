@@ -278,10 +278,21 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
 }
 
 /// Creates the cluster (or reuses it, with `req.reuse`) and writes its kubeconfig.
+/// kind is `$KPROV_KIND` or `kind` on PATH.
 pub async fn ensure_cluster(
     engine: &Engine,
     req: &ClusterRequest,
     ctx: &TaskCtx,
+) -> Result<(ClusterInfo, Done), TaskError> {
+    ensure_cluster_with(engine, req, ctx, KindCli::find()).await
+}
+
+/// [`ensure_cluster`] with a given kind CLI (`None`: not installed).
+pub async fn ensure_cluster_with(
+    engine: &Engine,
+    req: &ClusterRequest,
+    ctx: &TaskCtx,
+    kind_cli: Option<KindCli>,
 ) -> Result<(ClusterInfo, Done), TaskError> {
     kind::validate_cluster_name(&req.name).map_err(TaskError::fatal)?;
     let config = kind_config(req).map_err(|e| TaskError::fatal(e.0))?;
@@ -291,7 +302,7 @@ pub async fn ensure_cluster(
         if let Some(dir) = &req.coverage_dir {
             make_coverage_dir(&resolve(&req.source, &dir.to_string_lossy()))?;
         }
-        create(engine, req, &config, ctx).await?;
+        create(engine, req, &config, ctx, kind_cli).await?;
         Done::Ran
     } else if !req.reuse {
         let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
@@ -339,8 +350,9 @@ async fn create(
     req: &ClusterRequest,
     config: &Value,
     ctx: &TaskCtx,
+    cli: Option<KindCli>,
 ) -> Result<(), TaskError> {
-    let cli = KindCli::find().ok_or_else(|| {
+    let cli = cli.ok_or_else(|| {
         TaskError::fatal(format!(
             "create cluster {}: the kind CLI is not installed (put `kind` on PATH or set KPROV_KIND)",
             req.name
@@ -595,17 +607,25 @@ fn current_context(path: &Path) -> Result<String, ClusterError> {
 /// Deletes a kind cluster: with the kind CLI when installed, else by removing its labelled
 /// containers; its `kind-<name>` entries leave kind's default kubeconfig file.
 pub async fn delete_cluster(engine: &Engine, name: &str) -> Result<(), ClusterError> {
-    delete_cluster_with(engine, name, None, &CancellationToken::new())
-        .await
-        .map(|_| ())
+    delete_cluster_with(
+        engine,
+        name,
+        None,
+        KindCli::find().as_ref(),
+        &CancellationToken::new(),
+    )
+    .await
+    .map(|_| ())
 }
 
-/// [`delete_cluster`], cleaning the entries out of `kubeconfig` (the file the cluster's
-/// kubeconfig was written to) rather than kind's default. Returns whether there was a cluster.
+/// [`delete_cluster`] with a given kind CLI (`None`: remove the labelled containers), cleaning
+/// the entries out of `kubeconfig` (the file the cluster's kubeconfig was written to) rather
+/// than kind's default. Returns whether there was a cluster.
 pub async fn delete_cluster_with(
     engine: &Engine,
     name: &str,
     kubeconfig: Option<&Path>,
+    kind_cli: Option<&KindCli>,
     cancel: &CancellationToken,
 ) -> Result<bool, ClusterError> {
     let label = kind::cluster_label(name);
@@ -615,7 +635,7 @@ pub async fn delete_cluster_with(
         .await
         .map_err(|e| err(&e))?
         .is_empty();
-    if existed && let Some(cli) = KindCli::find() {
+    if existed && let Some(cli) = kind_cli {
         cli.delete_cluster(name, kubeconfig, cancel)
             .await
             .map_err(|e| err(&e))?;

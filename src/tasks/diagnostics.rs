@@ -266,8 +266,15 @@ fn event_time(e: &Object) -> String {
     .to_string()
 }
 
+/// Oldest first; within one second (the timestamps' resolution), in the order the API
+/// stored them.
 fn sort_events(mut events: Vec<Object>) -> Vec<Object> {
-    events.sort_by_key(event_time);
+    let stored = |e: &Object| {
+        e.resource_version()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    events.sort_by_key(|e| (event_time(e), stored(e)));
     events
 }
 

@@ -1,0 +1,459 @@
+//! The Kind cluster phase against sandbox clusters, created through `tests/bin/kind` — a
+//! double of the kind CLI that maps `kind create/delete cluster` onto `scripts/sandbox`, whose
+//! nodes are labelled and named as kind's and whose API is served by kube-double (a Kubernetes
+//! API double). kprov runs it exactly as it runs kind: argv, config on stdin.
+//!
+//! Each test has its own cluster name and private kubeconfig in a temp dir; a guard deletes the
+//! cluster even when the test panics. Needs the Docker engine and `kprov/sandbox-node`.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use kprov::adapters::docker::Engine;
+use kprov::adapters::kind::KindCli;
+use kprov::adapters::kube::Kube;
+use kprov::engine::{Done, EventKind, TaskCtx};
+use kprov::profile::model::{ClusterSpec, NodeSpec, PortMapping};
+use kprov::tasks::cluster::{self, ClusterRequest};
+use serde_json::Value;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio_util::sync::CancellationToken;
+
+const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
+
+/// A cluster name, a temp dir (kubeconfig, kind wrapper, coverage dir) and the teardown.
+struct Scratch {
+    name: String,
+    host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(host: &str, test: &str) -> Scratch {
+        prepare_sandbox_image(host);
+        Scratch {
+            name: common::unique_name(test),
+            host: host.to_string(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kube").join("config")
+    }
+
+    /// The kind double behind a wrapper fixing its environment: this engine, and the first
+    /// `fail_creates` creates failing as the seeds saw kind fail.
+    fn kind(&self, fail_creates: Option<u32>) -> KindCli {
+        let wrapper = self.dir.path().join("kind");
+        let mut script = format!("#!/bin/sh\nexport DOCKER_HOST='{}'\n", self.host);
+        if let Some(n) = fail_creates {
+            script.push_str(&format!(
+                "export KIND_DOUBLE_FAIL_CREATES={n} KIND_DOUBLE_STATE_DIR='{}'\n",
+                self.dir.path().join("kind-state").display()
+            ));
+        }
+        script.push_str(&format!(
+            "exec '{}' \"$@\"\n",
+            common::repo_root().join("tests/bin/kind").display()
+        ));
+        std::fs::write(&wrapper, script).unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        KindCli::at(wrapper)
+    }
+
+    fn creates_seen(&self) -> u32 {
+        std::fs::read_to_string(self.dir.path().join("kind-state/creates"))
+            .map(|s| s.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    fn request(&self, spec: ClusterSpec) -> ClusterRequest {
+        ClusterRequest {
+            name: self.name.clone(),
+            spec,
+            source: self.dir.path().to_path_buf(),
+            coverage_dir: None,
+            reuse: false,
+            kubeconfig: self.kubeconfig(),
+            service: Some("svc".into()),
+        }
+    }
+
+    fn node_containers(&self) -> Vec<String> {
+        let out = common::run_ok(common::docker(&self.host).args([
+            "ps",
+            "--all",
+            "--filter",
+            &format!("label=io.x-k8s.kind.cluster={}", self.name),
+            "--format",
+            "{{.Names}}",
+        ]));
+        let mut names: Vec<String> = out.lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new(common::repo_root().join("scripts/sandbox"))
+            .args(["down", "--name", &self.name, "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .env("DOCKER_HOST", &self.host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn prepare_sandbox_image(host: &str) {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if !*done {
+        common::ensure_test_images(host);
+        if !common::image_exists(host, SANDBOX_IMAGE) {
+            common::run_ok(
+                Command::new(common::repo_root().join("scripts/prepare-sandbox"))
+                    .env("DOCKER_HOST", host)
+                    .stdin(Stdio::null()),
+            );
+        }
+        *done = true;
+    }
+}
+
+fn task_ctx() -> (TaskCtx, UnboundedReceiver<kprov::engine::Event>) {
+    let (tx, rx) = unbounded_channel();
+    (
+        TaskCtx::new(
+            "cluster:create".into(),
+            1,
+            CancellationToken::new(),
+            tx,
+            tokio::time::Instant::now(),
+        ),
+        rx,
+    )
+}
+
+fn progress(rx: &mut UnboundedReceiver<kprov::engine::Event>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let EventKind::TaskProgress { message, .. } = e.kind {
+            out.push(message);
+        }
+    }
+    out
+}
+
+fn read_yaml(path: &Path) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_cluster_gets_a_private_kind_context_and_is_reused_only_when_asked() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "create-reuse");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    // Someone else's context in the same file must survive the merge.
+    std::fs::create_dir_all(s.kubeconfig().parent().unwrap()).unwrap();
+    std::fs::write(
+        s.kubeconfig(),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://other:6443'}\nusers:\n- name: other\n  user: {token: t}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\ncurrent-context: other\n",
+    )
+    .unwrap();
+    let spec = ClusterSpec {
+        extra_port_mappings: vec![PortMapping {
+            container_port: 30088,
+            host_port: 0,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (ctx, _rx) = task_ctx();
+    let (info, done) =
+        cluster::ensure_cluster_with(&engine, &s.request(spec.clone()), &ctx, Some(s.kind(None)))
+            .await
+            .unwrap();
+    assert_eq!(done, Done::Ran);
+    assert!(info.created);
+    assert_eq!(info.context, format!("kind-{}", s.name));
+    assert_eq!(info.nodes, [format!("{}-control-plane", s.name)]);
+    let host_port = info.host_ports[&30088];
+    assert_ne!(host_port, 0);
+
+    let mode = std::fs::metadata(s.kubeconfig())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let kc = read_yaml(&s.kubeconfig());
+    let mut contexts: Vec<&str> = kc["contexts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    contexts.sort();
+    assert_eq!(contexts, [info.context.as_str(), "other"]);
+    assert_eq!(kc["current-context"], info.context.as_str());
+    let ours = kc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == info.context.as_str())
+        .unwrap();
+    let server = ours["cluster"]["server"].as_str().unwrap();
+    assert!(server.starts_with("https://127.0.0.1:"), "{server}");
+    assert!(!s.kubeconfig().with_extension("lock").exists());
+    // The kubeconfig reaches the API, TLS verified against the CA from admin.conf.
+    let kube = Kube::connect(Some(&info.kubeconfig), Some(&info.context))
+        .await
+        .unwrap();
+    assert!(kube.version().await.unwrap().starts_with("v1."));
+
+    // Again without --reuse: refused, naming both ways out.
+    let (ctx, _rx) = task_ctx();
+    let e =
+        cluster::ensure_cluster_with(&engine, &s.request(spec.clone()), &ctx, Some(s.kind(None)))
+            .await
+            .unwrap_err();
+    assert!(!e.transient);
+    assert!(
+        e.message
+            .contains(&format!("create cluster {}: it already exists", s.name)),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("pass --reuse") && e.message.contains("`kprov down --service svc`"),
+        "{}",
+        e.message
+    );
+
+    // With --reuse: cached, same facts, kind not run (a create would have failed).
+    let mut req = s.request(spec);
+    req.reuse = true;
+    let (ctx, _rx) = task_ctx();
+    let (again, done) = cluster::ensure_cluster_with(&engine, &req, &ctx, None)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Cached);
+    assert!(!again.created);
+    assert_eq!(again.host_ports[&30088], host_port);
+    assert_eq!(again.nodes, info.nodes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transient_kind_create_failure_is_retried() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "create-retry");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    let (ctx, mut rx) = task_ctx();
+    let (info, done) = cluster::ensure_cluster_with(
+        &engine,
+        &s.request(ClusterSpec::default()),
+        &ctx,
+        Some(s.kind(Some(1))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, Done::Ran);
+    assert_eq!(s.creates_seen(), 2, "one failure, one success");
+    let messages = progress(&mut rx);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("crun: unknown version specified")),
+        "kind's output is progress: {messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("transient error (attempt 1 of 3); retrying in 5s")),
+        "{messages:#?}"
+    );
+    assert_eq!(s.node_containers(), info.nodes);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kind_failure_that_is_not_transient_is_not_retried() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "create-fails");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    // Two control planes: the kind double refuses them (as an unsupported config).
+    let spec = ClusterSpec {
+        nodes: vec![
+            NodeSpec {
+                role: "control-plane".into(),
+                ..Default::default()
+            },
+            NodeSpec {
+                role: "control-plane".into(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let (ctx, _rx) = task_ctx();
+    let e = cluster::ensure_cluster_with(&engine, &s.request(spec), &ctx, Some(s.kind(Some(0))))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains(&format!("create kind cluster {}: kind exited with", s.name)),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("exactly one control-plane node"),
+        "{}",
+        e.message
+    );
+    assert_eq!(s.creates_seen(), 1);
+    assert!(s.node_containers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_cluster_must_have_the_coverage_mount_this_run_needs() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "reuse-coverage");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    let (ctx, _rx) = task_ctx();
+    cluster::ensure_cluster_with(
+        &engine,
+        &s.request(ClusterSpec::default()),
+        &ctx,
+        Some(s.kind(None)),
+    )
+    .await
+    .unwrap();
+    let mut req = s.request(ClusterSpec::default());
+    req.reuse = true;
+    req.coverage_dir = Some(PathBuf::from("coverdata"));
+    let e = cluster::ensure_cluster_with(&engine, &req, &ctx, None)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message
+            .contains("it was created without mount /coverdata"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coverage_creates_a_world_writable_directory_mounted_in_the_node() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "coverage-mount");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    let mut req = s.request(ClusterSpec::default());
+    req.coverage_dir = Some(PathBuf::from("out/coverdata"));
+    let (ctx, _rx) = task_ctx();
+    let (info, _) = cluster::ensure_cluster_with(&engine, &req, &ctx, Some(s.kind(None)))
+        .await
+        .unwrap();
+    let dir = s.dir.path().join("out/coverdata");
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
+    let mounts = common::run_ok(common::docker(&host).args([
+        "inspect",
+        "--format",
+        "{{range .Mounts}}{{.Source}}:{{.Destination}} {{end}}",
+        &info.nodes[0],
+    ]));
+    assert!(
+        mounts.contains(&format!("{}:/coverdata", dir.display())),
+        "{mounts}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_removes_the_nodes_and_the_context_with_or_without_the_kind_cli() {
+    let host = common::require_docker!();
+    let engine = Engine::connect_to(&host).await.unwrap();
+    for with_kind in [true, false] {
+        let s = Scratch::new(
+            &host,
+            if with_kind {
+                "delete-kind"
+            } else {
+                "delete-labels"
+            },
+        );
+        let (ctx, _rx) = task_ctx();
+        cluster::ensure_cluster_with(
+            &engine,
+            &s.request(ClusterSpec::default()),
+            &ctx,
+            Some(s.kind(None)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.node_containers().len(), 1);
+        let kind = with_kind.then(|| s.kind(None));
+        let existed = cluster::delete_cluster_with(
+            &engine,
+            &s.name,
+            Some(&s.kubeconfig()),
+            kind.as_ref(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(existed);
+        assert!(s.node_containers().is_empty(), "with kind: {with_kind}");
+        let kc = read_yaml(&s.kubeconfig());
+        let names = kc["contexts"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert_eq!(names, 0, "with kind: {with_kind}: {kc}");
+        // Deleting again is not an error: there is nothing left.
+        let existed = cluster::delete_cluster_with(
+            &engine,
+            &s.name,
+            Some(&s.kubeconfig()),
+            kind.as_ref(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert!(!existed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_cluster_is_used_through_its_kubeconfig_and_context() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "existing");
+    common::run_ok(
+        Command::new(common::repo_root().join("scripts/sandbox"))
+            .args(["up", "--name", &s.name, "--kubeconfig"])
+            .arg(s.kubeconfig())
+            .env("DOCKER_HOST", &host)
+            .stdin(Stdio::null()),
+    );
+    let context = format!("kind-{}", s.name);
+    let info = cluster::existing_cluster(Some(s.kubeconfig()), Some(context.clone()))
+        .await
+        .unwrap();
+    assert_eq!(info.context, context);
+    assert!(!info.created);
+    assert_eq!(info.nodes, [format!("{}-control-plane", s.name)]);
+    // Without --context: the file's current context.
+    let info = cluster::existing_cluster(Some(s.kubeconfig()), None)
+        .await
+        .unwrap();
+    assert_eq!(info.context, context);
+    let e = cluster::existing_cluster(Some(s.kubeconfig()), Some("nope".into()))
+        .await
+        .unwrap_err();
+    assert!(e.0.contains("no context \"nope\""), "{e}");
+}
