@@ -276,9 +276,21 @@ pub async fn seed(shared: &Arc<Shared>) {
     let node_rt = rt(&store, "nodes");
     for node in node_objs {
         let status = node["status"].clone();
+        let name = meta_str(&node, "name").to_string();
         if let Ok(created) = ops::create(&mut store, &node_rt, None, node, &opts(KUBELET)) {
             put_status(&mut store, "nodes", &created, status, KUBELET);
         }
+        // The kubelet's heartbeat lease, which `kubectl describe node` shows (never renewed here).
+        let lease_rt = rt(&store, "leases.coordination.k8s.io");
+        let renew = format!("{}.000000Z", now_rfc3339().trim_end_matches('Z'));
+        let _ = ops::create(
+            &mut store,
+            &lease_rt,
+            Some("kube-node-lease"),
+            json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name},
+                   "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": renew}}),
+            &opts(KUBELET),
+        );
     }
     let svc_rt = rt(&store, "services");
     let _ = ops::create(
@@ -455,7 +467,13 @@ pub async fn run(shared: Arc<Shared>) {
         }
         let mut sim = shared.sim.lock().unwrap_or_else(|e| e.into_inner());
         let mut store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
-        step(&shared.config, &mut store, &mut sim);
+        // A bug tripped by one odd object must not stop the simulation for every other one.
+        let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            step(&shared.config, &mut store, &mut sim)
+        }));
+        if stepped.is_err() {
+            eprintln!("kube-double: the simulated controllers panicked in this tick; continuing");
+        }
     }
 }
 
