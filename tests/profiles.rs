@@ -417,7 +417,14 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
 #[test]
 fn the_profiles_carry_the_reference_facts() {
     // (service, cluster, namespace, exact CRD entries, main NodePorts)
-    let table: [(&str, &str, &str, &[&str], &[u16]); 7] = [
+    type Facts = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [&'static str],
+        &'static [u16],
+    );
+    let table: [Facts; 7] = [
         (
             "signalprocessing",
             "signalprocessing-e2e",
@@ -840,4 +847,140 @@ fn hapi_swaps_for_the_kubernaut_agent_by_editing_the_include_line() {
         .args(["validate", "--service", "aianalysis"])
         .assert()
         .code(0);
+}
+
+/// A `psql` double for the migrations Job's script: it keeps goose's version table as a file
+/// of applied versions, and logs each migration it is fed (comments dropped) with its
+/// transaction mode.
+const PSQL_DOUBLE: &str = r#"#!/bin/sh
+sql=""; tx=no
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -c) sql="$2"; shift 2 ;;
+    --single-transaction) tx=yes; shift ;;
+    *) shift ;;
+  esac
+done
+if [ -z "$sql" ]; then
+  body=$(grep -v '^--' | tr '\n' ' ')
+  echo "run tx=$tx $body" >> "$STUB_STATE/log"
+  exit 0
+fi
+case "$sql" in
+  "SELECT count(*) FROM goose_db_version") wc -l < "$STUB_STATE/versions" | tr -d ' ' ;;
+  *"WHERE version_id = "*) v=${sql#*version_id = }; v=${v%% *}; grep -cx "$v" "$STUB_STATE/versions" ;;
+  *"INSERT INTO goose_db_version"*) v=${sql#*VALUES (}; echo "${v%%,*}" >> "$STUB_STATE/versions" ;;
+esac
+exit 0
+"#;
+
+/// The migrations Job's shell script (manifests/migrations-job.yaml), run by /bin/sh against
+/// a `psql` double: Up sections only, goose's numeric order, recorded, skipped when re-run.
+#[test]
+fn the_migrations_job_applies_up_sections_in_goose_order_once_with_a_psql_double() {
+    let p = load("datastorage");
+    let images = fake_refs(&p);
+    let vals = p.template_values(&BTreeMap::new(), &images, &BTreeMap::new());
+    let path = p.resolve(Path::new("."), &p.spec.hooks["migrations"].manifests[0]);
+    let text = template::render(&std::fs::read_to_string(&path).unwrap(), &vals).unwrap();
+    let job = parse_manifests(&Manifest {
+        origin: path.display().to_string(),
+        text,
+    })
+    .unwrap()
+    .remove(0);
+    assert_eq!(job.kind(), "Job");
+    let script = containers(&job)[0]["args"][0].as_str().unwrap().to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, sql, state) = (
+        dir.path().join("bin"),
+        dir.path().join("migrations"),
+        dir.path().join("state"),
+    );
+    for d in [&bin, &sql, &state] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write(&state, "versions", "");
+    write(&bin, "psql", PSQL_DOUBLE);
+    write(&bin, "pg_isready", "#!/bin/sh\nexit 0\n");
+    for f in ["psql", "pg_isready"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    write(
+        &sql,
+        "001_a.sql",
+        "-- +goose Up\nCREATE TABLE a;\n-- +goose Down\nDROP TABLE a;\n",
+    );
+    write(
+        &sql,
+        "002_b.sql",
+        "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY b;\n-- +goose Down\nDROP INDEX b;\n",
+    );
+    write(
+        &sql,
+        "010_c.sql",
+        "-- +goose Up\n-- +goose StatementBegin\nCREATE FUNCTION c;\n-- +goose StatementEnd\n",
+    );
+    write(&sql, "1000_d.sql", "-- +goose Up\nCREATE TABLE d;\n");
+    write(
+        &sql,
+        "030_e.sql",
+        "-- +goose Up\nCREATE TABLE e;\n-- +goose Down\nDROP TABLE e;\n",
+    );
+    let script = script.replace("cd /migrations", &format!("cd '{}'", sql.display()));
+    let run = || {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("STUB_STATE", &state)
+            .envs([
+                ("POSTGRES_USER", "slm_user"),
+                ("POSTGRES_PASSWORD", "test_password"),
+                ("POSTGRES_DB", "action_history"),
+                ("PGHOST", "postgresql"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("migrations done (5 applied)"), "{first}");
+    let log = std::fs::read_to_string(state.join("log")).unwrap();
+    let runs: Vec<&str> = log.lines().map(str::trim_end).collect();
+    assert_eq!(
+        runs,
+        [
+            "run tx=yes CREATE TABLE a;",
+            "run tx=no CREATE INDEX CONCURRENTLY b;",
+            "run tx=yes CREATE FUNCTION c;",
+            "run tx=yes CREATE TABLE e;",
+            "run tx=yes CREATE TABLE d;",
+        ]
+    );
+    let versions = std::fs::read_to_string(state.join("versions")).unwrap();
+    assert_eq!(
+        versions.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "10", "30", "1000"]
+    );
+    let second = run();
+    assert!(second.contains("migrations done (0 applied)"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("log")).unwrap(),
+        log,
+        "a re-run applies nothing"
+    );
 }
