@@ -121,8 +121,10 @@ pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: Canc
         cluster_note = Some(if opts.keep_on_failure {
             format!("kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}", c.name, c.name)
         } else {
-            match crate::tasks::cluster::delete_cluster(&state.engine, &c.name).await {
-                Ok(()) => format!("deleted cluster {} (created by this run; pass --keep-on-failure to keep it)", c.name),
+            let kind = crate::adapters::kind::KindCli::find();
+            let cancel = CancellationToken::new();
+            match crate::tasks::cluster::delete_cluster_with(&state.engine, &c.name, Some(&c.kubeconfig), kind.as_ref(), &cancel).await {
+                Ok(_) => format!("deleted cluster {} (created by this run; pass --keep-on-failure to keep it)", c.name),
                 Err(e) => format!("failed to delete cluster {} (created by this run): {e}", c.name),
             }
         });
