@@ -181,6 +181,7 @@ fn what_if_svg_draws_the_predicted_schedule() {
     let svg = report::what_if(&run, Strategy::Hybrid, None, Format::Svg).unwrap();
     assert!(svg.contains("what if 20261123T004012Z-aianalysis ran hybrid"));
     assert_valid_svg(&svg);
+    insta::assert_snapshot!("svg_whatif_hybrid", svg);
 }
 
 #[test]
@@ -486,11 +487,11 @@ fn phase_figures_are_exact_on_a_small_run() {
     assert!((deploy.share - 0.3).abs() < 1e-9);
     assert_eq!(a.makespan_ms, 50);
     assert_eq!(a.idle_ms, 10);
-    assert_eq!(a.peak_concurrency, 2);
+    assert_eq!(a.peak_concurrency, 3, "b1, b2 and c at 5–8");
     assert_eq!(a.work_ms, 10 + 15 + 8 + 5 + 5 + 10);
     assert!(
-        (a.utilisation - 53.0 / 100.0).abs() < 1e-9,
-        "53 ms of work in 2 slots × 50 ms"
+        (a.utilisation - 53.0 / 150.0).abs() < 1e-9,
+        "53 ms of work in 3 slots × 50 ms"
     );
     let path: Vec<(&str, u64)> = a
         .critical_path
@@ -549,7 +550,7 @@ fn small_run() -> RunRecord {
     record(
         "20261123T000000Z-small",
         "dag",
-        2,
+        3,
         vec![
             task("b1", Build, &[], 0, 0, 10),
             task("b2", Build, &[], 0, 5, 20),
@@ -615,7 +616,7 @@ fn assert_valid_svg(svg: &str) {
         } else if !tag.ends_with('/') {
             stack.push(tag.split_whitespace().next().unwrap().to_string());
         }
-        let attrs_quoted = tag.matches('"').count() % 2 == 0;
+        let attrs_quoted = tag.matches('"').count().is_multiple_of(2);
         assert!(attrs_quoted, "unbalanced quotes in <{tag}>");
         assert!(!tag.contains('<'), "a '<' inside a tag: {tag}");
         rest = &rest[gt + 1..];

@@ -194,15 +194,8 @@ pub(crate) fn text(c: &Comparison) -> String {
     let (b, r) = (c.base.record, c.run.record);
     let mut out = String::new();
     let _ = writeln!(out, "Compare run {} with base {}", r.run_id, b.run_id);
-    out.push_str(&table(
-        "  ",
-        &["", "run"],
-        &[false, false],
-        &[
-            vec!["base".into(), summary(&c.base)],
-            vec!["run".into(), summary(&c.run)],
-        ],
-    ));
+    let _ = writeln!(out, "  base  {}", summary(&c.base));
+    let _ = writeln!(out, "  run   {}", summary(&c.run));
     let _ = writeln!(
         out,
         "  makespan: {} ({})",
@@ -210,7 +203,7 @@ pub(crate) fn text(c: &Comparison) -> String {
         delta_pct(c.base.makespan_ms, c.run.makespan_ms)
     );
 
-    out.push_str("\nPhases (busy time; end = when the phase finished)\n");
+    out.push_str("\nPhases (busy time, and when each phase finished)\n");
     let rows: Vec<Vec<String>> = c
         .phases
         .iter()
@@ -223,13 +216,26 @@ pub(crate) fn text(c: &Comparison) -> String {
                 delta_pct(p.base_busy_ms, p.run_busy_ms),
                 opt_duration(p.base_end_ms),
                 opt_duration(p.run_end_ms),
+                match (p.base_end_ms, p.run_end_ms) {
+                    (Some(b), Some(r)) => delta(diff(b, r)),
+                    _ => "-".to_string(),
+                },
             ]
         })
         .collect();
     out.push_str(&table(
         "  ",
-        &["phase", "base", "run", "delta", "%", "end base", "end run"],
-        &[false, true, true, true, true, true, true],
+        &[
+            "phase",
+            "base",
+            "run",
+            "delta",
+            "%",
+            "ended base",
+            "ended run",
+            "delta",
+        ],
+        &[false, true, true, true, true, true, true, true],
         &rows,
     ));
 
@@ -294,10 +300,18 @@ pub(crate) fn markdown(c: &Comparison) -> String {
             duration(a.makespan_ms),
         ]));
     }
-    out.push_str("\n#### Phases (busy time)\n\n");
+    out.push_str("\n#### Phases (busy time, and when each phase finished)\n\n");
     out.push_str(&header(
-        &["phase", "base", "run", "delta", "%"],
-        &[false, true, true, true, true],
+        &[
+            "phase",
+            "base",
+            "run",
+            "delta",
+            "%",
+            "ended base",
+            "ended run",
+        ],
+        &[false, true, true, true, true, true, true],
     ));
     for p in &c.phases {
         out.push_str(&row(&[
@@ -306,6 +320,8 @@ pub(crate) fn markdown(c: &Comparison) -> String {
             duration(p.run_busy_ms),
             delta(p.busy_delta_ms),
             delta_pct(p.base_busy_ms, p.run_busy_ms),
+            opt_duration(p.base_end_ms),
+            opt_duration(p.run_end_ms),
         ]));
     }
     out.push_str("\n#### Tasks (largest change first)\n\n");

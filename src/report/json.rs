@@ -211,6 +211,9 @@ struct WhatIfJson<'a> {
     service: &'a str,
     /// False when the run stopped early: never-run tasks were replayed as taking no time.
     complete: bool,
+    /// The run's per-class caps, which every replay keeps.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    class_limits: &'a BTreeMap<Class, usize>,
     measured: Schedule<'a>,
     replayed: Option<Replayed<'a>>,
     predicted: Predicted<'a>,
@@ -232,6 +235,7 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
         run_id: &w.measured.run_id,
         service: &w.measured.service,
         complete: w.complete(),
+        class_limits: &w.measured.class_limits,
         measured: Schedule {
             strategy: &w.measured.strategy,
             jobs: w.measured.jobs,

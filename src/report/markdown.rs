@@ -6,7 +6,7 @@ use crate::engine::TaskOutcome;
 
 use super::analysis::{Analysis, CriticalStep};
 use super::fmt::{delta, delta_pct, duration, opt_duration, pct};
-use super::text::outcome_str;
+use super::text::{largest_wait, outcome_label, was_cancelled};
 use super::whatif::WhatIf;
 use super::{Options, jobs_label};
 
@@ -101,6 +101,22 @@ pub(crate) fn critical_chain(path: &[CriticalStep]) -> String {
     format!("{}\n", steps.join(" → "))
 }
 
+/// Why a task did not simply succeed: its skip reason, or its error's first line.
+fn note(t: &crate::record::TaskRecord) -> String {
+    const MAX: usize = 120;
+    let text = t
+        .skip_reason
+        .as_deref()
+        .or(t.error.as_deref())
+        .unwrap_or("");
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > MAX {
+        format!("{}…", line.chars().take(MAX - 1).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
 pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
     let r = a.record;
     let mut out = String::new();
@@ -131,20 +147,41 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
         r.run_id.replace('`', "'"),
     );
 
-    let failed: Vec<_> = r
+    let (cancelled, failed): (Vec<_>, Vec<_>) = r
         .tasks
         .iter()
         .filter(|t| t.outcome == TaskOutcome::Failed)
-        .collect();
+        .partition(|t| was_cancelled(t));
     for t in &failed {
+        let attempts = match t.attempts {
+            0 | 1 => String::new(),
+            n => format!(" after {n} attempts"),
+        };
+        let at = t
+            .end_ms
+            .map(|e| format!(" at {}", duration(e)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "**Failed: `{}`** (after {} attempt(s))\n",
-            t.id.replace('`', "'"),
-            t.attempts
+            "**Failed: `{}`**{at}{attempts}\n",
+            t.id.replace('`', "'")
         );
         out.push_str(&fenced(t.error.as_deref().unwrap_or("(no error recorded)")));
         out.push('\n');
+    }
+    if !cancelled.is_empty() {
+        let ids: Vec<String> = cancelled
+            .iter()
+            .map(|t| format!("`{}`", t.id.replace('`', "'")))
+            .collect();
+        let _ = writeln!(out, "Cancelled while running: {}\n", ids.join(", "));
+    }
+    let skipped = r.tasks.iter().filter(|t| t.start_ms.is_none()).count();
+    if skipped > 0 {
+        let _ = writeln!(
+            out,
+            "{skipped} task(s) never ran (see the full table below).\n"
+        );
     }
 
     out.push_str("#### Phases\n\n");
@@ -170,7 +207,7 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
             t.phase.to_string(),
             opt_duration(t.duration_ms),
             opt_duration(t.queue_ms),
-            outcome_str(t.outcome).to_string(),
+            outcome_label(&r.tasks[t.index]).to_string(),
             if t.critical {
                 "●".to_string()
             } else {
@@ -181,6 +218,9 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
 
     let _ = writeln!(out, "\n#### Critical path\n");
     out.push_str(&critical_chain(&a.critical_path));
+    if let Some(note) = largest_wait(a) {
+        let _ = writeln!(out, "\n> {}", cell(&note));
+    }
 
     let _ = writeln!(
         out,
@@ -190,10 +230,10 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
     out.push_str(&header(
         &[
             "task", "kind", "phase", "ready", "start", "end", "duration", "queue", "outcome",
-            "attempts",
+            "attempts", "note",
         ],
         &[
-            false, false, false, true, true, true, true, true, false, true,
+            false, false, false, true, true, true, true, true, false, true, false,
         ],
     ));
     let mut by_start: Vec<_> = a.tasks.iter().collect();
@@ -208,8 +248,9 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
             opt_duration(t.end_ms),
             opt_duration(t.duration_ms),
             opt_duration(t.queue_ms),
-            outcome_str(t.outcome).to_string(),
+            outcome_label(&r.tasks[t.index]).to_string(),
             t.attempts.to_string(),
+            cell(&note(&r.tasks[t.index])),
         ]));
     }
     out.push_str("\n</details>\n");
@@ -228,6 +269,9 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
         cell(&p.strategy),
         jobs_label(p.jobs)
     );
+    if let Some(caps) = super::whatif::class_caps(r) {
+        let _ = writeln!(out, "Per-class caps kept from the run: {caps}.\n");
+    }
     if !w.complete() {
         out.push_str(
             "> The run did not finish: tasks that never ran are replayed as taking no time.\n\n",
@@ -248,7 +292,11 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
             "replayed (model check)".into(),
             format!("{}, jobs {}", cell(&b.strategy), jobs_label(b.jobs)),
             duration(b.makespan_ms),
-            delta_pct(measured, b.makespan_ms),
+            format!(
+                "{} ({})",
+                delta(b.makespan_ms as i64 - measured as i64),
+                delta_pct(measured, b.makespan_ms)
+            ),
         ]));
     }
     out.push_str(&row(&[

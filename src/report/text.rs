@@ -63,7 +63,7 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
                 t.phase.to_string(),
                 opt_duration(t.duration_ms),
                 opt_duration(t.queue_ms),
-                outcome_str(t.outcome).to_string(),
+                outcome_label(&r.tasks[t.index]).to_string(),
                 t.attempts.to_string(),
                 if t.critical {
                     "*".to_string()
@@ -82,19 +82,35 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
         &rows,
     ));
 
-    let failed: Vec<_> = r
+    let (cancelled, failed): (Vec<_>, Vec<_>) = r
         .tasks
         .iter()
         .filter(|t| t.outcome == TaskOutcome::Failed)
-        .collect();
+        .partition(|t| was_cancelled(t));
     if !failed.is_empty() {
         let _ = writeln!(out, "\nFailed ({})", failed.len());
         for t in failed {
+            let error = t.error.as_deref().unwrap_or("(no error recorded)");
+            let at = t
+                .end_ms
+                .map(|e| format!(" at {}", duration(e)))
+                .unwrap_or_default();
+            let attempts = match t.attempts {
+                0 | 1 => String::new(),
+                n => format!(" after {n} attempts"),
+            };
+            let error = indent_lines(error, "    ");
+            let _ = writeln!(out, "  {}{at}{attempts}: {error}", t.id);
+        }
+    }
+    if !cancelled.is_empty() {
+        let _ = writeln!(out, "\nCancelled while running ({})", cancelled.len());
+        for t in cancelled {
             let _ = writeln!(
                 out,
                 "  {}: {}",
                 t.id,
-                t.error.as_deref().unwrap_or("(no error recorded)")
+                t.error.as_deref().unwrap_or_default()
             );
         }
     }
@@ -112,6 +128,9 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
 
     out.push('\n');
     out.push_str(&critical_path(&a.critical_path, a.makespan_ms));
+    if let Some(note) = largest_wait(a) {
+        let _ = writeln!(out, "  {note}");
+    }
 
     let _ = writeln!(
         out,
@@ -124,6 +143,67 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
         duration(a.idle_ms),
     );
     out
+}
+
+/// The outcome as people read it: a task the run's cancellation stopped is "cancelled".
+pub(crate) fn outcome_label(t: &crate::record::TaskRecord) -> &'static str {
+    if was_cancelled(t) {
+        "cancelled"
+    } else {
+        outcome_str(t.outcome)
+    }
+}
+
+/// A task the run's cancellation stopped, rather than one that failed on its own.
+pub(crate) fn was_cancelled(t: &crate::record::TaskRecord) -> bool {
+    t.outcome == TaskOutcome::Failed
+        && t.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("cancelled"))
+}
+
+fn indent_lines(text: &str, indent: &str) -> String {
+    text.trim_end().replace('\n', &format!("\n{indent}"))
+}
+
+/// The biggest wait on the critical path, explained, when it matters (≥ 1s and ≥ 5% of the run).
+pub(crate) fn largest_wait(a: &Analysis) -> Option<String> {
+    let (k, step) = a
+        .critical_path
+        .iter()
+        .enumerate()
+        .max_by_key(|(k, s)| (s.wait_ms, std::cmp::Reverse(*k)))?;
+    if step.wait_ms < 1_000 || step.wait_ms * 20 < a.makespan_ms {
+        return None;
+    }
+    let t = &a.record.tasks[step.index];
+    let queued = t.queue_ms().unwrap_or(0);
+    Some(if queued * 2 >= step.wait_ms {
+        let caps = match a.record.class_limits.get(&t.class).filter(|&&c| c > 0) {
+            Some(cap) => format!(
+                "{} tasks capped at {cap}, jobs {}",
+                t.class,
+                jobs_label(a.record.jobs)
+            ),
+            None => format!("jobs {}", jobs_label(a.record.jobs)),
+        };
+        format!(
+            "{} waited {} for a free slot after it was ready ({caps}): more slots would start it sooner",
+            t.id,
+            duration(queued),
+        )
+    } else {
+        let after = if k == 0 {
+            "the run started"
+        } else {
+            a.critical_path[k - 1].id.as_str()
+        };
+        format!(
+            "{} started {} after {after} ended",
+            t.id,
+            duration(step.wait_ms)
+        )
+    })
 }
 
 pub(crate) fn phase_table(a: &Analysis) -> String {
@@ -209,6 +289,9 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
         p.strategy,
         jobs_label(p.jobs)
     );
+    if let Some(caps) = super::whatif::class_caps(r) {
+        let _ = writeln!(out, "  per-class caps kept from the run: {caps}");
+    }
     if !w.complete() {
         out.push_str(
             "  note: the run did not finish; tasks that never ran are replayed as taking no time\n",
@@ -226,7 +309,8 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
             format!("{}, jobs {}", b.strategy, jobs_label(b.jobs)),
             duration(b.makespan_ms),
             format!(
-                "model error {}",
+                "model error {} ({})",
+                super::fmt::delta(b.makespan_ms as i64 - measured as i64),
                 super::fmt::delta_pct(measured, b.makespan_ms)
             ),
         ]);

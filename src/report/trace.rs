@@ -11,7 +11,7 @@ use crate::engine::TaskOutcome;
 use crate::plan::Phase;
 
 use super::analysis::{Analysis, interval};
-use super::text::outcome_str;
+use super::text::{outcome_label, outcome_str};
 
 const PID: u64 = 1;
 
@@ -100,7 +100,7 @@ pub(crate) fn render(a: &Analysis) -> String {
         let mut args = json!({
             "kind": t.kind,
             "class": t.class,
-            "outcome": outcome_str(t.outcome),
+            "outcome": outcome_label(t),
             "attempts": t.attempts,
             "queue_ms": t.queue_ms(),
             "ready_ms": t.ready_ms,

@@ -211,6 +211,16 @@ fn describe_dag_error(record: &RunRecord, e: crate::engine::DagError) -> String 
     }
 }
 
+/// The run's per-class caps as people read them (`cpu 3, io 4`), when it had any.
+pub(crate) fn class_caps(record: &RunRecord) -> Option<String> {
+    let caps: Vec<String> = record
+        .class_limits
+        .iter()
+        .map(|(class, cap)| format!("{class} {}", super::jobs_label(*cap)))
+        .collect();
+    (!caps.is_empty()).then(|| caps.join(", "))
+}
+
 /// A what-if: the measured run, its replay as recorded (how far the model is off), and the
 /// replay under the asked strategy and jobs.
 #[derive(Debug, Clone)]
