@@ -155,6 +155,10 @@ fn kprov(profiles: &Path, source: &Path) -> Command {
 
 /// `kprov plan --format json` with fixed limits and no run records (default estimates).
 fn plan_json(source: &Path, service: &str, strategy: &str) -> Value {
+    plan_json_with(source, service, strategy, &[])
+}
+
+fn plan_json_with(source: &Path, service: &str, strategy: &str, extra: &[&str]) -> Value {
     let state = tempfile::tempdir().unwrap();
     let out = kprov(&profiles_dir(), source)
         .args([
@@ -172,6 +176,7 @@ fn plan_json(source: &Path, service: &str, strategy: &str) -> Value {
             "--state",
         ])
         .arg(state.path())
+        .args(extra)
         .output()
         .unwrap();
     assert_eq!(
@@ -281,6 +286,13 @@ fn every_kubernaut_profile_plans_to_its_snapshotted_graph() {
     for s in SERVICES {
         let plan = plan_json(tree.path(), s, "dag");
         assert_eq!(plan["service"], s);
+        // Coverage changes what the builds are given and how Deployments are patched, not
+        // the task graph.
+        assert_eq!(
+            plan_json_with(tree.path(), s, "dag", &["--coverage"]),
+            plan,
+            "{s}: --coverage"
+        );
         insta::assert_json_snapshot!(format!("plan_{s}"), plan);
     }
 }
