@@ -147,7 +147,7 @@ impl Sandbox {
 
     /// Loads a host image into the control-plane node the way kind does (`ctr images import`).
     fn load_image(&self, image: &str) {
-        let save = common::docker(&self.host)
+        let mut save = common::docker(&self.host)
             .args(["save", image])
             .stdout(Stdio::piped())
             .spawn()
@@ -166,10 +166,12 @@ impl Sandbox {
                 "native",
                 "-",
             ])
-            .stdin(save.stdout.expect("piped stdout"))
+            .stdin(save.stdout.take().expect("piped stdout"))
             .stdout(Stdio::null())
             .status()
             .expect("failed to run docker exec ctr import");
+        let saved = save.wait().expect("failed to wait for docker save");
+        assert!(saved.success(), "docker save {image} failed");
         assert!(
             status.success(),
             "failed to import {image} into {}",
@@ -816,10 +818,10 @@ fn kube_rs_applies_discovers_and_watches_through_the_double() {
         configmaps.patch("watched", &ssa, &Patch::Apply(&cm)).await.expect("failed to apply a ConfigMap");
         let seen = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(event) = events.next().await {
-                if let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event {
-                    if cm.metadata.name.as_deref() == Some("watched") {
-                        return cm;
-                    }
+                if let Ok(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm)) = event
+                    && cm.metadata.name.as_deref() == Some("watched")
+                {
+                    return cm;
                 }
             }
             panic!("the watch ended");
