@@ -1,7 +1,7 @@
 //! The console reporter: a live view on a terminal (running tasks with elapsed time, counts
 //! per phase, an overall bar), or one plain line per event.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, io::Write, sync::Arc, time::Duration};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -11,6 +11,7 @@ use crate::plan::Phase;
 use crate::report::fmt::duration as human;
 
 pub struct Console {
+    out: Box<dyn Write + Send>,
     live: Option<Live>,
     info: TaskInfo,
     verbose: bool,
@@ -35,7 +36,8 @@ fn mark(outcome: TaskOutcome) -> &'static str {
 }
 
 impl Console {
-    pub fn new(live: bool, info: TaskInfo, verbose: bool) -> Console {
+    /// A console writing plain lines to `out` (stderr in real use), or the live view.
+    pub fn new(live: bool, info: TaskInfo, verbose: bool, out: Box<dyn Write + Send>) -> Console {
         let mut total = HashMap::new();
         for p in info.phases.values() {
             *total.entry(*p).or_insert(0) += 1;
@@ -50,16 +52,18 @@ impl Console {
             );
             Live { multi, overall, running: HashMap::new() }
         });
-        let mut c = Console { live, info, verbose, started: HashMap::new(), done: HashMap::new(), total };
+        let mut c = Console { out, live, info, verbose, started: HashMap::new(), done: HashMap::new(), total };
         c.update_counts();
         c
     }
 
-    fn line(&self, at: Duration, text: String) {
+    fn line(&mut self, at: Duration, text: String) {
         let text = format!("{:>7}  {text}", human(at.as_millis() as u64));
         match &self.live {
             Some(l) => l.multi.suspend(|| eprintln!("{text}")),
-            None => eprintln!("{text}"),
+            None => {
+                let _ = writeln!(self.out, "{text}");
+            }
         }
     }
 
@@ -126,7 +130,9 @@ impl Console {
                     bar.finish_and_clear();
                     l.multi.remove(&bar);
                 }
-                let took = self.started.get(id).map(|s| format!(" in {}", human(e.at.saturating_sub(*s).as_millis() as u64))).unwrap_or_default();
+                let took = self
+                    .started
+                    .get(id).map(|s| format!(" in {}", human(e.at.saturating_sub(*s).as_millis() as u64))).unwrap_or_default();
                 let mut text = format!("{:<8} {id}{took}", mark(*outcome));
                 if let Some(err) = error {
                     text.push_str(&format!("\n{}", indent(err)));
@@ -156,4 +162,61 @@ impl Console {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("           {l}")).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::engine::{CancelReason, SkipReason};
+
+    /// A writer the test can read back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ev(ms: u64, kind: EventKind) -> Event {
+        Event { at: Duration::from_millis(ms), kind }
+    }
+
+    #[test]
+    fn plain_output_is_one_line_per_event() {
+        let buf = Shared::default();
+        let phases = [("build:api", Phase::Build), ("cluster:create", Phase::Cluster), ("load:api", Phase::Load), ("deploy:api", Phase::Deploy)];
+        let info = TaskInfo { phases: phases.iter().map(|(id, p)| (Arc::<str>::from(*id), *p)).collect() };
+        let mut c = Console::new(false, info, false, Box::new(buf.clone()));
+        let id = |s: &str| Arc::<str>::from(s);
+        for e in [
+            ev(0, EventKind::RunStarted { tasks: 4 }),
+            ev(0, EventKind::TaskStarted { id: id("build:api"), attempt: 1 }),
+            ev(1, EventKind::TaskStarted { id: id("cluster:create"), attempt: 1 }),
+            ev(5, EventKind::TaskProgress { id: id("build:api"), message: "Step 1/3".into() }),
+            ev(1200, EventKind::TaskFinished { id: id("build:api"), outcome: TaskOutcome::Cached, attempts: 1, error: None }),
+            ev(3000, EventKind::TaskRetrying { id: id("cluster:create"), attempt: 1, error: "crun: unknown version specified".into(), delay: Duration::from_secs(5) }),
+            ev(8000, EventKind::TaskStarted { id: id("cluster:create"), attempt: 2 }),
+            ev(
+                9500,
+                EventKind::TaskFinished { id: id("cluster:create"), outcome: TaskOutcome::Failed, attempts: 2, error: Some("create cluster x: boom\nlast line".into()) },
+            ),
+            ev(9500, EventKind::TaskSkipped { id: id("load:api"), reason: SkipReason::DependencyFailed { dependency: id("cluster:create") } }),
+            ev(9500, EventKind::TaskSkipped { id: id("deploy:api"), reason: SkipReason::Cancelled(CancelReason::TaskFailed) }),
+            ev(9501, EventKind::RunFinished { cancelled: Some(CancelReason::TaskFailed) }),
+        ] {
+            c.event(&e);
+        }
+        c.finish();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        insta::with_settings!({filters => vec![(r"\d+(\.\d+)?(ms|s)\b", "[time]"), (r"\d+m\d+s", "[time]")]}, {
+            insta::assert_snapshot!(text);
+        });
+    }
 }

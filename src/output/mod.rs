@@ -71,7 +71,7 @@ pub async fn report(mut events: UnboundedReceiver<Event>, mode: Mode, info: Task
             }
         }
         Mode::Plain | Mode::Live => {
-            let mut console = Console::new(mode == Mode::Live, info, verbose);
+            let mut console = Console::new(mode == Mode::Live, info, verbose, Box::new(std::io::stderr()));
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
             loop {
                 tokio::select! {

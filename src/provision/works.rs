@@ -20,6 +20,23 @@ use crate::tasks::{
     wait::{self, WaitTarget},
 };
 
+/// Kinds that live outside namespaces: they never get the profile's namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "IngressClass",
+    "RuntimeClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "APIService",
+    "Node",
+];
+
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const CRD_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -111,7 +128,9 @@ impl RunState {
             })?;
             let mut objs = apply::parse_manifests(&Manifest { origin: path.display().to_string(), text }).map_err(TaskError::from)?;
             for o in &mut objs {
-                o.default_namespace(self.profile().namespace());
+                if !CLUSTER_SCOPED.contains(&o.kind()) {
+                    o.default_namespace(self.profile().namespace());
+                }
                 if !instrumented.is_empty() {
                     coverage::instrument(&mut o.value, &instrumented);
                 }
