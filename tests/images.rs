@@ -744,3 +744,168 @@ async fn cancelling_a_load_stops_feeding_a_hung_double_node() {
 
     assert!(err.message.ends_with("cancelled"), "{}", err.message);
 }
+
+/// A `kprov/base` container that sleeps, labelled for this test; removed on drop (by the
+/// docker CLI, independently of the engine seam under test).
+struct Sleeper {
+    host: String,
+    name: String,
+    label: String,
+}
+
+impl Sleeper {
+    fn start(host: &str, test: &str) -> Sleeper {
+        common::ensure_test_images(host);
+        let name = common::unique_name(test);
+        let label = format!("io.kprov.test.sleeper={name}");
+        let sleeper = Sleeper {
+            host: host.to_string(),
+            name: name.clone(),
+            label: label.clone(),
+        };
+        common::run_ok(
+            common::docker(host)
+                .args(["run", "--detach", "--name", &name, "--label", &label])
+                .args(["--label", &format!("{}=true", common::TEST_LABEL)])
+                .args([common::BASE_IMAGE, "sleep", "1000000"]),
+        );
+        sleeper
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = common::docker(&self.host)
+            .args(["rm", "--force", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reports_output_and_the_exit_code() {
+    let host = require_docker!();
+    let sleeper = Sleeper::start(&host, "exec_exit");
+    let engine = engine(&host).await;
+    let cmd = ["sh", "-c", "echo out; echo err >&2; exit 7"];
+
+    let out = engine
+        .exec(&sleeper.name, &cmd, &CancellationToken::new())
+        .await
+        .unwrap();
+
+    assert_eq!(out.exit_code, 7);
+    assert_eq!(out.stdout.trim(), "out");
+    assert_eq!(out.stderr.trim(), "err");
+    assert!(!out.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_streams_stdin_to_the_end_and_shuts_it_down() {
+    let host = require_docker!();
+    let sleeper = Sleeper::start(&host, "exec_stdin");
+    let engine = engine(&host).await;
+    // `wc -c` only answers once stdin is closed: the count proves every byte and the EOF.
+    let chunks: Vec<bytes::Bytes> = (0..48)
+        .map(|i| bytes::Bytes::from(vec![i as u8; 64 << 10]))
+        .collect();
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut lines = Vec::new();
+
+    let out = engine
+        .exec_with_stdin(
+            &sleeper.name,
+            &["wc", "-c"],
+            futures::stream::iter(chunks),
+            &CancellationToken::new(),
+            |_, l| lines.push(l.to_string()),
+        )
+        .await
+        .unwrap();
+
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout.trim(), total.to_string());
+    assert_eq!(lines, vec![total.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_container_streams_a_tar_of_the_path() {
+    let host = require_docker!();
+    let sleeper = Sleeper::start(&host, "copy_out");
+    let engine = engine(&host).await;
+    let cancel = CancellationToken::new();
+    let write = [
+        "sh",
+        "-c",
+        "mkdir -p /cov && echo covered > /cov/a.out && echo too > /cov/b.out",
+    ];
+    assert!(
+        engine
+            .exec(&sleeper.name, &write, &cancel)
+            .await
+            .unwrap()
+            .success()
+    );
+
+    let mut stream = engine.copy_from_container(&sleeper.name, "/cov");
+    let mut tar_bytes = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        tar_bytes.extend_from_slice(&chunk.unwrap());
+    }
+
+    let mut archive = tar::Archive::new(tar_bytes.as_slice());
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type().is_file() {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+            files.insert(entry.path().unwrap().to_string_lossy().into_owned(), text);
+        }
+    }
+    assert_eq!(
+        files.get("cov/a.out").map(String::as_str),
+        Some("covered\n"),
+        "{files:?}"
+    );
+    assert_eq!(
+        files.get("cov/b.out").map(String::as_str),
+        Some("too\n"),
+        "{files:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_containers_removes_every_container_with_the_label() {
+    let host = require_docker!();
+    let first = Sleeper::start(&host, "remove_by_label");
+    let engine = engine(&host).await;
+    let listed = engine
+        .list_containers(&[&first.label], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec![first.name.as_str()]
+    );
+    assert!(listed[0].running);
+
+    let removed = engine.remove_containers(&[&first.label]).await.unwrap();
+
+    assert_eq!(removed, vec![first.name.clone()]);
+    assert!(
+        engine
+            .list_containers(&[&first.label], true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_reports_its_version_and_negotiated_api() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    assert!(!engine.version().await.unwrap().is_empty());
+    let api = engine.api_version();
+    assert!(api.starts_with("1."), "{api}");
+}
