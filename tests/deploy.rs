@@ -296,6 +296,11 @@ async fn re_applying_the_same_objects_changes_nothing() {
     let (ctx, _rx) = task_ctx();
     let mut objs = objects(&fixture("config.yaml"));
     objs.extend(objects(&fixture("workloads.yaml")));
+    // As `kprov up` does: the profile's namespace defaulted onto every object, the
+    // cluster-scoped Namespace included (where it means nothing and is dropped).
+    for o in &mut objs {
+        o.default_namespace("kprov-test");
+    }
     apply::apply_objects(&kube, &objs, &ctx).await.unwrap();
     let versions = |kube: Kube, objs: Vec<Object>| async move {
         let mut v = Vec::new();

@@ -61,17 +61,21 @@ fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time".into();
     }
-    if e.is_connect() {
-        // The innermost cause is the useful one ("Connection refused (os error 111)").
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-        let mut last = None;
-        while let Some(s) = source {
-            last = Some(s.to_string());
-            source = s.source();
-        }
-        return format!("cannot connect: {}", last.unwrap_or_else(|| e.to_string()));
+    // reqwest's own words ("error sending request for url") say nothing; the innermost
+    // cause does ("Connection refused (os error 111)", "connection closed before message
+    // completed").
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
     }
-    e.to_string()
+    let cause = last.unwrap_or_else(|| e.to_string());
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +124,24 @@ mod tests {
             Probe::Ready => panic!("a closed port is not ready"),
         }
         assert!(p.probe("https://localhost/readyz").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_port_that_accepts_then_hangs_up_says_so() {
+        // What a published NodePort with nothing behind it does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            drop(sock);
+        });
+        let p = HttpProber::new(Duration::from_secs(2)).unwrap();
+        match p.probe(&url).await.unwrap() {
+            Probe::NotReady(why) => {
+                assert!(!why.contains("error sending request"), "{why}");
+                assert!(why.contains("closed") || why.contains("reset"), "{why}");
+            }
+            Probe::Ready => panic!("nothing answered"),
+        }
     }
 }

@@ -284,9 +284,8 @@ impl Kube {
             .await
             .map_err(|e| KubeError::new(&what, chain(&e), false))?;
         config.default_retry = false;
-        // A watch may be idle for minutes; only a hung connect or request should time out.
+        // kube-rs's read timeout (295 s) already outlasts its watches' server-side timeout.
         config.connect_timeout = Some(Duration::from_secs(10));
-        config.read_timeout = None;
         let server = config.cluster_url.to_string();
         let default_namespace = config.default_namespace.clone();
         let client = Client::try_from(config)
@@ -396,10 +395,18 @@ impl Kube {
                 e
             })?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let stored = api
-            .patch(&r.name, &params, &Patch::Apply(&obj.value))
-            .await
-            .map_err(|e| KubeError::from_kube(&what, e))?;
+        let namespaced = self.kind(&r.api_version, &r.kind).await?.namespaced;
+        let stored = if !namespaced && r.namespace.is_some() {
+            // A namespace defaulted onto a cluster-scoped object means nothing: drop it.
+            let mut body = obj.value.clone();
+            if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("namespace");
+            }
+            api.patch(&r.name, &params, &Patch::Apply(&body)).await
+        } else {
+            api.patch(&r.name, &params, &Patch::Apply(&obj.value)).await
+        }
+        .map_err(|e| KubeError::from_kube(&what, e))?;
         to_object(stored, &obj.origin)
     }
 
