@@ -851,6 +851,8 @@ async fn watch(
         label: LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?,
         field: FieldSelector::parse(req.param("fieldSelector").unwrap_or(""))?,
     };
+    // `kubectl get -w` asks for Tables: each event then carries a one-row Table.
+    let table_columns = wants_table(&req.accept).then(|| printer_columns(&lock(shared), &rt));
     let bookmarks = req.flag("allowWatchBookmarks");
     let send_initial = req.flag("sendInitialEvents");
     let timeout = req
@@ -894,12 +896,22 @@ async fn watch(
         }
     };
     let shared = shared.clone();
+    let table_rt = rt.clone();
+    let as_table = move |obj: &Value| -> Value {
+        match &table_columns {
+            Some(columns) => {
+                let rv = meta_str(obj, "resourceVersion").to_string();
+                crate::table::table(&table_rt, std::slice::from_ref(obj), &rv, columns.as_ref())
+            }
+            None => obj.clone(),
+        }
+    };
     let bookmark_every = shared.config.bookmark_interval;
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
         for obj in &initial {
             if tx
-                .send(Ok(Frame::data(watch_line("ADDED", obj))))
+                .send(Ok(Frame::data(watch_line("ADDED", &as_table(obj)))))
                 .await
                 .is_err()
             {
@@ -939,7 +951,10 @@ async fn watch(
                     for c in &changes {
                         if let Some((typ, obj)) = filter.event(c)
                             && tx
-                                .send(Ok(Frame::data(watch_line(typ, &present(&rt, &obj)))))
+                                .send(Ok(Frame::data(watch_line(
+                                    typ,
+                                    &as_table(&present(&rt, &obj)),
+                                ))))
                                 .await
                                 .is_err()
                         {
