@@ -132,6 +132,13 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
             Err(e) => eprintln!("warning: failed to render the trace: {e}"),
         }
     }
+    // In CI, the run's report goes to the job page.
+    if let Some(path) = crate::report::step_summary_path() {
+        let md = crate::report::render(&outcome.record, crate::report::Format::Markdown, &crate::report::Options::default());
+        if let Err(e) = md.map_err(anyhow::Error::from).and_then(|md| crate::report::append_step_summary(&path, &md).map_err(anyhow::Error::from)) {
+            eprintln!("warning: failed to append to the job summary {}: {e}", path.display());
+        }
+    }
     let r = &outcome.record;
     let count = |o| r.tasks.iter().filter(|t| t.outcome == o).count();
     use crate::engine::TaskOutcome::*;

@@ -241,8 +241,23 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
     if top.namespace.is_some() {
         base.namespace = top.namespace;
     }
-    if top.cluster.is_some() {
-        base.cluster = top.cluster;
+    match (&mut base.cluster, top.cluster) {
+        // Field by field: a stack can give the kubeadm patches, a service its name.
+        (Some(b), Some(t)) => {
+            b.name = t.name.or(b.name.take());
+            b.kind_config = t.kind_config.or(b.kind_config.take());
+            b.node_image = t.node_image.or(b.node_image.take());
+            b.kubeconfig = t.kubeconfig.or(b.kubeconfig.take());
+            if !t.nodes.is_empty() {
+                b.nodes = t.nodes;
+            }
+            extend_unique(&mut b.extra_mounts, t.extra_mounts);
+            extend_unique(&mut b.extra_port_mappings, t.extra_port_mappings);
+            extend_unique(&mut b.kubeadm_config_patches, t.kubeadm_config_patches);
+            extend_unique(&mut b.containerd_config_patches, t.containerd_config_patches);
+        }
+        (b, t @ Some(_)) => *b = t,
+        _ => {}
     }
     base.include.clear();
     merge_map(&mut base.images, top.images);
@@ -291,6 +306,17 @@ mod tests {
         assert!(e[1].contains(":9:5: images.b.pulll"), "{e:?}");
         assert!(e[2].contains(":12:") && e[2].contains("components.c.manifests"), "{e:?}");
         assert!(e[3].contains(":16:5: components.d.size: unknown field `size`"), "{e:?}");
+    }
+
+    #[test]
+    fn an_included_cluster_is_merged_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("stack.yaml"), "cluster:\n  nodeImage: kindest/node:v1\n  kubeadmConfigPatches: [a]\n").unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), "include: [stack.yaml]\ncluster:\n  name: svc-e2e\n  kubeadmConfigPatches: [b]\n").unwrap();
+        let merged = load_merged(&dir.path().join("svc.yaml")).unwrap().profile.cluster.unwrap();
+        assert_eq!(merged.name.as_deref(), Some("svc-e2e"));
+        assert_eq!(merged.node_image.as_deref(), Some("kindest/node:v1"));
+        assert_eq!(merged.kubeadm_config_patches, ["a", "b"]);
     }
 
     #[test]
