@@ -444,6 +444,13 @@ async fn an_image_missing_from_the_node_fails_with_err_image_never_pull_and_a_bu
     ] {
         assert!(dir.join(file).is_file(), "{file} in the bundle");
     }
+    let summary = std::fs::read_to_string(dir.join("summary.txt")).unwrap();
+    assert!(
+        summary.starts_with(
+            "wait for readiness: 1 of 1 checks blocked\n  app: Deployment kprov-test/absent-image"
+        ),
+        "{summary}"
+    );
     let node = format!("{}-control-plane", sandbox.name);
     let images = std::fs::read_to_string(dir.join("nodes").join(&node).join("images.txt")).unwrap();
     assert!(

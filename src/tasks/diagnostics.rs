@@ -75,10 +75,11 @@ struct Findings {
     problems: Vec<String>,
 }
 
-/// Explains every blocker and writes the bundle; returns the text to append to the error:
-/// `(diagnostics: DIR)` and one block per blocker.
+/// Explains every blocker and writes the bundle; returns the error message: `headline`,
+/// `(diagnostics: DIR)`, then one block per blocker.
 pub async fn report(
     kube: &Kube,
+    headline: &str,
     blockers: &[Blocker],
     spec: &DiagnosticsSpec,
     cancel: &CancellationToken,
@@ -115,9 +116,10 @@ pub async fn report(
             }
         }
     }
-    match write_bundle(kube, blockers, &findings, spec, &text).await {
-        Ok(dir) => format!(" (diagnostics: {}){text}", dir.display()),
-        Err(e) => format!(" (no diagnostics bundle: {e}){text}"),
+    let summary = format!("{headline}{text}\n");
+    match write_bundle(kube, blockers, &findings, spec, &summary).await {
+        Ok(dir) => format!("{headline} (diagnostics: {}){text}", dir.display()),
+        Err(e) => format!("{headline} (no diagnostics bundle: {e}){text}"),
     }
 }
 
@@ -326,7 +328,7 @@ async fn write_bundle(
     blockers: &[Blocker],
     findings: &[Findings],
     spec: &DiagnosticsSpec,
-    text: &str,
+    summary: &str,
 ) -> Result<PathBuf, String> {
     let dir = &spec.dir;
     let mkdir = |d: &Path| {
@@ -339,13 +341,7 @@ async fn write_bundle(
         }
         std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    write(
-        dir.join("summary.txt"),
-        &format!(
-            "wait for readiness: {} checks blocked{text}\n",
-            blockers.len()
-        ),
-    )?;
+    write(dir.join("summary.txt"), summary)?;
     let mut namespaces = Vec::new();
     for (b, f) in blockers.iter().zip(findings) {
         if let Subject::Object(r) = &b.subject {

@@ -465,11 +465,12 @@ pub async fn wait_ready(
         ctx.progress(format!("{total} readiness checks passed"));
         return Ok(());
     }
-    let report = diagnostics::report(kube, &blockers, diagnostics, &ctx.cancel).await;
-    Err(TaskError::fatal(format!(
-        "wait for readiness: {} of {total} checks blocked{report}",
+    let headline = format!(
+        "wait for readiness: {} of {total} checks blocked",
         blockers.len()
-    )))
+    );
+    let message = diagnostics::report(kube, &headline, &blockers, diagnostics, &ctx.cancel).await;
+    Err(TaskError::fatal(message))
 }
 
 #[cfg(test)]
