@@ -326,8 +326,8 @@ fn main() {
         .max()
         .unwrap_or(0);
     println!(
-        "{:width$}  {}",
-        "measurement", "seconds per repetition; ratios compare medians"
+        "{:width$}  seconds per repetition; ratios compare medians",
+        "measurement"
     );
     println!("{}", "-".repeat(width + 40));
     for (k, v) in &rows {

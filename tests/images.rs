@@ -312,6 +312,7 @@ async fn a_broken_dockerfile_fails_with_the_tail_of_its_log() {
     let err: TaskError = build_image(&engine, &req, &task_ctx("b").0)
         .await
         .unwrap_err();
+    eprintln!("{}", err.message);
 
     let log_path = logs.path().join("build-broken.log");
     assert!(
@@ -357,6 +358,7 @@ async fn a_missing_external_image_names_the_image_and_how_to_provide_it() {
     let err = ensure_external(&engine, &reference, &task_ctx("ext").0)
         .await
         .unwrap_err();
+    eprintln!("{}", err.message);
 
     assert!(err.message.contains(&reference), "{}", err.message);
     assert!(

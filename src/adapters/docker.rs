@@ -320,10 +320,8 @@ impl Engine {
                             Some(Ok(BuildEvent::ImageId(id)))
                         } else if let Some(text) = info.stream {
                             Some(Ok(BuildEvent::Output(text)))
-                        } else if let Some(status) = info.status {
-                            Some(Ok(BuildEvent::Status(status)))
                         } else {
-                            None
+                            info.status.map(|status| Ok(BuildEvent::Status(status)))
                         }
                     }
                     Err(e) => Some(Err(EngineError::from_bollard(action.clone(), e))),
@@ -487,7 +485,7 @@ impl Engine {
         let mut removed = Vec::new();
         let mut failures = Vec::new();
         for (c, result) in results {
-            match result.map_err(|e| classify(e)) {
+            match result.map_err(classify) {
                 Ok(()) | Err((ErrorKind::NotFound, _)) => removed.push(c.name.clone()),
                 Err((_, detail)) => failures.push(format!("{}: {detail}", c.name)),
             }
