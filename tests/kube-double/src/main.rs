@@ -43,6 +43,7 @@ mod controller;
 mod errors;
 mod faults;
 mod http;
+mod nodeports;
 mod ops;
 mod patch;
 mod registry;
@@ -250,6 +251,7 @@ async fn run() -> Result<(), String> {
     });
     controller::seed(&shared).await;
     tokio::spawn(controller::run(shared.clone()));
+    tokio::spawn(nodeports::run(shared.clone()));
 
     loop {
         let (tcp, peer) = match listener.accept().await {
