@@ -253,6 +253,8 @@ impl KindCli {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so cancellation can end kind and every child it started.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -262,11 +264,12 @@ impl KindCli {
                 )
             })?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // The config is small: write it all, then close stdin so kind reads EOF.
-            pipe.write_all(input).await.map_err(|e| {
-                KindError::new(action, format!("cannot write the config to kind: {e}"))
-            })?;
-            drop(pipe);
+            // Written beside the output readers (a full pipe must not stall kind), then closed
+            // so kind reads EOF. A kind that exits without reading explains itself in its output.
+            let input = input.to_vec();
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&input).await;
+            });
         }
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -299,7 +302,7 @@ impl KindCli {
                     None => break child.wait().await,
                 },
                 () = cancel.cancelled() => {
-                    let _ = child.kill().await;
+                    end_process_group(&mut child).await;
                     let mut e = KindError::new(action, "cancelled");
                     e.cancelled = true;
                     return Err(e);
@@ -320,6 +323,27 @@ impl KindCli {
             })
         }
     }
+}
+
+/// SIGTERM to the child's whole process group, then SIGKILL after a short grace, so neither
+/// kind nor anything it started outlives a cancelled run.
+async fn end_process_group(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let group = -(pid as i32);
+        // SAFETY: kill(2) on the process group this function's caller created for the child.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        if tokio::time::timeout(std::time::Duration::from_millis(1500), child.wait())
+            .await
+            .is_err()
+        {
+            // SAFETY: as above.
+            unsafe { libc::kill(group, libc::SIGKILL) };
+        }
+        // Children of the group that outlived the leader get the same end.
+        // SAFETY: as above.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+    }
+    let _ = child.kill().await;
 }
 
 #[derive(Debug, Default)]
@@ -770,6 +794,104 @@ users:
             "{e}"
         );
         assert!(!path.exists());
+    }
+
+    /// A stand-in `kind` (a shell script) that records its argv and stdin, then runs `rest`.
+    fn fake_kind(dir: &Path, rest: &str) -> KindCli {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("kind");
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" > '{0}/argv'\ncat > '{0}/stdin'\necho $$ > '{0}/pid'\n{rest}\n",
+            dir.display()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        KindCli::at(path)
+    }
+
+    #[tokio::test]
+    async fn create_passes_argv_and_the_config_on_stdin_and_reports_output_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_kind(
+            dir.path(),
+            "echo 'Creating cluster' >&2\necho ' ✓ Ensuring node image'",
+        );
+        let args = CreateArgs {
+            name: "c1".into(),
+            config: "{\"kind\":\"Cluster\"}".into(),
+            ..Default::default()
+        };
+        let mut lines = Vec::new();
+        cli.create_cluster(&args, &CancellationToken::new(), &mut |l| {
+            lines.push(l.to_string())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("argv")).unwrap(),
+            "create cluster --name c1 --config - --wait 0s\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("stdin")).unwrap(),
+            "{\"kind\":\"Cluster\"}"
+        );
+        lines.sort();
+        assert_eq!(lines, [" ✓ Ensuring node image", "Creating cluster"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_create_keeps_kinds_output_for_the_retry_decision() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_kind(
+            dir.path(),
+            "echo 'ERROR: failed to create cluster: OCI runtime error' >&2\nexit 1",
+        );
+        let args = CreateArgs {
+            name: "c1".into(),
+            config: "{}".into(),
+            ..Default::default()
+        };
+        let e = cli
+            .create_cluster(&args, &CancellationToken::new(), &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(is_transient_create_failure(&e.output));
+        assert!(
+            e.to_string()
+                .starts_with("create kind cluster c1: kind exited with exit status: 1"),
+            "{e}"
+        );
+        assert!(!e.cancelled);
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_create_kills_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_kind(dir.path(), "exec sleep 60");
+        let args = CreateArgs {
+            name: "c1".into(),
+            config: "{}".into(),
+            ..Default::default()
+        };
+        let cancel = CancellationToken::new();
+        let trigger = cancel.clone();
+        let pid_file = dir.path().join("pid");
+        tokio::spawn(async move {
+            while !pid_file.exists() {
+                tokio::task::yield_now().await;
+            }
+            trigger.cancel();
+        });
+        let e = cli
+            .create_cluster(&args, &cancel, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert!(e.cancelled);
+        let pid = std::fs::read_to_string(dir.path().join("pid")).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "kind (pid {pid}) was ended and reaped"
+        );
     }
 
     #[test]
