@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -15,19 +15,28 @@ use crate::selector::LabelSelector;
 
 /// The Services that own `port`, and whether any of them has a Ready endpoint.
 fn ready_behind(shared: &Shared, port: u64) -> (bool, String) {
-    let store = shared.store.lock().expect("store lock");
+    let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
     let mut names = Vec::new();
     for svc in store.list("services", None) {
-        let owns = svc["spec"]["ports"].as_array().is_some_and(|ps| ps.iter().any(|p| p["nodePort"].as_u64() == Some(port)));
+        let owns = svc["spec"]["ports"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["nodePort"].as_u64() == Some(port)));
         if !owns {
             continue;
         }
         let ns = svc["metadata"]["namespace"].as_str().unwrap_or_default();
-        names.push(format!("{ns}/{}", svc["metadata"]["name"].as_str().unwrap_or_default()));
-        let selector = LabelSelector::from_object(&json!({"matchLabels": svc["spec"]["selector"].clone()}));
+        names.push(format!(
+            "{ns}/{}",
+            svc["metadata"]["name"].as_str().unwrap_or_default()
+        ));
+        let selector =
+            LabelSelector::from_object(&json!({"matchLabels": svc["spec"]["selector"].clone()}));
         let ready = store.list("pods", Some(ns)).iter().any(|p| {
             selector.matches(p)
-                && p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+                && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
         });
         if ready {
             return (true, names.join(", "));
@@ -38,18 +47,29 @@ fn ready_behind(shared: &Shared, port: u64) -> (bool, String) {
 
 async fn serve(shared: Arc<Shared>, listener: TcpListener, port: u64) {
     loop {
-        let Ok((mut tcp, _)) = listener.accept().await else { continue };
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await;
             let (ready, services) = ready_behind(&shared, port);
             let (status, body) = if ready {
-                ("200 OK", format!("ok: kube-double NodePort {port} ({services}) has a Ready endpoint\n"))
+                (
+                    "200 OK",
+                    format!("ok: kube-double NodePort {port} ({services}) has a Ready endpoint\n"),
+                )
             } else {
-                ("503 Service Unavailable", format!("kube-double NodePort {port} ({services}): no Ready endpoint yet\n"))
+                (
+                    "503 Service Unavailable",
+                    format!("kube-double NodePort {port} ({services}): no Ready endpoint yet\n"),
+                )
             };
-            let reply = format!("HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = tcp.write_all(reply.as_bytes()).await;
             let _ = tcp.shutdown().await;
         });
@@ -59,14 +79,18 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener, port: u64) {
 /// Watch the Services and open a listener for each new NodePort.
 pub async fn run(shared: Arc<Shared>) {
     let mut open: BTreeSet<u64> = BTreeSet::new();
-    let mut changes = shared.store.lock().expect("store lock").subscribe();
+    let mut changes = shared
+        .store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .subscribe();
     loop {
         let ports: BTreeSet<u64> = {
-            let store = shared.store.lock().expect("store lock");
+            let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
             store
                 .list("services", None)
                 .iter()
-                .filter(|s| s["spec"]["type"] == Value::from("NodePort"))
+                .filter(|s| s["spec"]["type"] == "NodePort")
                 .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
                 .filter_map(|p| p["nodePort"].as_u64())
                 .collect()
