@@ -13,7 +13,8 @@
 //!   apply with field managers and conflicts, JSON merge, strategic merge approximated, JSON
 //!   patch); subresources `status`, `scale`, `pods/log`; server-side `Table` printing;
 //! - a simulated control plane: CRDs become Established, Deployments/ReplicaSets/StatefulSets/
-//!   Jobs create pods whose status and events explain their progress;
+//!   Jobs create pods whose status and events explain their progress; NodePort Services answer
+//!   HTTP inside the node (200 once a Ready pod backs them);
 //! - failure injection: missing images (`ErrImageNeverPull`, checked with the node's real
 //!   `ctr`), `double.kprov.dev/crash`, `double.kprov.dev/progress-deadline-exceeded`, and API
 //!   faults through `POST /double/faults`.
