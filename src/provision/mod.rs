@@ -41,9 +41,9 @@ pub struct UpOutcome {
     pub cluster_note: Option<String>,
 }
 
-/// A compact, sortable run id: `20261123T004012Z-aianalysis`.
+/// A compact, sortable, unique-enough run id: `20261123T004012.345Z-aianalysis`.
 pub fn run_id(service: &str, now: std::time::SystemTime) -> (String, String) {
-    let rfc = humantime::format_rfc3339_seconds(now).to_string();
+    let rfc = humantime::format_rfc3339_millis(now).to_string();
     let compact: String = rfc.chars().filter(|c| *c != '-' && *c != ':').collect();
     (format!("{compact}-{service}"), rfc)
 }
