@@ -911,3 +911,53 @@ async fn the_engine_reports_its_version_and_negotiated_api() {
     let api = engine.api_version();
     assert!(api.starts_with("1."), "{api}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "cancel_build");
+    let ctx_dir = tempfile::tempdir().unwrap();
+    let marker = common::unique_name("kprov-cancel-marker");
+    std::fs::write(
+        ctx_dir.path().join("Dockerfile"),
+        format!("FROM kprov/base:latest\nRUN echo {marker} && sleep 600\n"),
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let req = repo.request("slow", ctx_dir.path(), logs.path());
+    let (ctx, _rx) = task_ctx("b");
+    let cancel = ctx.cancel.clone();
+    let log_path = logs.path().join("build-slow.log");
+    let watcher = tokio::spawn(async move {
+        // Cancel once the RUN step is running.
+        while !std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("Running in")) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cancel.cancel();
+    });
+
+    let err = build_image(&engine, &req, &ctx).await.unwrap_err();
+    watcher.await.unwrap();
+
+    assert!(err.message.ends_with("cancelled"), "{}", err.message);
+    // The daemon stops the step when the client goes away; give it a bounded while to do so.
+    let mut left = String::new();
+    for _ in 0..150 {
+        left = common::run_ok(common::docker(&host).args([
+            "ps",
+            "--all",
+            "--no-trunc",
+            "--format",
+            "{{.Names}} {{.Command}}",
+        ]));
+        if !left.contains(&marker) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !left.contains(&marker),
+        "the build's container was left: {left}"
+    );
+}
