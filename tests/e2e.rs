@@ -195,3 +195,30 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn coverage_mode_instruments_the_worker_and_collect_copies_coverdata_out_of_the_node() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let demo = Demo::new(&host, "demo-cover");
+    let (code, stderr) = demo.up(&["--coverage"]);
+    assert_eq!(code, 0, "kprov up --coverage failed:\n{stderr}");
+
+    // The coverdata directory is the node's /coverdata (kind extraMount), writable by all.
+    let coverdata = demo.dir.path().join(".kprov/coverdata/demo");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&coverdata).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o777, "coverdata is {mode:o}");
+    // What an instrumented binary writes when it exits: written inside the node.
+    let node = format!("{}-control-plane", demo.cluster);
+    common::run_ok(common::docker(&host).args(["exec", &node, "sh", "-c", "echo meta > /coverdata/covmeta.0123 && echo counters > /coverdata/covcounters.0123"]));
+    assert!(coverdata.join("covmeta.0123").is_file(), "the extraMount does not reach the host directory");
+
+    let out = demo.dir.path().join("collected");
+    let run = demo.kprov().args(["coverage", "--service", "demo", "--out"]).arg(&out).output().unwrap();
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{text}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(text.contains("scaled Deployment worker to 0"), "{text}");
+    assert!(!text.contains("Deployment api"), "api is not instrumented:\n{text}");
+    assert!(text.contains("copied 2 file(s)"), "{text}");
+    assert_eq!(std::fs::read_to_string(out.join("covmeta.0123")).unwrap(), "meta\n");
+}
