@@ -301,7 +301,9 @@ async fn re_applying_the_same_objects_changes_nothing() {
     for o in &mut objs {
         o.default_namespace("kprov-test");
     }
+    let started = std::time::Instant::now();
     apply::apply_objects(&kube, &objs, &ctx).await.unwrap();
+    let first = started.elapsed();
     let versions = |kube: Kube, objs: Vec<Object>| async move {
         let mut v = Vec::new();
         for o in &objs {
@@ -315,7 +317,15 @@ async fn re_applying_the_same_objects_changes_nothing() {
         v
     };
     let before = versions(kube.clone(), objs.clone()).await;
+    let started = std::time::Instant::now();
     apply::apply_objects(&kube, &objs, &ctx).await.unwrap();
+    // A figure for the reader, not an assertion.
+    eprintln!(
+        "apply of {} objects: first {:?}, again {:?}",
+        objs.len(),
+        first,
+        started.elapsed()
+    );
     let after = versions(kube.clone(), objs.clone()).await;
     // Workloads' status moves on its own; compare only what an apply would bump.
     let spec_of = |v: &[(String, String, Option<serde_json::Value>)]| {

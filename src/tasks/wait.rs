@@ -146,11 +146,14 @@ async fn watch_object(
                         && let (Some(sel), Some(ns)) = (pod_selector(obj), obj.namespace())
                         && pods_selector.as_deref() != Some(&sel)
                     {
+                        // On failure the selector stays unset: the next change tries again.
                         match kube.watch_list("v1", "Pod", ns, &sel).await {
-                            Ok(s) => pods = s.boxed(),
+                            Ok(s) => {
+                                pods = s.boxed();
+                                pods_selector = Some(sel);
+                            }
                             Err(e) => watch_error = Some(e.to_string()),
                         }
-                        pods_selector = Some(sel);
                     }
                 }
                 Some(Err(e)) => watch_error = Some(e.to_string()),
