@@ -83,10 +83,7 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
             return exit::FAILURE;
         }
     }
-    let kubeconfig = match profile.spec.cluster.as_ref().and_then(|c| c.kubeconfig.clone()) {
-        Some(p) => PathBuf::from(shellexpand_home(&p)),
-        None => provision::works::default_kubeconfig(),
-    };
+    let kubeconfig = kubeconfig_of(&profile);
     let service = profile.service.clone();
     let req = UpRequest {
         profile,
@@ -170,18 +167,13 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
     }
 }
 
-fn shellexpand_home(p: &str) -> String {
-    match (p.strip_prefix("~/"), std::env::var("HOME")) {
-        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
-        _ => p.to_string(),
-    }
-}
 
-fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Result<String, i32> {
+/// The cluster to act on, and the kubeconfig its context was written to.
+fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Result<(String, PathBuf), i32> {
     match (cluster, service) {
-        (Some(c), _) => Ok(c.to_string()),
+        (Some(c), _) => Ok((c.to_string(), provision::works::default_kubeconfig())),
         (None, Some(s)) => match crate::profile::load(&g.profiles, s) {
-            Ok(p) => Ok(p.cluster_name()),
+            Ok(p) => Ok((p.cluster_name(), kubeconfig_of(&p))),
             Err(e) => {
                 eprintln!("error: {e}");
                 Err(exit::USAGE)
@@ -191,8 +183,12 @@ fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Resul
     }
 }
 
+fn kubeconfig_of(profile: &crate::profile::Profile) -> PathBuf {
+    profile.kubeconfig().unwrap_or_else(provision::works::default_kubeconfig)
+}
+
 pub async fn down(g: &Global, a: &DownArgs) -> i32 {
-    let name = match cluster_of(g, a.service.as_deref(), a.cluster.as_deref()) {
+    let (name, kubeconfig) = match cluster_of(g, a.service.as_deref(), a.cluster.as_deref()) {
         Ok(n) => n,
         Err(c) => return c,
     };
@@ -210,9 +206,15 @@ pub async fn down(g: &Global, a: &DownArgs) -> i32 {
             return exit::FAILURE;
         }
     };
-    match crate::tasks::cluster::delete_cluster(&engine, &name).await {
-        Ok(()) => {
+    let kind = crate::adapters::kind::KindCli::find();
+    let cancel = CancellationToken::new();
+    match crate::tasks::cluster::delete_cluster_with(&engine, &name, Some(&kubeconfig), kind.as_ref(), &cancel).await {
+        Ok(true) => {
             eprintln!("deleted cluster {name}");
+            exit::SUCCESS
+        }
+        Ok(false) => {
+            eprintln!("no cluster {name} to delete");
             exit::SUCCESS
         }
         Err(e) => {

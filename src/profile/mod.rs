@@ -42,6 +42,15 @@ impl Profile {
         self.spec.cluster.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| format!("kprov-{}", self.service))
     }
 
+    /// The kubeconfig file the profile asks for (`~/` expanded); `None`: kind's default.
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        let p = self.spec.cluster.as_ref()?.kubeconfig.as_ref()?;
+        Some(match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => Path::new(&home).join(rest),
+            _ => PathBuf::from(p),
+        })
+    }
+
     /// Where a path written in the profile is: `kprov:<path>` in kprov's own tree, anything
     /// else under `source`.
     pub fn resolve(&self, source: &Path, path: &str) -> PathBuf {

@@ -25,13 +25,7 @@ use crate::tasks::{
 const WORKLOAD_KINDS: [(&str, &str); 3] = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job")];
 
 fn kubeconfig_of(profile: &Profile) -> PathBuf {
-    match profile.spec.cluster.as_ref().and_then(|c| c.kubeconfig.clone()) {
-        Some(p) => match (p.strip_prefix("~/"), std::env::var("HOME")) {
-            (Some(rest), Ok(home)) => Path::new(&home).join(rest),
-            _ => PathBuf::from(p),
-        },
-        None => kind::kubeconfig_path_for_merge(None),
-    }
+    profile.kubeconfig().unwrap_or_else(|| kind::kubeconfig_path_for_merge(None))
 }
 
 async fn nodes(engine: &Engine, cluster: &str) -> anyhow::Result<Vec<ContainerInfo>> {
