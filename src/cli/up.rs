@@ -44,44 +44,69 @@ fn watch_signals(token: CancellationToken) {
     });
 }
 
-pub async fn up(g: &Global, a: UpArgs) -> i32 {
-    let profile = match load_valid(g, &a.service.service) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let existing = (a.kubeconfig.is_some() || a.context.is_some()).then(|| (a.kubeconfig.clone(), a.context.clone()));
-    let tasks = match plan::tasks_for(&profile, &PlanOptions { existing_cluster: existing.is_some() }) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}: {e}", profile.path.display());
-            return exit::USAGE;
+
+/// An exit code standing for a failure already reported to the user.
+type Exit = i32;
+
+async fn engine() -> Result<crate::adapters::docker::Engine, Exit> {
+    provision::connect_engine().await.map_err(|e| {
+        report_error(&e);
+        exit::FAILURE
+    })
+}
+
+fn lock(cluster: &str) -> Result<ClusterLock, Exit> {
+    ClusterLock::acquire(cluster).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::FAILURE
+    })
+}
+
+fn profile(g: &Global, service: &str) -> Result<crate::profile::Profile, Exit> {
+    crate::profile::load(&g.profiles, service).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })
+}
+
+/// A command's report, or its failure with its chain.
+fn print_or_fail(result: anyhow::Result<String>) -> Exit {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            exit::SUCCESS
         }
-    };
-    let plan = Plan::new(&profile.service, tasks, a.strategy, limits(a.jobs, a.build_jobs), &estimates(&g.state, &profile.service));
-    let cluster_name = profile.cluster_name();
-    let _lock = match ClusterLock::acquire(&cluster_name) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILURE;
-        }
-    };
-    let engine = match provision::connect_engine().await {
-        Ok(e) => e,
         Err(e) => {
             report_error(&e);
-            return exit::FAILURE;
+            exit::FAILURE
         }
-    };
+    }
+}
+
+pub async fn up(g: &Global, a: UpArgs) -> i32 {
+    up_inner(g, a).await.unwrap_or_else(|code| code)
+}
+
+async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
+    let profile = load_valid(g, &a.service.service)?;
+    let existing = (a.kubeconfig.is_some() || a.context.is_some()).then(|| (a.kubeconfig.clone(), a.context.clone()));
+    let tasks = plan::tasks_for(&profile, &PlanOptions { existing_cluster: existing.is_some() }).map_err(|e| {
+        eprintln!("error: {}: {e}", profile.path.display());
+        exit::USAGE
+    })?;
+    let plan = Plan::new(&profile.service, tasks, a.strategy, limits(a.jobs, a.build_jobs), &estimates(&g.state, &profile.service));
+    let cluster_name = profile.cluster_name();
+    let _lock = lock(&cluster_name)?;
+    let engine = engine().await?;
     let (run_id, started_at) = provision::run_id(&profile.service, std::time::SystemTime::now());
     let state_dir = absolute(&g.state);
     let log_dir = state_dir.join("logs").join(&run_id);
     let coverdata = state_dir.join("coverdata").join(&profile.service);
     for dir in [&log_dir, &coverdata] {
-        if let Err(e) = std::fs::create_dir_all(dir) {
+        std::fs::create_dir_all(dir).map_err(|e| {
             eprintln!("error: failed to create {}: {e}", dir.display());
-            return exit::FAILURE;
-        }
+            exit::FAILURE
+        })?;
     }
     let kubeconfig = kubeconfig_of(&profile);
     let service = profile.service.clone();
@@ -160,11 +185,11 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
         }
         eprintln!("logs: {}", log_dir.display());
     }
-    match (outcome.cancelled, count(Failed)) {
+    Ok(match (outcome.cancelled, count(Failed)) {
         (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
         (None, 0) => exit::SUCCESS,
         _ => exit::FAILURE,
-    }
+    })
 }
 
 
@@ -172,13 +197,7 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
 fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Result<(String, PathBuf), i32> {
     match (cluster, service) {
         (Some(c), _) => Ok((c.to_string(), provision::works::default_kubeconfig())),
-        (None, Some(s)) => match crate::profile::load(&g.profiles, s) {
-            Ok(p) => Ok((p.cluster_name(), kubeconfig_of(&p))),
-            Err(e) => {
-                eprintln!("error: {e}");
-                Err(exit::USAGE)
-            }
-        },
+        (None, Some(s)) => profile(g, s).map(|p| (p.cluster_name(), kubeconfig_of(&p))),
         (None, None) => Err(exit::USAGE),
     }
 }
@@ -188,93 +207,42 @@ fn kubeconfig_of(profile: &crate::profile::Profile) -> PathBuf {
 }
 
 pub async fn down(g: &Global, a: &DownArgs) -> i32 {
-    let (name, kubeconfig) = match cluster_of(g, a.service.as_deref(), a.cluster.as_deref()) {
-        Ok(n) => n,
-        Err(c) => return c,
-    };
-    let _lock = match ClusterLock::acquire(&name) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILURE;
-        }
-    };
-    let engine = match provision::connect_engine().await {
-        Ok(e) => e,
-        Err(e) => {
-            report_error(&e);
-            return exit::FAILURE;
-        }
-    };
+    down_inner(g, a).await.unwrap_or_else(|code| code)
+}
+
+async fn down_inner(g: &Global, a: &DownArgs) -> Result<Exit, Exit> {
+    let (name, kubeconfig) = cluster_of(g, a.service.as_deref(), a.cluster.as_deref())?;
+    let _lock = lock(&name)?;
+    let engine = engine().await?;
     let kind = crate::adapters::kind::KindCli::find();
     let cancel = CancellationToken::new();
     match crate::tasks::cluster::delete_cluster_with(&engine, &name, Some(&kubeconfig), kind.as_ref(), &cancel).await {
-        Ok(true) => {
-            eprintln!("deleted cluster {name}");
-            exit::SUCCESS
-        }
-        Ok(false) => {
-            eprintln!("no cluster {name} to delete");
-            exit::SUCCESS
+        Ok(existed) => {
+            eprintln!("{} cluster {name}", if existed { "deleted" } else { "there was no" });
+            Ok(exit::SUCCESS)
         }
         Err(e) => {
             report_error(&anyhow::anyhow!(e).context(format!("failed to delete cluster {name}")));
-            exit::FAILURE
+            Ok(exit::FAILURE)
         }
     }
 }
 
 pub async fn status(g: &Global, a: &ServiceArg) -> i32 {
-    let profile = match crate::profile::load(&g.profiles, &a.service) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+    let run = async {
+        let profile = profile(g, &a.service)?;
+        let engine = engine().await?;
+        Ok(print_or_fail(crate::tasks::status::status(&engine, &profile).await))
     };
-    let engine = match provision::connect_engine().await {
-        Ok(e) => e,
-        Err(e) => {
-            report_error(&e);
-            return exit::FAILURE;
-        }
-    };
-    match crate::tasks::status::status(&engine, &profile).await {
-        Ok(text) => {
-            print!("{text}");
-            exit::SUCCESS
-        }
-        Err(e) => {
-            report_error(&e);
-            exit::FAILURE
-        }
-    }
+    run.await.unwrap_or_else(|code: Exit| code)
 }
 
 pub async fn coverage(g: &Global, a: &CoverageArgs) -> i32 {
-    let profile = match crate::profile::load(&g.profiles, &a.service.service) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
-        }
+    let run = async {
+        let profile = profile(g, &a.service.service)?;
+        let engine = engine().await?;
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("coverdata").join(&profile.service));
+        Ok(print_or_fail(crate::tasks::status::collect_coverage(&engine, &profile, &out).await))
     };
-    let engine = match provision::connect_engine().await {
-        Ok(e) => e,
-        Err(e) => {
-            report_error(&e);
-            return exit::FAILURE;
-        }
-    };
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("coverdata").join(&profile.service));
-    match crate::tasks::status::collect_coverage(&engine, &profile, &out).await {
-        Ok(text) => {
-            print!("{text}");
-            exit::SUCCESS
-        }
-        Err(e) => {
-            report_error(&e);
-            exit::FAILURE
-        }
-    }
+    run.await.unwrap_or_else(|code: Exit| code)
 }
