@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
+use crate::profile::yamlpos;
 use crate::adapters::kube::{Kube, KubeError, Object, ObjectRef};
 use crate::engine::{TaskCtx, TaskError};
 use crate::tasks::wait::{self, Outcome, State};
@@ -125,7 +126,7 @@ fn parse_document(
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
-        let field = key_path_at(&doc.text, line);
+        let field = yamlpos::path_at(&doc.text, line);
         let field = if field.is_empty() {
             String::new()
         } else {
@@ -156,7 +157,7 @@ fn parse_document(
     let mut need_string = |path: &[&str], v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.is_empty() => {}
         other => {
-            let (line, column) = locate(&doc.text, path).unwrap_or((first_content_line, 1));
+            let (line, column) = yamlpos::locate(&doc.text, path).unwrap_or((first_content_line, 1));
             let what = if other.is_none() {
                 "is missing"
             } else {
@@ -180,7 +181,7 @@ fn parse_document(
         }
         Some(_) => {
             let (line, column) =
-                locate(&doc.text, &["metadata"]).unwrap_or((first_content_line, 1));
+                yamlpos::locate(&doc.text, &["metadata"]).unwrap_or((first_content_line, 1));
             problems.push(at(
                 line,
                 column,
@@ -196,66 +197,6 @@ fn parse_document(
         value,
         format!("{origin}:{first_content_line}"),
     )))
-}
-
-/// The dotted path of block-mapping keys enclosing line `line` (1-based): `spec.template`.
-fn key_path_at(text: &str, line: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut path = Vec::new();
-    let mut limit = usize::MAX;
-    for l in lines.iter().take(line.min(lines.len())).rev() {
-        let body = l.trim_start();
-        let indent = l.len() - body.len();
-        if body.is_empty() || body.starts_with('#') || indent >= limit {
-            continue;
-        }
-        let body = body.trim_start_matches("- ");
-        if let Some((key, _)) = body.split_once(':')
-            && !key.is_empty()
-            && !key.contains([' ', '{', '[', '"', '\''])
-        {
-            path.push(key.to_string());
-            limit = indent;
-            if indent == 0 {
-                break;
-            }
-        }
-    }
-    path.reverse();
-    path.join(".")
-}
-
-/// Where a block-mapping key path is written: (line, column), 1-based.
-fn locate(text: &str, path: &[&str]) -> Option<(usize, usize)> {
-    let mut parent_indent: Option<usize> = None;
-    let mut found = None;
-    let mut depth = 0;
-    for (i, l) in text.lines().enumerate() {
-        if depth == path.len() {
-            break;
-        }
-        let body = l.trim_start();
-        let indent = l.len() - body.len();
-        if body.is_empty() || body.starts_with('#') {
-            continue;
-        }
-        if let Some(p) = parent_indent
-            && indent <= p
-        {
-            // Left the parent's block without finding the key.
-            return found.filter(|_| depth == path.len());
-        }
-        if body
-            .strip_prefix(path[depth])
-            .is_some_and(|rest| rest.starts_with(':'))
-            && (depth == 0 && indent == 0 || depth > 0)
-        {
-            found = Some((i + 1, indent + 1));
-            parent_indent = Some(indent);
-            depth += 1;
-        }
-    }
-    found.filter(|_| depth == path.len())
 }
 
 /// Applies `objs` concurrently (Namespaces first). Returns once every object is applied, or
