@@ -234,6 +234,22 @@ fn check_invariants(r: &RunRecord) {
     check_critical_path(r, &a);
 }
 
+/// The dependencies the engine honoured: each task's own, plus its strategy's barriers.
+fn honoured_deps(r: &RunRecord) -> Vec<Vec<String>> {
+    let index = |id: &String| r.tasks.iter().position(|t| &t.id == id).unwrap();
+    let own: Vec<Vec<usize>> = r
+        .tasks
+        .iter()
+        .map(|t| t.deps.iter().map(index).collect())
+        .collect();
+    let phases: Vec<Phase> = r.tasks.iter().map(|t| t.phase).collect();
+    let strategy: Strategy = r.strategy.parse().unwrap();
+    report::barrier_edges(&phases, &own, strategy)
+        .into_iter()
+        .map(|d| d.into_iter().map(|j| r.tasks[j].id.clone()).collect())
+        .collect()
+}
+
 /// The critical path is a chain of dependencies ending at the task that finished last.
 fn check_critical_path(r: &RunRecord, a: &Analysis) {
     let ran: Vec<&TaskRecord> = r.tasks.iter().filter(|t| t.end_ms.is_some()).collect();
@@ -241,6 +257,8 @@ fn check_critical_path(r: &RunRecord, a: &Analysis) {
         assert!(a.critical_path.is_empty());
         return;
     }
+    let deps = honoured_deps(r);
+    let end_of = |id: &String| r.tasks.iter().find(|t| &t.id == id).unwrap().end_ms;
     let last_end = ran.iter().filter_map(|t| t.end_ms).max().unwrap();
     let last = a.critical_path.last().expect("a path when tasks ran");
     assert_eq!(
@@ -249,13 +267,13 @@ fn check_critical_path(r: &RunRecord, a: &Analysis) {
         r.run_id
     );
     for pair in a.critical_path.windows(2) {
-        let next = &r.tasks[pair[1].index];
+        let next = &deps[pair[1].index];
         assert!(
-            next.deps.contains(&pair[0].id),
+            next.contains(&pair[0].id),
             "{}: {} is not a dependency of {}",
             r.run_id,
             pair[0].id,
-            next.id
+            pair[1].id
         );
         assert!(
             pair[0].end_ms <= pair[1].start_ms,
@@ -263,22 +281,13 @@ fn check_critical_path(r: &RunRecord, a: &Analysis) {
             r.run_id
         );
         // It is the dependency that finished last: the one that gated the start.
-        let latest = next
-            .deps
-            .iter()
-            .filter_map(|d| r.tasks.iter().find(|t| &t.id == d)?.end_ms)
-            .max();
-        assert_eq!(Some(pair[0].end_ms), latest);
+        assert_eq!(Some(pair[0].end_ms), next.iter().filter_map(end_of).max());
     }
-    let first = &r.tasks[a.critical_path[0].index];
-    assert!(first.deps.iter().all(|d| {
-        r.tasks
+    assert!(
+        deps[a.critical_path[0].index]
             .iter()
-            .find(|t| &t.id == d)
-            .unwrap()
-            .end_ms
-            .is_none()
-    }));
+            .all(|d| end_of(d).is_none())
+    );
     let total: u64 = a
         .critical_path
         .iter()
@@ -288,6 +297,22 @@ fn check_critical_path(r: &RunRecord, a: &Analysis) {
         total, last_end,
         "running + waiting adds up to the end of the path"
     );
+}
+
+#[test]
+fn a_hybrid_runs_critical_path_goes_through_its_barriers() {
+    let r = fixture(HYBRID);
+    let ids: Vec<String> = Analysis::new(&r)
+        .critical_path
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    // Cluster creation does not depend on any build: only the hybrid barrier made it wait.
+    let create = ids
+        .iter()
+        .position(|i| i == "cluster:create")
+        .expect("on the path");
+    assert!(ids[create - 1].starts_with("build:"), "{ids:?}");
 }
 
 #[test]
@@ -520,6 +545,7 @@ fn task(id: &str, phase: Phase, deps: &[&str], ready: u64, start: u64, end: u64)
         attempts: 1,
         error: None,
         skip_reason: None,
+        estimate_ms: None,
     }
 }
 
@@ -1103,6 +1129,7 @@ mod fixtures {
                 attempts: if start[i].is_some() { s.attempts } else { 0 },
                 error: error[i].clone(),
                 skip_reason: skip[i].clone(),
+                estimate_ms: Some(s.estimate_ms),
             })
             .collect::<Vec<_>>();
         let makespan_ms = tasks.iter().filter_map(|t| t.end_ms).max().unwrap_or(0);

@@ -68,6 +68,10 @@ pub struct TaskRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// The planner's duration estimate for the task: its scheduling priority came from these,
+    /// so `profile --what-if` replays make the engine's choices. Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_ms: Option<u64>,
 }
 
 impl TaskRecord {
@@ -100,7 +104,8 @@ impl RunRecord {
             .tasks
             .iter()
             .zip(&summary.tasks)
-            .map(|(t, r)| TaskRecord {
+            .enumerate()
+            .map(|(i, (t, r))| TaskRecord {
                 id: t.id.clone(),
                 kind: t.kind.as_str().to_string(),
                 phase: t.phase,
@@ -113,6 +118,7 @@ impl RunRecord {
                 attempts: r.attempts,
                 error: r.error.clone(),
                 skip_reason: r.skip.as_ref().map(|s| s.to_string()),
+                estimate_ms: plan.estimates_ms.get(i).copied(),
             })
             .collect();
         let failed = summary.tasks.iter().any(|t| t.outcome == TaskOutcome::Failed);
@@ -129,8 +135,7 @@ impl RunRecord {
             service: meta.service,
             strategy: meta.strategy,
             jobs: meta.jobs,
-            // The run's per-class caps (Limits::per_class) belong here, so --what-if replays them.
-            class_limits: Default::default(),
+            class_limits: plan.limits.per_class.clone(),
             host: meta.host,
             started_at: meta.started_at,
             makespan_ms: summary.makespan.as_millis() as u64,

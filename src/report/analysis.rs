@@ -1,8 +1,6 @@
 //! What every report shows, computed once from a run record: per-phase spans and busy time,
 //! per-task durations and queue waits, the measured critical path, utilisation.
 
-use std::collections::HashMap;
-
 use crate::engine::{Class, TaskOutcome};
 use crate::plan::Phase;
 use crate::record::{RunRecord, TaskRecord};
@@ -270,13 +268,10 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
 
 /// The measured critical path: from the last task to finish, walk back through the dependency
 /// that finished last (the one that actually gated it) until a task with no finished dependency.
+/// Dependencies include the barriers of the run's strategy.
 pub fn critical_path(record: &RunRecord) -> Vec<CriticalStep> {
-    let index: HashMap<&str, usize> = record
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
+    // A hybrid run's barriers gate tasks as much as their own dependencies do.
+    let deps = super::whatif::effective_deps(record);
     // Ties: the later start (the shorter last step), then the earlier record position.
     let pick = |candidates: &mut dyn Iterator<Item = usize>| {
         candidates
@@ -291,11 +286,7 @@ pub fn critical_path(record: &RunRecord) -> Vec<CriticalStep> {
             break; // a malformed record with a dependency cycle: stop rather than loop
         }
         path.push((i, s, e));
-        let deps = record.tasks[i]
-            .deps
-            .iter()
-            .filter_map(|d| index.get(d.as_str()).copied());
-        current = pick(&mut deps.collect::<Vec<_>>().into_iter());
+        current = pick(&mut deps[i].iter().copied());
     }
     path.reverse();
     let mut prev_end = 0;

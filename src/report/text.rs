@@ -194,15 +194,11 @@ pub(crate) fn largest_wait(a: &Analysis) -> Option<String> {
         )
     } else {
         let after = if k == 0 {
-            "the run started"
+            "the run started".to_string()
         } else {
-            a.critical_path[k - 1].id.as_str()
+            format!("{} ended", a.critical_path[k - 1].id)
         };
-        format!(
-            "{} started {} after {after} ended",
-            t.id,
-            duration(step.wait_ms)
-        )
+        format!("{} started {} after {after}", t.id, duration(step.wait_ms))
     })
 }
 

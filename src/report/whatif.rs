@@ -130,8 +130,7 @@ pub fn replay(
         run_id: record.run_id.clone(),
         reason: describe_dag_error(record, e),
     };
-    // The planner's priority: the longest remaining path, from (here: recorded) durations.
-    let priorities = simulate::remaining_critical_path(&deps, &durations).map_err(sim_err)?;
+    let priorities = priorities(record, strategy, &deps, &durations).map_err(sim_err)?;
     let tasks: Vec<SimTask> = record
         .tasks
         .iter()
@@ -175,6 +174,7 @@ pub fn replay(
             attempts: 1,
             error: None,
             skip_reason: None,
+            estimate_ms: t.estimate_ms,
         })
         .collect();
     Ok(RunRecord {
@@ -186,6 +186,48 @@ pub fn replay(
         tasks: replayed,
         ..record.clone()
     })
+}
+
+/// The priorities the planner would give the tasks under `strategy` (and so the order in which
+/// the engine starts ready tasks): the longest remaining path over the planner's estimates, as
+/// recorded; over the recorded durations for records without them; none for sequential (the
+/// planner's order).
+fn priorities(
+    record: &RunRecord,
+    strategy: Strategy,
+    deps: &[Vec<usize>],
+    durations: &[u64],
+) -> Result<Vec<u64>, crate::engine::DagError> {
+    if strategy == Strategy::Sequential {
+        return Ok(vec![0; deps.len()]);
+    }
+    let estimates: Option<Vec<u64>> = record.tasks.iter().map(|t| t.estimate_ms).collect();
+    simulate::remaining_critical_path(deps, estimates.as_deref().unwrap_or(durations))
+}
+
+/// The dependencies the engine honoured in a run of `record`: its tasks' own, plus the
+/// barriers of its strategy (already there or not: adding them again changes nothing).
+/// Unknown dependency ids are dropped; a strategy kprov does not know adds nothing.
+pub(crate) fn effective_deps(record: &RunRecord) -> Vec<Vec<usize>> {
+    let index: std::collections::HashMap<&str, usize> = record
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let own: Vec<Vec<usize>> = record
+        .tasks
+        .iter()
+        .map(|t| {
+            t.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let phases: Vec<Phase> = record.tasks.iter().map(|t| t.phase).collect();
+    let strategy = record.strategy.parse().unwrap_or(Strategy::Dag);
+    barrier_edges(&phases, &own, strategy)
 }
 
 fn describe_dag_error(record: &RunRecord, e: crate::engine::DagError) -> String {
