@@ -53,6 +53,9 @@ pub struct TaskRecord {
     pub kind: String,
     pub phase: Phase,
     pub class: Class,
+    /// The task's own dependencies (the DAG the profile defines), without the strategy's
+    /// barriers: reports derive those from `strategy`, and `--what-if dag` of a hybrid run
+    /// needs the edges the barriers would otherwise hide.
     pub deps: Vec<String>,
     /// Offsets from the run's start, in ms. `ready_ms` is when its dependencies were done;
     /// `start_ms`/`end_ms` are absent for a task that never started.
