@@ -183,7 +183,7 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
             let (_, base) = store.load(&RunRef::parse(other))?;
             report::compare(&base, &run, format)?
         } else if let Some(strategy) = a.what_if {
-            report::what_if(&run, report_strategy(strategy), a.jobs, format)?
+            report::what_if(&run, strategy, a.jobs, format)?
         } else {
             report::render(&run, format, &report::Options::default())?
         };
@@ -206,10 +206,3 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
     }
 }
 
-fn report_strategy(s: Strategy) -> report::Strategy {
-    match s {
-        Strategy::Dag => report::Strategy::Dag,
-        Strategy::Hybrid => report::Strategy::Hybrid,
-        Strategy::Sequential => report::Strategy::Sequential,
-    }
-}

@@ -120,8 +120,11 @@ pub struct Plan {
     pub service: String,
     pub strategy: Strategy,
     pub limits: Limits,
-    /// The tasks, in a topological order; `deps` include the strategy's barriers.
+    /// The tasks, in a topological order, with their own dependencies (what the run record
+    /// keeps, so a replay can apply another strategy).
     pub tasks: Vec<PlannedTask>,
+    /// What each task runs after under this strategy: its own deps plus the barriers.
+    pub deps: Vec<Vec<String>>,
     pub estimates_ms: Vec<u64>,
     /// Each task's own estimate plus the longest estimated path after it.
     pub priorities: Vec<u64>,
@@ -150,19 +153,13 @@ impl Plan {
         let schedule = simulate::simulate(&sim, &limits).expect("the planner builds acyclic graphs");
         let (path, _) = simulate::critical_path(&deps, &estimates_ms).expect("acyclic");
         let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-        let tasks = tasks
-            .into_iter()
-            .zip(&deps)
-            .map(|(mut t, d)| {
-                t.deps = d.iter().map(|&j| ids[j].clone()).collect();
-                t
-            })
-            .collect();
+        let shaped = deps.iter().map(|d| d.iter().map(|&j| ids[j].clone()).collect()).collect();
         Plan {
             service: service.to_string(),
             strategy,
             limits,
             tasks,
+            deps: shaped,
             estimates_ms,
             priorities,
             critical_path: path.into_iter().map(|i| ids[i].clone()).collect(),

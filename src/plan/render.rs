@@ -36,7 +36,7 @@ fn text(plan: &Plan, others: &[(&str, u64)]) -> String {
         for i in tasks {
             let t = &plan.tasks[i];
             let mark = if plan.critical_path.contains(&t.id) { '*' } else { ' ' };
-            let deps = if t.deps.is_empty() { "-".to_string() } else { t.deps.join(", ") };
+            let deps = if plan.deps[i].is_empty() { "-".to_string() } else { plan.deps[i].join(", ") };
             let _ = writeln!(s, " {mark} {:<width$}  ~{:>6}  after {deps}", t.id, human(plan.estimates_ms[i]));
         }
     }
@@ -55,7 +55,8 @@ fn json(plan: &Plan) -> String {
         .tasks
         .iter()
         .zip(&plan.estimates_ms)
-        .map(|(t, e)| serde_json::json!({"id": t.id, "kind": t.kind, "phase": t.phase, "deps": t.deps, "estimate_ms": e}))
+        .zip(&plan.deps)
+        .map(|((t, e), d)| serde_json::json!({"id": t.id, "kind": t.kind, "phase": t.phase, "deps": d, "estimate_ms": e}))
         .collect();
     let v = serde_json::json!({
         "service": plan.service,
@@ -85,8 +86,8 @@ fn dot(plan: &Plan) -> String {
         let pen = if plan.critical_path.contains(&t.id) { ", penwidth=3, color=black" } else { "" };
         let _ = writeln!(s, "  \"{}\" [label=\"{}\\n~{}\", fillcolor=\"{}\"{pen}];", t.id, t.id, human(*e), phase_colour(t.phase));
     }
-    for t in &plan.tasks {
-        for d in &t.deps {
+    for (t, deps) in plan.tasks.iter().zip(&plan.deps) {
+        for d in deps {
             let _ = writeln!(s, "  \"{d}\" -> \"{}\";", t.id);
         }
     }
@@ -100,8 +101,8 @@ fn mermaid(plan: &Plan) -> String {
     for t in &plan.tasks {
         let _ = writeln!(s, "  {}[\"{}\"]:::{}", node(&t.id), t.id, t.phase);
     }
-    for t in &plan.tasks {
-        for d in &t.deps {
+    for (t, deps) in plan.tasks.iter().zip(&plan.deps) {
+        for d in deps {
             let _ = writeln!(s, "  {} --> {}", node(d), node(&t.id));
         }
     }

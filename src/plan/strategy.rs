@@ -24,9 +24,7 @@ impl Strategy {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Strategy> {
-        [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential].into_iter().find(|x| x.as_str() == s)
-    }
+    pub const ALL: [Strategy; 3] = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential];
 
     /// The limits a run under this strategy uses (sequential: one task at a time).
     pub fn limits(self, limits: Limits) -> Limits {
@@ -37,37 +35,42 @@ impl Strategy {
     }
 }
 
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| format!("unknown strategy {s:?} (expected dag, hybrid or sequential)"))
+    }
+}
+
 impl std::fmt::Display for Strategy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// The dependency lists under `strategy`: `deps` plus the barrier edges it implies.
-/// Hybrid: every cluster-phase task after every build-phase task, every load after every
-/// cluster-phase task, every deploy-phase task after every load. Sequential adds no edges
-/// (it runs with one slot, in the plan's topological order).
+/// The dependencies of each task under `strategy`: its own plus the strategy's barriers.
+///
+/// `hybrid` puts every task after all tasks of the nearest earlier phase that has any
+/// (cluster after builds, loads after cluster, deploys after loads; transitively, each phase
+/// after every earlier one). `dag` and `sequential` add nothing (sequential is `jobs = 1`,
+/// in the plan's topological order). The lists come back sorted and without duplicates.
 pub fn barrier_edges(phases: &[Phase], deps: &[Vec<usize>], strategy: Strategy) -> Vec<Vec<usize>> {
-    let mut out = deps.to_vec();
-    if strategy != Strategy::Hybrid {
-        return out;
-    }
-    let of = |p: Phase| -> Vec<usize> { (0..phases.len()).filter(|&i| phases[i] == p).collect() };
-    let (build, cluster, load) = (of(Phase::Build), of(Phase::Cluster), of(Phase::Load));
-    for (i, p) in phases.iter().enumerate() {
-        let before: &[usize] = match p {
-            Phase::Build => &[],
-            Phase::Cluster => &build,
-            Phase::Load => &cluster,
-            // A deploy with no loads at all still waits for the cluster phase.
-            Phase::Deploy if load.is_empty() => &cluster,
-            Phase::Deploy => &load,
-        };
-        for &b in before {
-            if !out[i].contains(&b) {
-                out[i].push(b);
+    assert_eq!(phases.len(), deps.len(), "one phase per task");
+    let mut out: Vec<Vec<usize>> = deps.to_vec();
+    if strategy == Strategy::Hybrid {
+        for (i, own) in out.iter_mut().enumerate() {
+            let previous = Phase::ALL.iter().copied().filter(|p| *p < phases[i] && phases.contains(p)).max();
+            if let Some(prev) = previous {
+                own.extend((0..phases.len()).filter(|&j| phases[j] == prev));
             }
         }
+    }
+    for own in &mut out {
+        own.sort_unstable();
+        own.dedup();
     }
     out
 }
@@ -85,6 +88,9 @@ mod tests {
         assert_eq!(h[2], vec![0, 1]);
         assert_eq!(h[3], vec![0, 2]);
         assert_eq!(h[5], vec![3, 4]);
+        // A phase with no tasks is skipped over: loads missing, deploys wait for the cluster.
+        let h = barrier_edges(&[Build, Cluster, Deploy], &[vec![], vec![], vec![]], Strategy::Hybrid);
+        assert_eq!(h[2], vec![1]);
         assert_eq!(barrier_edges(&phases, &deps, Strategy::Dag), deps);
     }
 }

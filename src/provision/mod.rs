@@ -75,7 +75,7 @@ pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: Canc
     let mut builder = GraphBuilder::new();
     for (i, t) in plan.tasks.iter().enumerate() {
         let mut def = TaskDef::new(t.id.clone(), works::TaskWork { state: state.clone(), task: t.clone() })
-            .with_deps(t.deps.clone())
+            .with_deps(plan.deps[i].clone())
             .with_class(t.kind.class())
             .with_priority(plan.priorities[i])
             .with_retry(retry_for(t.kind));

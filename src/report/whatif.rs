@@ -2,83 +2,13 @@
 //! the engine's simulator (the same choices the engine makes), and compare the prediction
 //! with what was measured.
 
-use std::{fmt, str::FromStr};
-
-use serde::{Deserialize, Serialize};
-
 use crate::engine::simulate::{self, SimTask};
 use crate::engine::{Limits, TaskOutcome};
 use crate::plan::Phase;
+pub use crate::plan::strategy::{Strategy, barrier_edges};
 use crate::record::{RunRecord, TaskRecord};
 
 use super::ReportError;
-
-/// How the task set is scheduled (the planner's `--strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    /// No barriers: a task starts when its own dependencies are done.
-    Dag,
-    /// The seeds' phases with barriers: builds, then cluster, then loads, then deploys.
-    Hybrid,
-    /// One task at a time.
-    Sequential,
-}
-
-impl Strategy {
-    pub const ALL: [Strategy; 3] = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Dag => "dag",
-            Strategy::Hybrid => "hybrid",
-            Strategy::Sequential => "sequential",
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Strategy::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown strategy {s:?} (expected dag, hybrid or sequential)"))
-    }
-}
-
-/// The dependencies of each task under `strategy`: its own plus the strategy's barriers.
-///
-/// `hybrid` puts every task after all tasks of the nearest earlier phase that has any
-/// (cluster after builds, loads after cluster, deploys after loads; transitively, each phase
-/// after every earlier one). `dag` and `sequential` add nothing (sequential is `jobs = 1`).
-/// The lists come back sorted and without duplicates.
-pub fn barrier_edges(phases: &[Phase], deps: &[Vec<usize>], strategy: Strategy) -> Vec<Vec<usize>> {
-    assert_eq!(phases.len(), deps.len(), "one phase per task");
-    let mut out: Vec<Vec<usize>> = deps.to_vec();
-    if strategy == Strategy::Hybrid {
-        for (i, own) in out.iter_mut().enumerate() {
-            let previous = Phase::ALL
-                .iter()
-                .copied()
-                .filter(|p| *p < phases[i] && phases.contains(p))
-                .max();
-            if let Some(prev) = previous {
-                own.extend((0..phases.len()).filter(|&j| phases[j] == prev));
-            }
-        }
-    }
-    for own in &mut out {
-        own.sort_unstable();
-        own.dedup();
-    }
-    out
-}
 
 /// The concurrency a strategy runs with: sequential always runs one task at a time.
 pub fn effective_jobs(strategy: Strategy, jobs: usize) -> usize {
