@@ -4,7 +4,10 @@ use assert_cmd::Command;
 
 fn kprov() -> Command {
     let mut c = Command::cargo_bin("kprov").unwrap();
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env_remove("KPROV_PROFILES").env_remove("KPROV_SOURCE").env("NO_COLOR", "1");
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("KPROV_PROFILES")
+        .env_remove("KPROV_SOURCE")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -15,9 +18,22 @@ fn stdout(c: &mut Command) -> String {
 
 #[test]
 fn help_of_every_command_has_examples() {
-    for cmd in ["up", "down", "plan", "validate", "services", "profile", "status", "coverage", "completions"] {
+    for cmd in [
+        "up",
+        "down",
+        "plan",
+        "validate",
+        "services",
+        "profile",
+        "status",
+        "coverage",
+        "completions",
+    ] {
         let text = stdout(kprov().args([cmd, "--help"]));
-        assert!(text.contains("Example"), "{cmd} --help has no examples:\n{text}");
+        assert!(
+            text.contains("Example"),
+            "{cmd} --help has no examples:\n{text}"
+        );
         insta::assert_snapshot!(format!("help_{cmd}"), text);
     }
     insta::assert_snapshot!("help", stdout(kprov().arg("--help")));
@@ -26,34 +42,80 @@ fn help_of_every_command_has_examples() {
 #[test]
 fn a_usage_error_exits_2() {
     kprov().args(["up"]).assert().code(2);
-    kprov().args(["plan", "--service", "demo", "--strategy", "fastest"]).assert().code(2);
+    kprov()
+        .args(["plan", "--service", "demo", "--strategy", "fastest"])
+        .assert()
+        .code(2);
 }
 
 #[test]
 fn an_unknown_service_exits_2_and_names_the_profiles() {
-    let out = kprov().args(["plan", "--service", "nope"]).output().unwrap();
+    let out = kprov()
+        .args(["plan", "--service", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no profile for service \"nope\"") && err.contains("demo"), "{err}");
+    assert!(
+        err.contains("no profile for service \"nope\"") && err.contains("demo"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_demo_profile_validates() {
-    kprov().args(["validate", "--service", "demo"]).assert().code(0);
+    kprov()
+        .args(["validate", "--service", "demo"])
+        .assert()
+        .code(0);
 }
 
 #[test]
 fn plan_json_is_one_object_with_stable_ids() {
     let state = tempfile::tempdir().unwrap();
-    let text = stdout(kprov().args(["plan", "--service", "demo", "--format", "json", "--jobs", "8", "--build-jobs", "2", "--state"]).arg(state.path()));
+    let text = stdout(
+        kprov()
+            .args([
+                "plan",
+                "--service",
+                "demo",
+                "--format",
+                "json",
+                "--jobs",
+                "8",
+                "--build-jobs",
+                "2",
+                "--state",
+            ])
+            .arg(state.path()),
+    );
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["service"], "demo");
     assert_eq!(v["strategy"], "dag");
-    let ids: Vec<&str> = v["tasks"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    for id in ["build:api", "pull:store", "cluster:create", "apply:crds", "wait:crds", "apply:config", "load:api", "deploy:api", "hook:migrations", "wait:ready"] {
+    let ids: Vec<&str> = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "build:api",
+        "pull:store",
+        "cluster:create",
+        "apply:crds",
+        "wait:crds",
+        "apply:config",
+        "load:api",
+        "deploy:api",
+        "hook:migrations",
+        "wait:ready",
+    ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
-    assert_eq!(v["critical_path"].as_array().unwrap().last().unwrap(), "wait:ready");
+    assert_eq!(
+        v["critical_path"].as_array().unwrap().last().unwrap(),
+        "wait:ready"
+    );
     insta::assert_snapshot!("plan_demo_json", text);
 }
 
@@ -61,7 +123,22 @@ fn plan_json_is_one_object_with_stable_ids() {
 fn plan_renders_text_dot_and_mermaid() {
     let state = tempfile::tempdir().unwrap();
     for format in ["text", "dot", "mermaid"] {
-        let text = stdout(kprov().args(["plan", "--service", "demo", "--jobs", "8", "--build-jobs", "2", "--format", format, "--state"]).arg(state.path()));
+        let text = stdout(
+            kprov()
+                .args([
+                    "plan",
+                    "--service",
+                    "demo",
+                    "--jobs",
+                    "8",
+                    "--build-jobs",
+                    "2",
+                    "--format",
+                    format,
+                    "--state",
+                ])
+                .arg(state.path()),
+        );
         insta::assert_snapshot!(format!("plan_demo_{format}"), text);
     }
 }
@@ -70,11 +147,31 @@ fn plan_renders_text_dot_and_mermaid() {
 fn the_dag_estimate_is_below_the_hybrid_estimate_for_the_demo() {
     let state = tempfile::tempdir().unwrap();
     let est = |s: &str| {
-        let text = stdout(kprov().args(["plan", "--service", "demo", "--format", "json", "--build-jobs", "2", "--strategy", s, "--state"]).arg(state.path()));
-        serde_json::from_str::<serde_json::Value>(&text).unwrap()["estimated_makespan_ms"].as_u64().unwrap()
+        let text = stdout(
+            kprov()
+                .args([
+                    "plan",
+                    "--service",
+                    "demo",
+                    "--format",
+                    "json",
+                    "--build-jobs",
+                    "2",
+                    "--strategy",
+                    s,
+                    "--state",
+                ])
+                .arg(state.path()),
+        );
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["estimated_makespan_ms"]
+            .as_u64()
+            .unwrap()
     };
     let (dag, hybrid, seq) = (est("dag"), est("hybrid"), est("sequential"));
-    assert!(dag < hybrid && hybrid <= seq, "dag {dag}, hybrid {hybrid}, sequential {seq}");
+    assert!(
+        dag < hybrid && hybrid <= seq,
+        "dag {dag}, hybrid {hybrid}, sequential {seq}"
+    );
 }
 
 #[test]
@@ -87,24 +184,52 @@ fn a_broken_profile_lists_every_error_with_its_position_and_exits_2() {
         "service: bad\nimages:\n  a:\n    build:\n      context: nowhere\n  b:\n    external: x\n    colour: red\ncomponents:\n  c:\n    manifests: [missing.yaml]\n    images: [zzz]\n    dependsOn: [ghost]\n",
     )
     .unwrap();
-    let out = kprov().args(["validate", "--profiles"]).arg(&profiles).arg("--source").arg(dir.path()).output().unwrap();
+    let out = kprov()
+        .args(["validate", "--profiles"])
+        .arg(&profiles)
+        .arg("--source")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:8:5: images.b.colour: unknown field `colour`"), "{err}");
+    assert!(
+        err.contains("bad.yaml:8:5: images.b.colour: unknown field `colour`"),
+        "{err}"
+    );
     // Schema errors stop before reference checks: fix the schema error and see the rest.
     std::fs::write(
         profiles.join("bad.yaml"),
         "service: bad\nimages:\n  a:\n    build:\n      context: nowhere\ncomponents:\n  c:\n    manifests: [missing.yaml]\n    images: [zzz]\n    dependsOn: [ghost]\n",
     )
     .unwrap();
-    let out = kprov().args(["validate", "--profiles"]).arg(&profiles).arg("--source").arg(dir.path()).output().unwrap();
+    let out = kprov()
+        .args(["validate", "--profiles"])
+        .arg(&profiles)
+        .arg("--source")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4 errors"), "{err}");
-    assert!(err.contains("bad.yaml:5:7: images.a.build.context: build context"), "{err}");
-    assert!(err.contains("bad.yaml:8:5: components.c.manifests:") && err.contains("missing.yaml does not exist"), "{err}");
-    assert!(err.contains("bad.yaml:9:5: components.c.images: unknown image \"zzz\""), "{err}");
-    assert!(err.contains("bad.yaml:10:5: components.c.dependsOn: unknown component or hook \"ghost\""), "{err}");
+    assert!(
+        err.contains("bad.yaml:5:7: images.a.build.context: build context"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:8:5: components.c.manifests:")
+            && err.contains("missing.yaml does not exist"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:9:5: components.c.images: unknown image \"zzz\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.yaml:10:5: components.c.dependsOn: unknown component or hook \"ghost\""),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,22 +237,39 @@ fn a_dependency_cycle_is_reported_with_its_members() {
     let dir = tempfile::tempdir().unwrap();
     let profiles = dir.path().join("profiles");
     std::fs::create_dir(&profiles).unwrap();
-    std::fs::write(dir.path().join("m.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .unwrap();
     std::fs::write(
         profiles.join("loop.yaml"),
         "components:\n  a: {manifests: [m.yaml], dependsOn: [b]}\n  b: {manifests: [m.yaml], dependsOn: [c]}\n  c: {manifests: [m.yaml], dependsOn: [a]}\n",
     )
     .unwrap();
-    let out = kprov().args(["plan", "--service", "loop", "--profiles"]).arg(&profiles).arg("--source").arg(dir.path()).output().unwrap();
+    let out = kprov()
+        .args(["plan", "--service", "loop", "--profiles"])
+        .arg(&profiles)
+        .arg("--source")
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dependency cycle between components and hooks: a -> b -> c -> a"), "{err}");
+    assert!(
+        err.contains("dependency cycle between components and hooks: a -> b -> c -> a"),
+        "{err}"
+    );
 }
 
 #[test]
 fn profile_of_a_missing_run_exits_2_with_a_clear_message() {
     let state = tempfile::tempdir().unwrap();
-    let out = kprov().args(["profile", "--state"]).arg(state.path().join(".kprov")).output().unwrap();
+    let out = kprov()
+        .args(["profile", "--state"])
+        .arg(state.path().join(".kprov"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!out.stderr.is_empty());
 }
@@ -135,5 +277,8 @@ fn profile_of_a_missing_run_exits_2_with_a_clear_message() {
 #[test]
 fn completions_are_printed_for_bash() {
     let text = stdout(kprov().args(["completions", "bash"]));
-    assert!(text.contains("kprov") && text.contains("complete"), "{text}");
+    assert!(
+        text.contains("kprov") && text.contains("complete"),
+        "{text}"
+    );
 }

@@ -28,9 +28,16 @@ impl Demo {
         std::fs::create_dir(&profiles).unwrap();
         let text = std::fs::read_to_string(repo_root().join("profiles/demo.yaml")).unwrap();
         let text = text.replace("name: kprov-demo", &format!("name: {cluster}"));
-        assert!(text.contains(&cluster), "the demo profile names its cluster kprov-demo");
+        assert!(
+            text.contains(&cluster),
+            "the demo profile names its cluster kprov-demo"
+        );
         std::fs::write(profiles.join("demo.yaml"), text).unwrap();
-        Demo { host: host.to_string(), cluster, dir }
+        Demo {
+            host: host.to_string(),
+            cluster,
+            dir,
+        }
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -54,14 +61,27 @@ impl Demo {
     }
 
     fn up(&self, extra: &[&str]) -> (i32, String) {
-        let out = self.kprov().args(["up", "--service", "demo"]).args(extra).output().unwrap();
+        let out = self
+            .kprov()
+            .args(["up", "--service", "demo"])
+            .args(extra)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         (out.status.code().unwrap_or(-1), stderr)
     }
 
     fn latest_record(&self) -> serde_json::Value {
-        let out = self.kprov().args(["profile", "--format", "json"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .kprov()
+            .args(["profile", "--format", "json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -71,18 +91,35 @@ impl Demo {
             .arg(format!("label=io.x-k8s.kind.cluster={}", self.cluster))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        let _ = self.kprov().args(["down", "--cluster", &self.cluster]).stderr(Stdio::null()).status();
+        let _ = self
+            .kprov()
+            .args(["down", "--cluster", &self.cluster])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
 fn outcomes(record: &serde_json::Value) -> Vec<(String, String)> {
-    record["tasks"].as_array().unwrap().iter().map(|t| (t["id"].as_str().unwrap().to_string(), t["outcome"].as_str().unwrap().to_string())).collect()
+    record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -94,8 +131,16 @@ fn the_demo_comes_up_on_the_sandbox_and_a_second_run_is_warm() {
     let (code, stderr) = demo.up(&[]);
     assert_eq!(code, 0, "kprov up failed:\n{stderr}");
     let first = demo.latest_record();
-    assert!(outcomes(&first).iter().all(|(_, o)| o == "succeeded" || o == "cached"), "{first:#}");
-    assert_eq!(demo.node_containers(), vec![format!("{}-control-plane", demo.cluster)]);
+    assert!(
+        outcomes(&first)
+            .iter()
+            .all(|(_, o)| o == "succeeded" || o == "cached"),
+        "{first:#}"
+    );
+    assert_eq!(
+        demo.node_containers(),
+        vec![format!("{}-control-plane", demo.cluster)]
+    );
 
     // Without --reuse an existing cluster is refused, naming the fix.
     let (code, stderr) = demo.up(&[]);
@@ -107,29 +152,68 @@ fn the_demo_comes_up_on_the_sandbox_and_a_second_run_is_warm() {
     assert_eq!(code, 0, "warm kprov up failed:\n{stderr}");
     let warm = demo.latest_record();
     for (id, outcome) in outcomes(&warm) {
-        if id.starts_with("build:") || id.starts_with("pull:") || id.starts_with("load:") || id == "cluster:create" {
+        if id.starts_with("build:")
+            || id.starts_with("pull:")
+            || id.starts_with("load:")
+            || id == "cluster:create"
+        {
             assert_eq!(outcome, "cached", "{id} was not cached on the warm run");
         }
     }
-    assert!(warm["makespan_ms"].as_u64() < first["makespan_ms"].as_u64(), "warm {} vs cold {}", warm["makespan_ms"], first["makespan_ms"]);
+    assert!(
+        warm["makespan_ms"].as_u64() < first["makespan_ms"].as_u64(),
+        "warm {} vs cold {}",
+        warm["makespan_ms"],
+        first["makespan_ms"]
+    );
 
-    let status = demo.kprov().args(["status", "--service", "demo"]).output().unwrap();
+    let status = demo
+        .kprov()
+        .args(["status", "--service", "demo"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    for workload in ["Deployment   api", "Deployment   worker", "StatefulSet  store", "Job          migrations"] {
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    for workload in [
+        "Deployment   api",
+        "Deployment   worker",
+        "StatefulSet  store",
+        "Job          migrations",
+    ] {
         assert!(text.contains(workload), "status lacks {workload}:\n{text}");
     }
     assert!(!text.contains("not ready"), "{text}");
 
-    let down = demo.kprov().args(["down", "--service", "demo"]).output().unwrap();
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
-    assert!(demo.node_containers().is_empty(), "down left {:?}", demo.node_containers());
+    let down = demo
+        .kprov()
+        .args(["down", "--service", "demo"])
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        demo.node_containers().is_empty(),
+        "down left {:?}",
+        demo.node_containers()
+    );
 }
 
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !entry.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
             continue;
         }
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -163,7 +247,11 @@ fn sigint_during_up_exits_130_and_leaves_no_process_or_container() {
         .spawn()
         .unwrap();
     // Interrupt once the cluster is being made and builds are running.
-    wait_for("the cluster's node container", Duration::from_secs(120), || !demo.node_containers().is_empty());
+    wait_for(
+        "the cluster's node container",
+        Duration::from_secs(120),
+        || !demo.node_containers().is_empty(),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let sent = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
@@ -172,7 +260,11 @@ fn sigint_during_up_exits_130_and_leaves_no_process_or_container() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(sent.elapsed() < Duration::from_secs(60), "kprov did not exit after SIGINT:\n{}", read(&log));
+        assert!(
+            sent.elapsed() < Duration::from_secs(60),
+            "kprov did not exit after SIGINT:\n{}",
+            read(&log)
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let stderr = read(&log);
@@ -180,9 +272,16 @@ fn sigint_during_up_exits_130_and_leaves_no_process_or_container() {
     // A cluster this run finished creating is deleted, and kprov says so; one cancelled
     // half-way is removed by the cluster task itself.
     if !stderr.contains(&format!("create cluster {}: cancelled", demo.cluster)) {
-        assert!(stderr.contains(&format!("deleted cluster {}", demo.cluster)), "{stderr}");
+        assert!(
+            stderr.contains(&format!("deleted cluster {}", demo.cluster)),
+            "{stderr}"
+        );
     }
-    assert!(demo.node_containers().is_empty(), "containers left: {:?}\n{stderr}", demo.node_containers());
+    assert!(
+        demo.node_containers().is_empty(),
+        "containers left: {:?}\n{stderr}",
+        demo.node_containers()
+    );
     let procs = processes_mentioning(&demo.cluster);
     assert!(procs.is_empty(), "processes left: {procs:?}");
 }
@@ -206,19 +305,45 @@ fn coverage_mode_instruments_the_worker_and_collect_copies_coverdata_out_of_the_
 
     // The coverdata directory is the node's /coverdata (kind extraMount), writable by all.
     let coverdata = demo.dir.path().join(".kprov/coverdata/demo");
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&coverdata).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&coverdata).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o777, "coverdata is {mode:o}");
     // What an instrumented binary writes when it exits: written inside the node.
     let node = format!("{}-control-plane", demo.cluster);
-    common::run_ok(common::docker(&host).args(["exec", &node, "sh", "-c", "echo meta > /coverdata/covmeta.0123 && echo counters > /coverdata/covcounters.0123"]));
-    assert!(coverdata.join("covmeta.0123").is_file(), "the extraMount does not reach the host directory");
+    common::run_ok(common::docker(&host).args([
+        "exec",
+        &node,
+        "sh",
+        "-c",
+        "echo meta > /coverdata/covmeta.0123 && echo counters > /coverdata/covcounters.0123",
+    ]));
+    assert!(
+        coverdata.join("covmeta.0123").is_file(),
+        "the extraMount does not reach the host directory"
+    );
 
     let out = demo.dir.path().join("collected");
-    let run = demo.kprov().args(["coverage", "--service", "demo", "--out"]).arg(&out).output().unwrap();
+    let run = demo
+        .kprov()
+        .args(["coverage", "--service", "demo", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{text}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(text.contains("scaled Deployment worker to 0"), "{text}");
-    assert!(!text.contains("Deployment api"), "api is not instrumented:\n{text}");
+    assert!(
+        !text.contains("Deployment api"),
+        "api is not instrumented:\n{text}"
+    );
     assert!(text.contains("copied 2 file(s)"), "{text}");
-    assert_eq!(std::fs::read_to_string(out.join("covmeta.0123")).unwrap(), "meta\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("covmeta.0123")).unwrap(),
+        "meta\n"
+    );
 }

@@ -1,5 +1,5 @@
 //! adapters
 pub mod docker;
-pub mod kube;
 pub mod http;
 pub mod kind;
+pub mod kube;

@@ -24,13 +24,31 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Where the profiles' paths (contexts, manifests, CRDs) resolve.
-    #[arg(long, global = true, default_value = ".", env = "KPROV_SOURCE", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".",
+        env = "KPROV_SOURCE",
+        value_name = "DIR"
+    )]
     pub source: PathBuf,
     /// Where the service profiles are (`<dir>/<service>.yaml`).
-    #[arg(long, global = true, default_value = "profiles", env = "KPROV_PROFILES", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "profiles",
+        env = "KPROV_PROFILES",
+        value_name = "DIR"
+    )]
     pub profiles: PathBuf,
     /// Where kprov keeps run records, logs and locks.
-    #[arg(long, global = true, default_value = ".kprov", env = "KPROV_STATE", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".kprov",
+        env = "KPROV_STATE",
+        value_name = "DIR"
+    )]
     pub state: PathBuf,
     /// More logs (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -40,22 +58,32 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build, create or reuse the cluster, load, deploy, and wait until everything is ready.
-    #[command(after_help = "Examples:\n  kprov up --service aianalysis --coverage\n  kprov up --service demo --reuse --trace trace.json\n  kprov up --service gateway --strategy hybrid --jobs 4 --json")]
+    #[command(
+        after_help = "Examples:\n  kprov up --service aianalysis --coverage\n  kprov up --service demo --reuse --trace trace.json\n  kprov up --service gateway --strategy hybrid --jobs 4 --json"
+    )]
     Up(UpArgs),
     /// Delete the service's cluster (only clusters of that name; the kind CLI when present).
-    #[command(after_help = "Examples:\n  kprov down --service aianalysis\n  kprov down --cluster aianalysis-e2e")]
+    #[command(
+        after_help = "Examples:\n  kprov down --service aianalysis\n  kprov down --cluster aianalysis-e2e"
+    )]
     Down(DownArgs),
     /// Show the task graph a run would execute, with estimates and the critical path.
-    #[command(after_help = "Examples:\n  kprov plan --service aianalysis\n  kprov plan --service demo --strategy hybrid --format json\n  kprov plan --service demo --format dot | dot -Tsvg > plan.svg")]
+    #[command(
+        after_help = "Examples:\n  kprov plan --service aianalysis\n  kprov plan --service demo --strategy hybrid --format json\n  kprov plan --service demo --format dot | dot -Tsvg > plan.svg"
+    )]
     Plan(PlanArgs),
     /// Check profiles and the files they name; exit 2 with every error listed.
-    #[command(after_help = "Examples:\n  kprov validate\n  kprov validate --service aianalysis --source ../kubernaut")]
+    #[command(
+        after_help = "Examples:\n  kprov validate\n  kprov validate --service aianalysis --source ../kubernaut"
+    )]
     Validate(ValidateArgs),
     /// List the service profiles found.
     #[command(after_help = "Example:\n  kprov services --profiles profiles")]
     Services,
     /// Where did the setup time go? Reports over run records.
-    #[command(after_help = "Examples:\n  kprov profile\n  kprov profile latest --format svg > waterfall.svg\n  kprov profile --format trace > trace.json   # open in ui.perfetto.dev\n  kprov profile RUN --compare OTHER\n  kprov profile --what-if hybrid --jobs 2")]
+    #[command(
+        after_help = "Examples:\n  kprov profile\n  kprov profile latest --format svg > waterfall.svg\n  kprov profile --format trace > trace.json   # open in ui.perfetto.dev\n  kprov profile RUN --compare OTHER\n  kprov profile --what-if hybrid --jobs 2"
+    )]
     Profile(ProfileArgs),
     /// The service's cluster, nodes, and what is deployed and ready.
     #[command(after_help = "Example:\n  kprov status --service demo")]
@@ -65,9 +93,7 @@ pub enum Command {
     Coverage(CoverageArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  kprov completions bash > /etc/bash_completion.d/kprov")]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]

@@ -76,7 +76,10 @@ fn services(g: &Global) -> i32 {
             exit::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: failed to read the profiles directory {}: {e}", g.profiles.display());
+            eprintln!(
+                "error: failed to read the profiles directory {}: {e}",
+                g.profiles.display()
+            );
             exit::USAGE
         }
     }
@@ -88,7 +91,10 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
         None => match profile::find(&g.profiles) {
             Ok(found) => found.into_iter().map(|(s, _)| s).collect(),
             Err(e) => {
-                eprintln!("error: failed to read the profiles directory {}: {e}", g.profiles.display());
+                eprintln!(
+                    "error: failed to read the profiles directory {}: {e}",
+                    g.profiles.display()
+                );
                 return exit::USAGE;
             }
         },
@@ -100,14 +106,24 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
             Ok(p) => {
                 errors.extend(profile::validate(&p, &g.source));
                 if let Err(e) = plan::tasks_for(&p, &PlanOptions::default()) {
-                    errors.push(profile::ProfileError { file: p.path.clone(), line: None, column: None, field: None, message: e.to_string() });
+                    errors.push(profile::ProfileError {
+                        file: p.path.clone(),
+                        line: None,
+                        column: None,
+                        field: None,
+                        message: e.to_string(),
+                    });
                 }
             }
         }
     }
     errors.dedup();
     if errors.is_empty() {
-        println!("{} profile{} valid", services.len(), if services.len() == 1 { "" } else { "s" });
+        println!(
+            "{} profile{} valid",
+            services.len(),
+            if services.len() == 1 { "" } else { "s" }
+        );
         exit::SUCCESS
     } else {
         print_profile_errors(&ProfileErrors(errors));
@@ -118,11 +134,16 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
 /// Default concurrency: builds by CPU count, loads a few at a time, API work bounded only
 /// by the global limit.
 pub fn limits(jobs: Option<usize>, build_jobs: Option<usize>) -> Limits {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut per_class = BTreeMap::new();
     per_class.insert(Class::Cpu, build_jobs.unwrap_or(cpus));
     per_class.insert(Class::Io, 4);
-    Limits { jobs: jobs.unwrap_or((2 * cpus).max(8)), per_class }
+    Limits {
+        jobs: jobs.unwrap_or((2 * cpus).max(8)),
+        per_class,
+    }
 }
 
 /// Estimates from this service's earlier runs, when there are any.
@@ -141,7 +162,10 @@ pub fn estimates(state: &Path, service: &str) -> Estimates {
 /// The run store takes the directory that holds `.kprov`; `--state` names `.kprov` itself.
 pub fn state_root(state: &Path) -> &Path {
     match state.file_name() {
-        Some(n) if n == ".kprov" => state.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+        Some(n) if n == ".kprov" => state
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
         _ => state,
     }
 }
@@ -160,11 +184,23 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
     };
     let est = estimates(&g.state, &profile.service);
     let lim = limits(a.jobs, a.build_jobs);
-    let plan = Plan::new(&profile.service, tasks.clone(), a.strategy, lim.clone(), &est);
+    let plan = Plan::new(
+        &profile.service,
+        tasks.clone(),
+        a.strategy,
+        lim.clone(),
+        &est,
+    );
     let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
         .into_iter()
         .filter(|s| *s != a.strategy)
-        .map(|s| (s.as_str(), Plan::new(&profile.service, tasks.clone(), s, lim.clone(), &est).estimated_makespan_ms))
+        .map(|s| {
+            (
+                s.as_str(),
+                Plan::new(&profile.service, tasks.clone(), s, lim.clone(), &est)
+                    .estimated_makespan_ms,
+            )
+        })
         .collect();
     print!("{}", plan::render::render(&plan, a.format, &others));
     exit::SUCCESS
@@ -175,7 +211,9 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
         let store = Store::new(state_root(&g.state));
         let format: report::Format = a.format.parse().map_err(anyhow::Error::msg)?;
         let what = match (&a.service, a.run.as_str()) {
-            (Some(s), "latest") => RunRef::Latest { service: Some(s.clone()) },
+            (Some(s), "latest") => RunRef::Latest {
+                service: Some(s.clone()),
+            },
             _ => RunRef::parse(&a.run),
         };
         let (_, run) = store.load(&what)?;
@@ -205,4 +243,3 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
         }
     }
 }
-

@@ -20,7 +20,8 @@ fn absolute(p: &Path) -> PathBuf {
 fn watch_signals(token: CancellationToken) {
     tokio::spawn(async move {
         #[cfg(unix)]
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         #[cfg(unix)]
         let terminated = async {
             match term.as_mut() {
@@ -43,7 +44,6 @@ fn watch_signals(token: CancellationToken) {
         }
     });
 }
-
 
 /// An exit code standing for a failure already reported to the user.
 type Exit = i32;
@@ -89,12 +89,25 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
 
 async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let profile = load_valid(g, &a.service.service)?;
-    let existing = (a.kubeconfig.is_some() || a.context.is_some()).then(|| (a.kubeconfig.clone(), a.context.clone()));
-    let tasks = plan::tasks_for(&profile, &PlanOptions { existing_cluster: existing.is_some() }).map_err(|e| {
+    let existing = (a.kubeconfig.is_some() || a.context.is_some())
+        .then(|| (a.kubeconfig.clone(), a.context.clone()));
+    let tasks = plan::tasks_for(
+        &profile,
+        &PlanOptions {
+            existing_cluster: existing.is_some(),
+        },
+    )
+    .map_err(|e| {
         eprintln!("error: {}: {e}", profile.path.display());
         exit::USAGE
     })?;
-    let plan = Plan::new(&profile.service, tasks, a.strategy, limits(a.jobs, a.build_jobs), &estimates(&g.state, &profile.service));
+    let plan = Plan::new(
+        &profile.service,
+        tasks,
+        a.strategy,
+        limits(a.jobs, a.build_jobs),
+        &estimates(&g.state, &profile.service),
+    );
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
     let engine = engine().await?;
@@ -145,7 +158,11 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     };
     let outcome = provision::run(&plan, RunState::new(req, engine), opts, interrupt).await;
     if let Some(path) = &a.trace {
-        match crate::report::render(&outcome.record, crate::report::Format::Trace, &crate::report::Options::default()) {
+        match crate::report::render(
+            &outcome.record,
+            crate::report::Format::Trace,
+            &crate::report::Options::default(),
+        ) {
             Ok(t) => {
                 if let Err(e) = std::fs::write(path, t) {
                     eprintln!("warning: failed to write the trace {}: {e}", path.display());
@@ -156,9 +173,18 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     }
     // In CI, the run's report goes to the job page.
     if let Some(path) = crate::report::step_summary_path() {
-        let md = crate::report::render(&outcome.record, crate::report::Format::Markdown, &crate::report::Options::default());
-        if let Err(e) = md.map_err(anyhow::Error::from).and_then(|md| crate::report::append_step_summary(&path, &md).map_err(anyhow::Error::from)) {
-            eprintln!("warning: failed to append to the job summary {}: {e}", path.display());
+        let md = crate::report::render(
+            &outcome.record,
+            crate::report::Format::Markdown,
+            &crate::report::Options::default(),
+        );
+        if let Err(e) = md.map_err(anyhow::Error::from).and_then(|md| {
+            crate::report::append_step_summary(&path, &md).map_err(anyhow::Error::from)
+        }) {
+            eprintln!(
+                "warning: failed to append to the job summary {}: {e}",
+                path.display()
+            );
         }
     }
     let r = &outcome.record;
@@ -175,13 +201,20 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             count(Skipped)
         );
         for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
-            eprintln!("\nfailed: {}\n{}", t.id, t.error.as_deref().unwrap_or("(no message)"));
+            eprintln!(
+                "\nfailed: {}\n{}",
+                t.id,
+                t.error.as_deref().unwrap_or("(no message)")
+            );
         }
         if let Some(note) = &outcome.cluster_note {
             eprintln!("{note}");
         }
         if let Some(p) = &outcome.record_path {
-            eprintln!("run record: {}  (see where the time went: kprov profile)", p.display());
+            eprintln!(
+                "run record: {}  (see where the time went: kprov profile)",
+                p.display()
+            );
         }
         eprintln!("logs: {}", log_dir.display());
     }
@@ -192,9 +225,12 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     })
 }
 
-
 /// The cluster to act on, and the kubeconfig its context was written to.
-fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Result<(String, PathBuf), i32> {
+fn cluster_of(
+    g: &Global,
+    service: Option<&str>,
+    cluster: Option<&str>,
+) -> Result<(String, PathBuf), i32> {
     match (cluster, service) {
         (Some(c), _) => Ok((c.to_string(), provision::works::default_kubeconfig())),
         (None, Some(s)) => profile(g, s).map(|p| (p.cluster_name(), kubeconfig_of(&p))),
@@ -203,7 +239,9 @@ fn cluster_of(g: &Global, service: Option<&str>, cluster: Option<&str>) -> Resul
 }
 
 fn kubeconfig_of(profile: &crate::profile::Profile) -> PathBuf {
-    profile.kubeconfig().unwrap_or_else(provision::works::default_kubeconfig)
+    profile
+        .kubeconfig()
+        .unwrap_or_else(provision::works::default_kubeconfig)
 }
 
 pub async fn down(g: &Global, a: &DownArgs) -> i32 {
@@ -216,9 +254,20 @@ async fn down_inner(g: &Global, a: &DownArgs) -> Result<Exit, Exit> {
     let engine = engine().await?;
     let kind = crate::adapters::kind::KindCli::find();
     let cancel = CancellationToken::new();
-    match crate::tasks::cluster::delete_cluster_with(&engine, &name, Some(&kubeconfig), kind.as_ref(), &cancel).await {
+    match crate::tasks::cluster::delete_cluster_with(
+        &engine,
+        &name,
+        Some(&kubeconfig),
+        kind.as_ref(),
+        &cancel,
+    )
+    .await
+    {
         Ok(existed) => {
-            eprintln!("{} cluster {name}", if existed { "deleted" } else { "there was no" });
+            eprintln!(
+                "{} cluster {name}",
+                if existed { "deleted" } else { "there was no" }
+            );
             Ok(exit::SUCCESS)
         }
         Err(e) => {
@@ -232,7 +281,9 @@ pub async fn status(g: &Global, a: &ServiceArg) -> i32 {
     let run = async {
         let profile = profile(g, &a.service)?;
         let engine = engine().await?;
-        Ok(print_or_fail(crate::tasks::status::status(&engine, &profile).await))
+        Ok(print_or_fail(
+            crate::tasks::status::status(&engine, &profile).await,
+        ))
     };
     run.await.unwrap_or_else(|code: Exit| code)
 }
@@ -241,8 +292,13 @@ pub async fn coverage(g: &Global, a: &CoverageArgs) -> i32 {
     let run = async {
         let profile = profile(g, &a.service.service)?;
         let engine = engine().await?;
-        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("coverdata").join(&profile.service));
-        Ok(print_or_fail(crate::tasks::status::collect_coverage(&engine, &profile, &out).await))
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("coverdata").join(&profile.service));
+        Ok(print_or_fail(
+            crate::tasks::status::collect_coverage(&engine, &profile, &out).await,
+        ))
     };
     run.await.unwrap_or_else(|code: Exit| code)
 }

@@ -9,16 +9,41 @@ pub struct Event {
 
 #[derive(Debug, Clone)]
 pub enum EventKind {
-    RunStarted { tasks: usize },
+    RunStarted {
+        tasks: usize,
+    },
     /// All dependencies are done; the task waits for a slot.
-    TaskReady { id: Arc<str> },
-    TaskStarted { id: Arc<str>, attempt: u32 },
-    TaskProgress { id: Arc<str>, message: String },
+    TaskReady {
+        id: Arc<str>,
+    },
+    TaskStarted {
+        id: Arc<str>,
+        attempt: u32,
+    },
+    TaskProgress {
+        id: Arc<str>,
+        message: String,
+    },
     /// A transient failure; the task runs again after `delay`.
-    TaskRetrying { id: Arc<str>, attempt: u32, error: String, delay: Duration },
-    TaskFinished { id: Arc<str>, outcome: TaskOutcome, attempts: u32, error: Option<String> },
-    TaskSkipped { id: Arc<str>, reason: SkipReason },
-    RunFinished { cancelled: Option<CancelReason> },
+    TaskRetrying {
+        id: Arc<str>,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
+    TaskFinished {
+        id: Arc<str>,
+        outcome: TaskOutcome,
+        attempts: u32,
+        error: Option<String>,
+    },
+    TaskSkipped {
+        id: Arc<str>,
+        reason: SkipReason,
+    },
+    RunFinished {
+        cancelled: Option<CancelReason>,
+    },
 }
 
 /// How a task ended. Failure is data, not an error.
@@ -44,7 +69,9 @@ pub enum SkipReason {
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SkipReason::DependencyFailed { dependency } => write!(f, "dependency {dependency} did not succeed"),
+            SkipReason::DependencyFailed { dependency } => {
+                write!(f, "dependency {dependency} did not succeed")
+            }
             SkipReason::Cancelled(r) => write!(f, "cancelled: {r}"),
         }
     }

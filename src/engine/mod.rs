@@ -17,7 +17,9 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// What a task needs of the machine; each class has its own concurrency limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Class {
     /// CPU-heavy work such as image builds: limited by `--jobs`.
@@ -66,10 +68,16 @@ pub struct TaskError {
 
 impl TaskError {
     pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), transient: false }
+        TaskError {
+            message: message.into(),
+            transient: false,
+        }
     }
     pub fn transient(message: impl Into<String>) -> Self {
-        TaskError { message: message.into(), transient: true }
+        TaskError {
+            message: message.into(),
+            transient: true,
+        }
     }
 }
 
@@ -133,13 +141,18 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    pub const NONE: RetryPolicy =
-        RetryPolicy { attempts: 1, initial_backoff: Duration::ZERO, max_backoff: Duration::ZERO };
+    pub const NONE: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        initial_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+    };
 
     /// The delay before attempt `n + 1` after attempt `n` (1-based) failed.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -169,14 +182,23 @@ impl TaskCtx {
         progress: tokio::sync::mpsc::UnboundedSender<Event>,
         clock: tokio::time::Instant,
     ) -> Self {
-        TaskCtx { id, attempt, cancel, progress, clock }
+        TaskCtx {
+            id,
+            attempt,
+            cancel,
+            progress,
+            clock,
+        }
     }
 
     /// Report progress (one line of build output, "node x: imported"...).
     pub fn progress(&self, message: impl Into<String>) {
         let _ = self.progress.send(Event {
             at: self.clock.elapsed(),
-            kind: EventKind::TaskProgress { id: self.id.clone(), message: message.into() },
+            kind: EventKind::TaskProgress {
+                id: self.id.clone(),
+                message: message.into(),
+            },
         });
     }
 }

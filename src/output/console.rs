@@ -50,9 +50,21 @@ impl Console {
                     .expect("static template")
                     .progress_chars("=> "),
             );
-            Live { multi, overall, running: HashMap::new() }
+            Live {
+                multi,
+                overall,
+                running: HashMap::new(),
+            }
         });
-        let mut c = Console { out, live, info, verbose, started: HashMap::new(), done: HashMap::new(), total };
+        let mut c = Console {
+            out,
+            live,
+            info,
+            verbose,
+            started: HashMap::new(),
+            done: HashMap::new(),
+            total,
+        };
         c.update_counts();
         c
     }
@@ -99,14 +111,25 @@ impl Console {
                 self.started.insert(id.clone(), e.at);
                 match &mut self.live {
                     Some(l) => {
-                        let bar = l.multi.insert_before(&l.overall, ProgressBar::new_spinner());
-                        bar.set_style(ProgressStyle::with_template("  {spinner} {prefix:<28} {elapsed:>4}  {wide_msg}").expect("static template"));
+                        let bar = l
+                            .multi
+                            .insert_before(&l.overall, ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "  {spinner} {prefix:<28} {elapsed:>4}  {wide_msg}",
+                            )
+                            .expect("static template"),
+                        );
                         bar.set_prefix(id.to_string());
                         bar.enable_steady_tick(Duration::from_millis(120));
                         l.running.insert(id.clone(), bar);
                     }
                     None => {
-                        let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                        let retry = if *attempt > 1 {
+                            format!(" (attempt {attempt})")
+                        } else {
+                            String::new()
+                        };
                         self.line(e.at, format!("start    {id}{retry}"));
                     }
                 }
@@ -120,10 +143,23 @@ impl Console {
                 None if self.verbose => self.line(e.at, format!("         {id}: {message}")),
                 None => {}
             },
-            EventKind::TaskRetrying { id, attempt, error, delay } => {
-                self.line(e.at, format!("retry    {id} after attempt {attempt} in {}: {error}", human(delay.as_millis() as u64)));
+            EventKind::TaskRetrying {
+                id,
+                attempt,
+                error,
+                delay,
+            } => {
+                self.line(
+                    e.at,
+                    format!(
+                        "retry    {id} after attempt {attempt} in {}: {error}",
+                        human(delay.as_millis() as u64)
+                    ),
+                );
             }
-            EventKind::TaskFinished { id, outcome, error, .. } => {
+            EventKind::TaskFinished {
+                id, outcome, error, ..
+            } => {
                 if let Some(l) = &mut self.live
                     && let Some(bar) = l.running.remove(id)
                 {
@@ -132,7 +168,9 @@ impl Console {
                 }
                 let took = self
                     .started
-                    .get(id).map(|s| format!(" in {}", human(e.at.saturating_sub(*s).as_millis() as u64))).unwrap_or_default();
+                    .get(id)
+                    .map(|s| format!(" in {}", human(e.at.saturating_sub(*s).as_millis() as u64)))
+                    .unwrap_or_default();
                 let mut text = format!("{:<8} {id}{took}", mark(*outcome));
                 if let Some(err) = error {
                     text.push_str(&format!("\n{}", indent(err)));
@@ -161,7 +199,10 @@ impl Console {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("           {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("           {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -185,31 +226,108 @@ mod tests {
     }
 
     fn ev(ms: u64, kind: EventKind) -> Event {
-        Event { at: Duration::from_millis(ms), kind }
+        Event {
+            at: Duration::from_millis(ms),
+            kind,
+        }
     }
 
     #[test]
     fn plain_output_is_one_line_per_event() {
         let buf = Shared::default();
-        let phases = [("build:api", Phase::Build), ("cluster:create", Phase::Cluster), ("load:api", Phase::Load), ("deploy:api", Phase::Deploy)];
-        let info = TaskInfo { phases: phases.iter().map(|(id, p)| (Arc::<str>::from(*id), *p)).collect() };
+        let phases = [
+            ("build:api", Phase::Build),
+            ("cluster:create", Phase::Cluster),
+            ("load:api", Phase::Load),
+            ("deploy:api", Phase::Deploy),
+        ];
+        let info = TaskInfo {
+            phases: phases
+                .iter()
+                .map(|(id, p)| (Arc::<str>::from(*id), *p))
+                .collect(),
+        };
         let mut c = Console::new(false, info, false, Box::new(buf.clone()));
         let id = |s: &str| Arc::<str>::from(s);
         for e in [
             ev(0, EventKind::RunStarted { tasks: 4 }),
-            ev(0, EventKind::TaskStarted { id: id("build:api"), attempt: 1 }),
-            ev(1, EventKind::TaskStarted { id: id("cluster:create"), attempt: 1 }),
-            ev(5, EventKind::TaskProgress { id: id("build:api"), message: "Step 1/3".into() }),
-            ev(1200, EventKind::TaskFinished { id: id("build:api"), outcome: TaskOutcome::Cached, attempts: 1, error: None }),
-            ev(3000, EventKind::TaskRetrying { id: id("cluster:create"), attempt: 1, error: "crun: unknown version specified".into(), delay: Duration::from_secs(5) }),
-            ev(8000, EventKind::TaskStarted { id: id("cluster:create"), attempt: 2 }),
+            ev(
+                0,
+                EventKind::TaskStarted {
+                    id: id("build:api"),
+                    attempt: 1,
+                },
+            ),
+            ev(
+                1,
+                EventKind::TaskStarted {
+                    id: id("cluster:create"),
+                    attempt: 1,
+                },
+            ),
+            ev(
+                5,
+                EventKind::TaskProgress {
+                    id: id("build:api"),
+                    message: "Step 1/3".into(),
+                },
+            ),
+            ev(
+                1200,
+                EventKind::TaskFinished {
+                    id: id("build:api"),
+                    outcome: TaskOutcome::Cached,
+                    attempts: 1,
+                    error: None,
+                },
+            ),
+            ev(
+                3000,
+                EventKind::TaskRetrying {
+                    id: id("cluster:create"),
+                    attempt: 1,
+                    error: "crun: unknown version specified".into(),
+                    delay: Duration::from_secs(5),
+                },
+            ),
+            ev(
+                8000,
+                EventKind::TaskStarted {
+                    id: id("cluster:create"),
+                    attempt: 2,
+                },
+            ),
             ev(
                 9500,
-                EventKind::TaskFinished { id: id("cluster:create"), outcome: TaskOutcome::Failed, attempts: 2, error: Some("create cluster x: boom\nlast line".into()) },
+                EventKind::TaskFinished {
+                    id: id("cluster:create"),
+                    outcome: TaskOutcome::Failed,
+                    attempts: 2,
+                    error: Some("create cluster x: boom\nlast line".into()),
+                },
             ),
-            ev(9500, EventKind::TaskSkipped { id: id("load:api"), reason: SkipReason::DependencyFailed { dependency: id("cluster:create") } }),
-            ev(9500, EventKind::TaskSkipped { id: id("deploy:api"), reason: SkipReason::Cancelled(CancelReason::TaskFailed) }),
-            ev(9501, EventKind::RunFinished { cancelled: Some(CancelReason::TaskFailed) }),
+            ev(
+                9500,
+                EventKind::TaskSkipped {
+                    id: id("load:api"),
+                    reason: SkipReason::DependencyFailed {
+                        dependency: id("cluster:create"),
+                    },
+                },
+            ),
+            ev(
+                9500,
+                EventKind::TaskSkipped {
+                    id: id("deploy:api"),
+                    reason: SkipReason::Cancelled(CancelReason::TaskFailed),
+                },
+            ),
+            ev(
+                9501,
+                EventKind::RunFinished {
+                    cancelled: Some(CancelReason::TaskFailed),
+                },
+            ),
         ] {
             c.event(&e);
         }

@@ -21,8 +21,13 @@ pub fn init_logging(verbose: u8) {
         1 => "kprov=info",
         _ => "kprov=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour()).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour())
+        .try_init();
 }
 
 /// Colour only on a terminal, and never when NO_COLOR is set.
@@ -61,7 +66,12 @@ pub struct TaskInfo {
 }
 
 /// Drain `events` to the chosen reporter until the sender is dropped.
-pub async fn report(mut events: UnboundedReceiver<Event>, mode: Mode, info: TaskInfo, verbose: bool) {
+pub async fn report(
+    mut events: UnboundedReceiver<Event>,
+    mode: Mode,
+    info: TaskInfo,
+    verbose: bool,
+) {
     match mode {
         Mode::Json => {
             use std::io::Write;
@@ -71,7 +81,12 @@ pub async fn report(mut events: UnboundedReceiver<Event>, mode: Mode, info: Task
             }
         }
         Mode::Plain | Mode::Live => {
-            let mut console = Console::new(mode == Mode::Live, info, verbose, Box::new(std::io::stderr()));
+            let mut console = Console::new(
+                mode == Mode::Live,
+                info,
+                verbose,
+                Box::new(std::io::stderr()),
+            );
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
             loop {
                 tokio::select! {

@@ -24,7 +24,11 @@ pub const CONFIG: &str = "apply:config";
 pub const WAIT: &str = "wait:ready";
 
 pub fn build_id(profile: &Profile, image: &str) -> String {
-    let external = profile.spec.images.get(image).is_some_and(|i| i.external.is_some());
+    let external = profile
+        .spec
+        .images
+        .get(image)
+        .is_some_and(|i| i.external.is_some());
     format!("{}:{image}", if external { "pull" } else { "build" })
 }
 
@@ -33,11 +37,21 @@ pub fn load_id(image: &str) -> String {
 }
 
 pub fn workload_id(profile: &Profile, name: &str) -> String {
-    if profile.spec.hooks.contains_key(name) { format!("hook:{name}") } else { format!("deploy:{name}") }
+    if profile.spec.hooks.contains_key(name) {
+        format!("hook:{name}")
+    } else {
+        format!("deploy:{name}")
+    }
 }
 
 fn task(id: String, kind: TaskKind, deps: Vec<String>, subject: Option<&str>) -> PlannedTask {
-    PlannedTask { id, kind, phase: kind.phase(), deps, subject: subject.map(str::to_string) }
+    PlannedTask {
+        id,
+        kind,
+        phase: kind.phase(),
+        deps,
+        subject: subject.map(str::to_string),
+    }
 }
 
 /// The tasks of `profile` in a topological order: builds, the cluster and its setup, loads,
@@ -46,21 +60,44 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     let spec = &profile.spec;
     let mut tasks = Vec::new();
     for (name, img) in &spec.images {
-        let kind = if img.external.is_some() { TaskKind::Pull } else { TaskKind::Build };
+        let kind = if img.external.is_some() {
+            TaskKind::Pull
+        } else {
+            TaskKind::Build
+        };
         tasks.push(task(build_id(profile, name), kind, vec![], Some(name)));
     }
     tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
     let mut setup = Vec::new();
     if !spec.crds.is_empty() {
-        tasks.push(task(CRDS.into(), TaskKind::Crds, vec![CLUSTER.into()], None));
-        tasks.push(task(ESTABLISHED.into(), TaskKind::Established, vec![CRDS.into()], None));
+        tasks.push(task(
+            CRDS.into(),
+            TaskKind::Crds,
+            vec![CLUSTER.into()],
+            None,
+        ));
+        tasks.push(task(
+            ESTABLISHED.into(),
+            TaskKind::Established,
+            vec![CRDS.into()],
+            None,
+        ));
         setup.push(ESTABLISHED.to_string());
     }
     let c = &spec.config;
-    let has_config = !(c.namespaces.is_empty() && c.config_maps.is_empty() && c.secrets.is_empty() && c.tls.is_none() && c.manifests.is_empty())
+    let has_config = !(c.namespaces.is_empty()
+        && c.config_maps.is_empty()
+        && c.secrets.is_empty()
+        && c.tls.is_none()
+        && c.manifests.is_empty())
         || profile.namespace() != "default";
     if has_config {
-        tasks.push(task(CONFIG.into(), TaskKind::Config, vec![CLUSTER.into()], None));
+        tasks.push(task(
+            CONFIG.into(),
+            TaskKind::Config,
+            vec![CLUSTER.into()],
+            None,
+        ));
         setup.push(CONFIG.to_string());
     }
     if setup.is_empty() {
@@ -71,7 +108,12 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
         if opts.existing_cluster {
             loaded.insert(name.clone(), build_id(profile, name));
         } else {
-            tasks.push(task(load_id(name), TaskKind::Load, vec![build_id(profile, name), CLUSTER.into()], Some(name)));
+            tasks.push(task(
+                load_id(name),
+                TaskKind::Load,
+                vec![build_id(profile, name), CLUSTER.into()],
+                Some(name),
+            ));
             loaded.insert(name.clone(), load_id(name));
         }
     }
@@ -85,7 +127,10 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     }
     let mut workloads = Vec::new();
     while !pending.is_empty() {
-        let next = pending.iter().find(|(_, (_, _, after))| after.iter().all(|a| !pending.contains_key(a.as_str()))).map(|(n, _)| *n);
+        let next = pending
+            .iter()
+            .find(|(_, (_, _, after))| after.iter().all(|a| !pending.contains_key(a.as_str())))
+            .map(|(n, _)| *n);
         let Some(name) = next else {
             return Err(PlanError::Cycle(cycle(&pending)));
         };
@@ -110,7 +155,12 @@ fn cycle(pending: &BTreeMap<&str, (TaskKind, &Vec<String>, &Vec<String>)>) -> Ve
     let mut path = vec![start];
     let mut at = start;
     loop {
-        let next = pending[at].2.iter().map(String::as_str).find(|a| pending.contains_key(a)).expect("stuck means a pending dep");
+        let next = pending[at]
+            .2
+            .iter()
+            .map(String::as_str)
+            .find(|a| pending.contains_key(a))
+            .expect("stuck means a pending dep");
         if let Some(pos) = path.iter().position(|p| *p == next) {
             let mut c: Vec<String> = path[pos..].iter().map(|s| s.to_string()).collect();
             c.push(next.to_string());

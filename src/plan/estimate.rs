@@ -46,7 +46,11 @@ impl Estimates {
             .into_iter()
             .map(|(id, mut v)| {
                 v.sort_unstable();
-                let m = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2 };
+                let m = if v.len() % 2 == 1 {
+                    v[v.len() / 2]
+                } else {
+                    (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2
+                };
                 (id, m)
             })
             .collect();
@@ -54,7 +58,10 @@ impl Estimates {
     }
 
     pub fn for_task(&self, id: &str, kind: TaskKind) -> u64 {
-        self.by_id.get(id).copied().unwrap_or_else(|| default_ms(kind))
+        self.by_id
+            .get(id)
+            .copied()
+            .unwrap_or_else(|| default_ms(kind))
     }
 
     /// How many tasks have a measured estimate.

@@ -76,7 +76,9 @@ impl TaskKind {
     pub fn phase(self) -> Phase {
         match self {
             TaskKind::Build | TaskKind::Pull => Phase::Build,
-            TaskKind::Cluster | TaskKind::Crds | TaskKind::Established | TaskKind::Config => Phase::Cluster,
+            TaskKind::Cluster | TaskKind::Crds | TaskKind::Established | TaskKind::Config => {
+                Phase::Cluster
+            }
             TaskKind::Load => Phase::Load,
             TaskKind::Deploy | TaskKind::Hook | TaskKind::Wait => Phase::Deploy,
         }
@@ -134,26 +136,52 @@ pub struct Plan {
 
 impl Plan {
     /// Shape `tasks` (the DAG as the profile defines it) by `strategy`, and estimate it.
-    pub fn new(service: &str, tasks: Vec<PlannedTask>, strategy: Strategy, limits: Limits, estimates: &Estimates) -> Plan {
+    pub fn new(
+        service: &str,
+        tasks: Vec<PlannedTask>,
+        strategy: Strategy,
+        limits: Limits,
+        estimates: &Estimates,
+    ) -> Plan {
         let limits = strategy.limits(limits);
-        let index: std::collections::HashMap<&str, usize> = tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
-        let deps: Vec<Vec<usize>> = tasks.iter().map(|t| t.deps.iter().map(|d| index[d.as_str()]).collect()).collect();
+        let index: std::collections::HashMap<&str, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let deps: Vec<Vec<usize>> = tasks
+            .iter()
+            .map(|t| t.deps.iter().map(|d| index[d.as_str()]).collect())
+            .collect();
         let phases: Vec<Phase> = tasks.iter().map(|t| t.phase).collect();
         let deps = strategy::barrier_edges(&phases, &deps, strategy);
-        let estimates_ms: Vec<u64> = tasks.iter().map(|t| estimates.for_task(&t.id, t.kind)).collect();
+        let estimates_ms: Vec<u64> = tasks
+            .iter()
+            .map(|t| estimates.for_task(&t.id, t.kind))
+            .collect();
         let priorities = match strategy {
             Strategy::Sequential => vec![0; tasks.len()],
-            _ => simulate::remaining_critical_path(&deps, &estimates_ms).expect("the planner builds acyclic graphs"),
+            _ => simulate::remaining_critical_path(&deps, &estimates_ms)
+                .expect("the planner builds acyclic graphs"),
         };
         let sim: Vec<simulate::SimTask> = tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| simulate::SimTask { deps: deps[i].clone(), duration_ms: estimates_ms[i], class: t.kind.class(), priority: priorities[i] })
+            .map(|(i, t)| simulate::SimTask {
+                deps: deps[i].clone(),
+                duration_ms: estimates_ms[i],
+                class: t.kind.class(),
+                priority: priorities[i],
+            })
             .collect();
-        let schedule = simulate::simulate(&sim, &limits).expect("the planner builds acyclic graphs");
+        let schedule =
+            simulate::simulate(&sim, &limits).expect("the planner builds acyclic graphs");
         let (path, _) = simulate::critical_path(&deps, &estimates_ms).expect("acyclic");
         let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
-        let shaped = deps.iter().map(|d| d.iter().map(|&j| ids[j].clone()).collect()).collect();
+        let shaped = deps
+            .iter()
+            .map(|d| d.iter().map(|&j| ids[j].clone()).collect())
+            .collect();
         Plan {
             service: service.to_string(),
             strategy,

@@ -25,25 +25,57 @@ pub fn render(plan: &Plan, format: PlanFormat, others: &[(&str, u64)]) -> String
 
 fn text(plan: &Plan, others: &[(&str, u64)]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "plan for {} (strategy {}, {} tasks)", plan.service, plan.strategy, plan.tasks.len());
+    let _ = writeln!(
+        s,
+        "plan for {} (strategy {}, {} tasks)",
+        plan.service,
+        plan.strategy,
+        plan.tasks.len()
+    );
     let width = plan.tasks.iter().map(|t| t.id.len()).max().unwrap_or(0);
     for phase in Phase::ALL {
-        let tasks: Vec<usize> = (0..plan.tasks.len()).filter(|&i| plan.tasks[i].phase == phase).collect();
+        let tasks: Vec<usize> = (0..plan.tasks.len())
+            .filter(|&i| plan.tasks[i].phase == phase)
+            .collect();
         if tasks.is_empty() {
             continue;
         }
         let _ = writeln!(s, "\n{phase}");
         for i in tasks {
             let t = &plan.tasks[i];
-            let mark = if plan.critical_path.contains(&t.id) { '*' } else { ' ' };
-            let deps = if plan.deps[i].is_empty() { "-".to_string() } else { plan.deps[i].join(", ") };
-            let _ = writeln!(s, " {mark} {:<width$}  ~{:>6}  after {deps}", t.id, human(plan.estimates_ms[i]));
+            let mark = if plan.critical_path.contains(&t.id) {
+                '*'
+            } else {
+                ' '
+            };
+            let deps = if plan.deps[i].is_empty() {
+                "-".to_string()
+            } else {
+                plan.deps[i].join(", ")
+            };
+            let _ = writeln!(
+                s,
+                " {mark} {:<width$}  ~{:>6}  after {deps}",
+                t.id,
+                human(plan.estimates_ms[i])
+            );
         }
     }
-    let _ = writeln!(s, "\ncritical path (*): {}", plan.critical_path.join(" -> "));
-    let _ = write!(s, "estimated makespan: {}", human(plan.estimated_makespan_ms));
+    let _ = writeln!(
+        s,
+        "\ncritical path (*): {}",
+        plan.critical_path.join(" -> ")
+    );
+    let _ = write!(
+        s,
+        "estimated makespan: {}",
+        human(plan.estimated_makespan_ms)
+    );
     if !others.is_empty() {
-        let o: Vec<String> = others.iter().map(|(n, ms)| format!("{n} {}", human(*ms))).collect();
+        let o: Vec<String> = others
+            .iter()
+            .map(|(n, ms)| format!("{n} {}", human(*ms)))
+            .collect();
         let _ = write!(s, " (other strategies: {})", o.join(", "));
     }
     s.push('\n');
@@ -81,10 +113,24 @@ fn phase_colour(p: Phase) -> &'static str {
 }
 
 fn dot(plan: &Plan) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontcolor=white];\n", plan.service);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontcolor=white];\n",
+        plan.service
+    );
     for (t, e) in plan.tasks.iter().zip(&plan.estimates_ms) {
-        let pen = if plan.critical_path.contains(&t.id) { ", penwidth=3, color=black" } else { "" };
-        let _ = writeln!(s, "  \"{}\" [label=\"{}\\n~{}\", fillcolor=\"{}\"{pen}];", t.id, t.id, human(*e), phase_colour(t.phase));
+        let pen = if plan.critical_path.contains(&t.id) {
+            ", penwidth=3, color=black"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "  \"{}\" [label=\"{}\\n~{}\", fillcolor=\"{}\"{pen}];",
+            t.id,
+            t.id,
+            human(*e),
+            phase_colour(t.phase)
+        );
     }
     for (t, deps) in plan.tasks.iter().zip(&plan.deps) {
         for d in deps {
@@ -111,7 +157,11 @@ fn mermaid(plan: &Plan) -> String {
     }
     if !plan.critical_path.is_empty() {
         let ids: Vec<String> = plan.critical_path.iter().map(|i| node(i)).collect();
-        let _ = writeln!(s, "  classDef critical stroke:#000,stroke-width:3px\n  class {} critical", ids.join(","));
+        let _ = writeln!(
+            s,
+            "  classDef critical stroke:#000,stroke-width:3px\n  class {} critical",
+            ids.join(",")
+        );
     }
     s
 }

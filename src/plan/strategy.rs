@@ -3,7 +3,18 @@
 use super::Phase;
 use crate::engine::Limits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// No barriers: a task starts the moment its own dependencies are done.
@@ -62,7 +73,11 @@ pub fn barrier_edges(phases: &[Phase], deps: &[Vec<usize>], strategy: Strategy) 
     let mut out: Vec<Vec<usize>> = deps.to_vec();
     if strategy == Strategy::Hybrid {
         for (i, own) in out.iter_mut().enumerate() {
-            let previous = Phase::ALL.iter().copied().filter(|p| *p < phases[i] && phases.contains(p)).max();
+            let previous = Phase::ALL
+                .iter()
+                .copied()
+                .filter(|p| *p < phases[i] && phases.contains(p))
+                .max();
             if let Some(prev) = previous {
                 own.extend((0..phases.len()).filter(|&j| phases[j] == prev));
             }
@@ -89,7 +104,11 @@ mod tests {
         assert_eq!(h[3], vec![0, 2]);
         assert_eq!(h[5], vec![3, 4]);
         // A phase with no tasks is skipped over: loads missing, deploys wait for the cluster.
-        let h = barrier_edges(&[Build, Cluster, Deploy], &[vec![], vec![], vec![]], Strategy::Hybrid);
+        let h = barrier_edges(
+            &[Build, Cluster, Deploy],
+            &[vec![], vec![], vec![]],
+            Strategy::Hybrid,
+        );
         assert_eq!(h[2], vec![1]);
         assert_eq!(barrier_edges(&phases, &deps, Strategy::Dag), deps);
     }

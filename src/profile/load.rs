@@ -105,9 +105,14 @@ pub fn parse_text(path: &Path, text: &str) -> Result<ProfileFile, Vec<ProfileErr
     let mut errors = Vec::new();
     for (key, start, end) in yamlpos::top_level_blocks(text) {
         let whole = yamlpos::keep_lines(text, &[(start, end)]);
-        let Err(e) = serde_saphyr::from_str::<ProfileFile>(&whole) else { continue };
+        let Err(e) = serde_saphyr::from_str::<ProfileFile>(&whole) else {
+            continue;
+        };
         let entries = yamlpos::child_blocks(text, start + 1, end, 1);
-        let mapping_section = matches!(key.as_str(), "images" | "components" | "hooks" | "ports" | "cluster" | "config");
+        let mapping_section = matches!(
+            key.as_str(),
+            "images" | "components" | "hooks" | "ports" | "cluster" | "config"
+        );
         if !mapping_section || entries.is_empty() {
             errors.push(yaml_error(path, text, &e));
             continue;
@@ -141,7 +146,11 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile, Vec<ProfileError>> {
         }]
     })?;
     let profile = parse_text(path, &text)?;
-    Ok(ParsedFile { path: path.to_path_buf(), text, profile })
+    Ok(ParsedFile {
+        path: path.to_path_buf(),
+        text,
+        profile,
+    })
 }
 
 /// A profile with its includes merged: the including file wins over what it includes
@@ -160,7 +169,11 @@ pub fn load_merged(path: &Path) -> Result<Merged, Vec<ProfileError>> {
     let mut origins = HashMap::new();
     let mut stack = Vec::new();
     let profile = load_rec(path, &mut stack, &mut files, &mut origins)?;
-    Ok(Merged { profile, origins, files })
+    Ok(Merged {
+        profile,
+        origins,
+        files,
+    })
 }
 
 fn load_rec(
@@ -171,7 +184,11 @@ fn load_rec(
 ) -> Result<ProfileFile, Vec<ProfileError>> {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if stack.contains(&canonical) {
-        let chain: Vec<String> = stack.iter().chain([&canonical]).map(|p| p.display().to_string()).collect();
+        let chain: Vec<String> = stack
+            .iter()
+            .chain([&canonical])
+            .map(|p| p.display().to_string())
+            .collect();
         return Err(vec![ProfileError {
             file: path.to_path_buf(),
             line: None,
@@ -189,7 +206,12 @@ fn load_rec(
     for (i, inc) in parsed.profile.include.iter().enumerate() {
         let inc_path = dir.join(inc);
         if !inc_path.is_file() {
-            let mut e = ProfileError::at(path, Some(&parsed.text), &["include"], format!("included file {} does not exist", inc_path.display()));
+            let mut e = ProfileError::at(
+                path,
+                Some(&parsed.text),
+                &["include"],
+                format!("included file {} does not exist", inc_path.display()),
+            );
             e.field = Some(format!("include[{i}]"));
             errors.push(e);
             continue;
@@ -254,7 +276,10 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
             extend_unique(&mut b.extra_mounts, t.extra_mounts);
             extend_unique(&mut b.extra_port_mappings, t.extra_port_mappings);
             extend_unique(&mut b.kubeadm_config_patches, t.kubeadm_config_patches);
-            extend_unique(&mut b.containerd_config_patches, t.containerd_config_patches);
+            extend_unique(
+                &mut b.containerd_config_patches,
+                t.containerd_config_patches,
+            );
         }
         (b, t @ Some(_)) => *b = t,
         _ => {}
@@ -263,9 +288,19 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
     merge_map(&mut base.images, top.images);
     extend_unique(&mut base.crds, top.crds);
     extend_unique(&mut base.config.namespaces, top.config.namespaces);
-    base.config.config_maps.retain(|c| !top.config.config_maps.iter().any(|t| t.name == c.name && t.namespace == c.namespace));
+    base.config.config_maps.retain(|c| {
+        !top.config
+            .config_maps
+            .iter()
+            .any(|t| t.name == c.name && t.namespace == c.namespace)
+    });
     base.config.config_maps.extend(top.config.config_maps);
-    base.config.secrets.retain(|c| !top.config.secrets.iter().any(|t| t.name == c.name && t.namespace == c.namespace));
+    base.config.secrets.retain(|c| {
+        !top.config
+            .secrets
+            .iter()
+            .any(|t| t.name == c.name && t.namespace == c.namespace)
+    });
     base.config.secrets.extend(top.config.secrets);
     match (&mut base.config.tls, top.config.tls) {
         (Some(b), Some(t)) => {
@@ -287,14 +322,21 @@ mod tests {
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {
-        parse_text(Path::new("p.yaml"), text).unwrap_err().iter().map(|e| e.to_string()).collect()
+        parse_text(Path::new("p.yaml"), text)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_position() {
         let e = errs("service: x\ncomponents:\n  a:\n    manifests: [m.yaml]\n    imagez: [x]\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("p.yaml:5:5: components.a.imagez: unknown field `imagez`"), "{e:?}");
+        assert!(
+            e[0].starts_with("p.yaml:5:5: components.a.imagez: unknown field `imagez`"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -302,18 +344,39 @@ mod tests {
         let text = "service: x\nimages:\n  a:\n    build:\n      context: .\n      bogus: 1\n  b:\n    external: 3x\n    pulll: y\ncomponents:\n  c:\n    manifests: oops\n  d:\n    manifests: [m]\n    depends_on: [c]\n    size: 2\n";
         let e = errs(text);
         assert_eq!(e.len(), 4, "{e:#?}");
-        assert!(e[0].contains(":6:7: images.a.build.bogus: unknown field `bogus`"), "{e:?}");
+        assert!(
+            e[0].contains(":6:7: images.a.build.bogus: unknown field `bogus`"),
+            "{e:?}"
+        );
         assert!(e[1].contains(":9:5: images.b.pulll"), "{e:?}");
-        assert!(e[2].contains(":12:") && e[2].contains("components.c.manifests"), "{e:?}");
-        assert!(e[3].contains(":16:5: components.d.size: unknown field `size`"), "{e:?}");
+        assert!(
+            e[2].contains(":12:") && e[2].contains("components.c.manifests"),
+            "{e:?}"
+        );
+        assert!(
+            e[3].contains(":16:5: components.d.size: unknown field `size`"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn an_included_cluster_is_merged_field_by_field() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("stack.yaml"), "cluster:\n  nodeImage: kindest/node:v1\n  kubeadmConfigPatches: [a]\n").unwrap();
-        std::fs::write(dir.path().join("svc.yaml"), "include: [stack.yaml]\ncluster:\n  name: svc-e2e\n  kubeadmConfigPatches: [b]\n").unwrap();
-        let merged = load_merged(&dir.path().join("svc.yaml")).unwrap().profile.cluster.unwrap();
+        std::fs::write(
+            dir.path().join("stack.yaml"),
+            "cluster:\n  nodeImage: kindest/node:v1\n  kubeadmConfigPatches: [a]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("svc.yaml"),
+            "include: [stack.yaml]\ncluster:\n  name: svc-e2e\n  kubeadmConfigPatches: [b]\n",
+        )
+        .unwrap();
+        let merged = load_merged(&dir.path().join("svc.yaml"))
+            .unwrap()
+            .profile
+            .cluster
+            .unwrap();
         assert_eq!(merged.name.as_deref(), Some("svc-e2e"));
         assert_eq!(merged.node_image.as_deref(), Some("kindest/node:v1"));
         assert_eq!(merged.kubeadm_config_patches, ["a", "b"]);
@@ -321,6 +384,9 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_an_empty_profile() {
-        assert_eq!(parse_text(Path::new("p.yaml"), "").unwrap(), ProfileFile::default());
+        assert_eq!(
+            parse_text(Path::new("p.yaml"), "").unwrap(),
+            ProfileFile::default()
+        );
     }
 }

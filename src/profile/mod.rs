@@ -39,7 +39,11 @@ impl Profile {
     }
 
     pub fn cluster_name(&self) -> String {
-        self.spec.cluster.as_ref().and_then(|c| c.name.clone()).unwrap_or_else(|| format!("kprov-{}", self.service))
+        self.spec
+            .cluster
+            .as_ref()
+            .and_then(|c| c.name.clone())
+            .unwrap_or_else(|| format!("kprov-{}", self.service))
     }
 
     /// The kubeconfig file the profile asks for (`~/` expanded); `None`: kind's default.
@@ -79,8 +83,16 @@ impl Profile {
 
     /// The file an entry came from, and its text.
     pub fn origin(&self, section: &str, name: &str) -> (&Path, Option<&str>) {
-        let file = self.origins.get(&format!("{section}.{name}")).map(PathBuf::as_path).unwrap_or(&self.path);
-        let text = self.files.iter().find(|(p, _)| p == file).map(|(_, t)| t.as_str());
+        let file = self
+            .origins
+            .get(&format!("{section}.{name}"))
+            .map(PathBuf::as_path)
+            .unwrap_or(&self.path);
+        let text = self
+            .files
+            .iter()
+            .find(|(p, _)| p == file)
+            .map(|(_, t)| t.as_str());
         (file, text)
     }
 
@@ -116,9 +128,16 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+        let is_yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
         if is_yaml && path.is_file() {
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
             out.push((stem, path));
         }
     }
@@ -129,16 +148,24 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
 /// Load `<dir>/<service>.yaml` with its includes. Syntax and schema errors only; call
 /// [`validate`] for references and files.
 pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
-    let path = ["yaml", "yml"].iter().map(|ext| dir.join(format!("{service}.{ext}"))).find(|p| p.is_file());
+    let path = ["yaml", "yml"]
+        .iter()
+        .map(|ext| dir.join(format!("{service}.{ext}")))
+        .find(|p| p.is_file());
     let Some(path) = path else {
-        let known = find(dir).map(|v| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        let known = find(dir)
+            .map(|v| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
         return Err(ProfileErrors(vec![ProfileError {
             file: dir.join(format!("{service}.yaml")),
             line: None,
             column: None,
             field: None,
             message: if known.is_empty() {
-                format!("no profile for service {service:?} (no profiles in {})", dir.display())
+                format!(
+                    "no profile for service {service:?} (no profiles in {})",
+                    dir.display()
+                )
             } else {
                 format!("no profile for service {service:?} (profiles: {known})")
             },
@@ -146,7 +173,11 @@ pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
     };
     let merged = load::load_merged(&path).map_err(ProfileErrors)?;
     Ok(Profile {
-        service: merged.profile.service.clone().unwrap_or_else(|| service.to_string()),
+        service: merged
+            .profile
+            .service
+            .clone()
+            .unwrap_or_else(|| service.to_string()),
         path,
         spec: merged.profile,
         origins: merged.origins,
@@ -158,7 +189,11 @@ pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
 pub fn expand(source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     if !pattern.contains(['*', '?', '[', '{']) {
         let p = source.join(pattern);
-        return if p.is_file() { Ok(vec![p]) } else { Err(format!("{} does not exist", p.display())) };
+        return if p.is_file() {
+            Ok(vec![p])
+        } else {
+            Err(format!("{} does not exist", p.display()))
+        };
     }
     let glob = globset::GlobBuilder::new(pattern)
         .literal_separator(true)
@@ -168,18 +203,29 @@ pub fn expand(source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     // Walk only below the pattern's literal prefix.
     let literal: PathBuf = Path::new(pattern)
         .components()
-        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[', '{']))
+        .take_while(|c| {
+            !c.as_os_str()
+                .to_string_lossy()
+                .contains(['*', '?', '[', '{'])
+        })
         .collect();
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(source.join(&literal))
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .filter(|e| e.path().strip_prefix(source).is_ok_and(|rel| glob.is_match(rel)))
+        .filter(|e| {
+            e.path()
+                .strip_prefix(source)
+                .is_ok_and(|rel| glob.is_match(rel))
+        })
         .map(|e| e.into_path())
         .collect();
     out.sort();
     if out.is_empty() {
-        return Err(format!("no file matches {pattern:?} under {}", source.display()));
+        return Err(format!(
+            "no file matches {pattern:?} under {}",
+            source.display()
+        ));
     }
     Ok(out)
 }

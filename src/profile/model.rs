@@ -219,7 +219,11 @@ pub struct ReadySpec {
 
 impl Default for ReadySpec {
     fn default() -> Self {
-        ReadySpec { workloads: true, http: None, timeout: None }
+        ReadySpec {
+            workloads: true,
+            http: None,
+            timeout: None,
+        }
     }
 }
 

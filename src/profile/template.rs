@@ -22,7 +22,11 @@ pub fn names(text: &str) -> Result<Vec<(String, usize, usize)>, TemplateError> {
         let mut offset = 0;
         while let Some(open) = rest.find("{{") {
             let Some(close) = rest[open..].find("}}") else {
-                return Err(TemplateError { line: i + 1, column: offset + open + 1, message: "unclosed `{{`".into() });
+                return Err(TemplateError {
+                    line: i + 1,
+                    column: offset + open + 1,
+                    message: "unclosed `{{`".into(),
+                });
             };
             let name = rest[open + 2..open + close].trim();
             out.push((name.to_string(), i + 1, offset + open + 1));
@@ -39,7 +43,11 @@ pub fn render(text: &str, values: &Values) -> Result<String, Vec<TemplateError>>
     let unknown: Vec<TemplateError> = used
         .iter()
         .filter(|(n, ..)| !values.contains_key(n))
-        .map(|(n, line, column)| TemplateError { line: *line, column: *column, message: unknown_message(n, values) })
+        .map(|(n, line, column)| TemplateError {
+            line: *line,
+            column: *column,
+            message: unknown_message(n, values),
+        })
         .collect();
     if !unknown.is_empty() {
         return Err(unknown);
@@ -58,11 +66,18 @@ pub fn render(text: &str, values: &Values) -> Result<String, Vec<TemplateError>>
 
 fn unknown_message(name: &str, values: &Values) -> String {
     let prefix = name.split('.').next().unwrap_or(name);
-    let known: Vec<&str> = values.keys().filter(|k| k.split('.').next() == Some(prefix)).map(String::as_str).collect();
+    let known: Vec<&str> = values
+        .keys()
+        .filter(|k| k.split('.').next() == Some(prefix))
+        .map(String::as_str)
+        .collect();
     if known.is_empty() {
         format!("unknown template value `{name}`")
     } else {
-        format!("unknown template value `{name}` (known: {})", known.join(", "))
+        format!(
+            "unknown template value `{name}` (known: {})",
+            known.join(", ")
+        )
     }
 }
 
@@ -75,7 +90,10 @@ mod tests {
         let mut v = Values::new();
         v.insert("namespace".into(), "ks".into());
         v.insert("image.ds".into(), "localhost/ds:kprov-1".into());
-        assert_eq!(render("ns: {{namespace}}\nimage: {{ image.ds }}\n", &v).unwrap(), "ns: ks\nimage: localhost/ds:kprov-1\n");
+        assert_eq!(
+            render("ns: {{namespace}}\nimage: {{ image.ds }}\n", &v).unwrap(),
+            "ns: ks\nimage: localhost/ds:kprov-1\n"
+        );
         let e = render("a: 1\nb: {{ image.x }} {{ nope }}\n", &v).unwrap_err();
         assert_eq!(e.len(), 2);
         assert_eq!((e[0].line, e[0].column), (2, 4));

@@ -10,7 +10,11 @@ use super::{Profile, ProfileError, template};
 
 /// Every problem in `profile`, checking files under `source`.
 pub fn validate(profile: &Profile, source: &Path) -> Vec<ProfileError> {
-    let mut v = Validator { profile, source, errors: Vec::new() };
+    let mut v = Validator {
+        profile,
+        source,
+        errors: Vec::new(),
+    };
     v.run();
     v.errors
 }
@@ -24,7 +28,8 @@ struct Validator<'a> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -33,9 +38,13 @@ impl Validator<'_> {
     fn err(&mut self, section: &str, name: Option<&str>, path: &[&str], message: String) {
         let (file, text) = match name {
             Some(n) => self.profile.origin(section, n),
-            None => (self.profile.path.as_path(), self.profile.files.first().map(|(_, t)| t.as_str())),
+            None => (
+                self.profile.path.as_path(),
+                self.profile.files.first().map(|(_, t)| t.as_str()),
+            ),
         };
-        self.errors.push(ProfileError::at(file, text, path, message));
+        self.errors
+            .push(ProfileError::at(file, text, path, message));
     }
 
     fn file(&mut self, section: &str, name: Option<&str>, path: &[&str], rel: &str) -> bool {
@@ -43,7 +52,12 @@ impl Validator<'_> {
         if file.is_file() {
             return true;
         }
-        self.err(section, name, path, format!("{} does not exist", file.display()));
+        self.err(
+            section,
+            name,
+            path,
+            format!("{} does not exist", file.display()),
+        );
         false
     }
 
@@ -51,12 +65,25 @@ impl Validator<'_> {
         let p = self.profile;
         let spec = &p.spec;
         if !is_dns_label(&p.service) {
-            self.err("", None, &["service"], format!("service name {:?} must be a DNS label (a-z, 0-9, -)", p.service));
+            self.err(
+                "",
+                None,
+                &["service"],
+                format!(
+                    "service name {:?} must be a DNS label (a-z, 0-9, -)",
+                    p.service
+                ),
+            );
         }
         if let Some(ns) = &spec.namespace
             && !is_dns_label(ns)
         {
-            self.err("", None, &["namespace"], format!("namespace {ns:?} must be a DNS label"));
+            self.err(
+                "",
+                None,
+                &["namespace"],
+                format!("namespace {ns:?} must be a DNS label"),
+            );
         }
         self.cluster();
         self.images();
@@ -71,25 +98,48 @@ impl Validator<'_> {
     }
 
     fn cluster(&mut self) {
-        let Some(c) = &self.profile.spec.cluster else { return };
+        let Some(c) = &self.profile.spec.cluster else {
+            return;
+        };
         if let Some(name) = &c.name
             && !is_dns_label(name)
         {
-            self.err("", None, &["cluster", "name"], format!("cluster name {name:?} must be a DNS label"));
+            self.err(
+                "",
+                None,
+                &["cluster", "name"],
+                format!("cluster name {name:?} must be a DNS label"),
+            );
         }
         if let Some(k) = &c.kind_config {
             self.file("", None, &["cluster", "kindConfig"], k);
             if !c.nodes.is_empty() {
-                self.err("", None, &["cluster", "nodes"], "nodes and kindConfig exclude each other: the kind config file lists the nodes".into());
+                self.err(
+                    "",
+                    None,
+                    &["cluster", "nodes"],
+                    "nodes and kindConfig exclude each other: the kind config file lists the nodes"
+                        .into(),
+                );
             }
         }
         for n in &c.nodes {
             if n.role != "control-plane" && n.role != "worker" {
-                self.err("", None, &["cluster", "nodes"], format!("node role {:?} must be control-plane or worker", n.role));
+                self.err(
+                    "",
+                    None,
+                    &["cluster", "nodes"],
+                    format!("node role {:?} must be control-plane or worker", n.role),
+                );
             }
         }
         if !c.nodes.is_empty() && !c.nodes.iter().any(|n| n.role == "control-plane") {
-            self.err("", None, &["cluster", "nodes"], "at least one node must be a control-plane".into());
+            self.err(
+                "",
+                None,
+                &["cluster", "nodes"],
+                "at least one node must be a control-plane".into(),
+            );
         }
     }
 
@@ -97,20 +147,48 @@ impl Validator<'_> {
         for (name, img) in &self.profile.spec.images {
             let at = ["images", name.as_str()];
             match (&img.build, &img.external) {
-                (Some(_), Some(_)) => self.err("images", Some(name), &at, "an image is either built (build:) or external (external:), not both".into()),
-                (None, None) => self.err("images", Some(name), &at, "an image needs build: or external:".into()),
+                (Some(_), Some(_)) => self.err(
+                    "images",
+                    Some(name),
+                    &at,
+                    "an image is either built (build:) or external (external:), not both".into(),
+                ),
+                (None, None) => self.err(
+                    "images",
+                    Some(name),
+                    &at,
+                    "an image needs build: or external:".into(),
+                ),
                 (Some(b), None) => {
                     let ctx = self.profile.resolve(self.source, &b.context);
                     if !ctx.is_dir() {
-                        self.err("images", Some(name), &["images", name, "build", "context"], format!("build context {} is not a directory", ctx.display()));
+                        self.err(
+                            "images",
+                            Some(name),
+                            &["images", name, "build", "context"],
+                            format!("build context {} is not a directory", ctx.display()),
+                        );
                     } else {
-                        let dockerfile = b.dockerfile.clone().unwrap_or_else(|| format!("{}/Dockerfile", b.context));
-                        self.file("images", Some(name), &["images", name, "build", "dockerfile"], &dockerfile);
+                        let dockerfile = b
+                            .dockerfile
+                            .clone()
+                            .unwrap_or_else(|| format!("{}/Dockerfile", b.context));
+                        self.file(
+                            "images",
+                            Some(name),
+                            &["images", name, "build", "dockerfile"],
+                            &dockerfile,
+                        );
                     }
                 }
                 (None, Some(r)) => {
                     if r.is_empty() || r.contains(char::is_whitespace) {
-                        self.err("images", Some(name), &["images", name, "external"], format!("{r:?} is not an image reference"));
+                        self.err(
+                            "images",
+                            Some(name),
+                            &["images", name, "external"],
+                            format!("{r:?} is not an image reference"),
+                        );
                     }
                 }
             }
@@ -121,7 +199,12 @@ impl Validator<'_> {
         let c = &self.profile.spec.config;
         for ns in &c.namespaces {
             if !is_dns_label(ns) {
-                self.err("", None, &["config", "namespaces"], format!("namespace {ns:?} must be a DNS label"));
+                self.err(
+                    "",
+                    None,
+                    &["config", "namespaces"],
+                    format!("namespace {ns:?} must be a DNS label"),
+                );
             }
         }
         for cm in &c.config_maps {
@@ -145,10 +228,20 @@ impl Validator<'_> {
         let mut seen: BTreeMap<u16, &str> = BTreeMap::new();
         for (name, p) in &self.profile.spec.ports {
             if !(30000..=32767).contains(&p.node_port) {
-                self.err("ports", Some(name), &["ports", name, "nodePort"], format!("nodePort {} is outside 30000-32767", p.node_port));
+                self.err(
+                    "ports",
+                    Some(name),
+                    &["ports", name, "nodePort"],
+                    format!("nodePort {} is outside 30000-32767", p.node_port),
+                );
             }
             if let Some(other) = seen.insert(p.node_port, name) {
-                self.err("ports", Some(name), &["ports", name, "nodePort"], format!("nodePort {} is also used by port {other}", p.node_port));
+                self.err(
+                    "ports",
+                    Some(name),
+                    &["ports", name, "nodePort"],
+                    format!("nodePort {} is also used by port {other}", p.node_port),
+                );
             }
         }
     }
@@ -156,16 +249,34 @@ impl Validator<'_> {
     /// Check a manifest template's placeholders against what it will be given.
     fn template(&mut self, rel: &str, values: &BTreeMap<String, String>) {
         let path = self.profile.resolve(self.source, rel);
-        let Ok(text) = std::fs::read_to_string(&path) else { return };
-        let images = self.profile.spec.images.keys().map(|k| (k.clone(), String::new())).collect();
-        let host_ports = self.profile.spec.ports.keys().map(|k| (k.clone(), 0)).collect();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return;
+        };
+        let images = self
+            .profile
+            .spec
+            .images
+            .keys()
+            .map(|k| (k.clone(), String::new()))
+            .collect();
+        let host_ports = self
+            .profile
+            .spec
+            .ports
+            .keys()
+            .map(|k| (k.clone(), 0))
+            .collect();
         let known = self.profile.template_values(values, &images, &host_ports);
         let problems = match template::names(&text) {
             Err(e) => vec![e],
             Ok(names) => names
                 .into_iter()
                 .filter(|(n, ..)| !known.contains_key(n))
-                .map(|(n, line, column)| template::TemplateError { line, column, message: format!("unknown template value `{n}`") })
+                .map(|(n, line, column)| template::TemplateError {
+                    line,
+                    column,
+                    message: format!("unknown template value `{n}`"),
+                })
                 .collect(),
         };
         for e in problems {
@@ -179,22 +290,70 @@ impl Validator<'_> {
 
     fn workloads(&mut self) {
         let spec = &self.profile.spec;
-        let names: BTreeSet<&str> = spec.components.keys().chain(spec.hooks.keys()).map(String::as_str).collect();
-        for dup in spec.components.keys().filter(|k| spec.hooks.contains_key(*k)) {
-            self.err("hooks", Some(dup), &["hooks", dup], format!("{dup} is both a component and a hook"));
+        let names: BTreeSet<&str> = spec
+            .components
+            .keys()
+            .chain(spec.hooks.keys())
+            .map(String::as_str)
+            .collect();
+        for dup in spec
+            .components
+            .keys()
+            .filter(|k| spec.hooks.contains_key(*k))
+        {
+            self.err(
+                "hooks",
+                Some(dup),
+                &["hooks", dup],
+                format!("{dup} is both a component and a hook"),
+            );
         }
         let items = spec
             .components
             .iter()
-            .map(|(n, c)| ("components", n, &c.manifests, &c.images, &c.depends_on, "dependsOn", &c.values, c.ready.timeout.as_ref(), c.ready.http.as_ref()))
-            .chain(spec.hooks.iter().map(|(n, h)| ("hooks", n, &h.manifests, &h.images, &h.after, "after", &h.values, h.timeout.as_ref(), None)));
+            .map(|(n, c)| {
+                (
+                    "components",
+                    n,
+                    &c.manifests,
+                    &c.images,
+                    &c.depends_on,
+                    "dependsOn",
+                    &c.values,
+                    c.ready.timeout.as_ref(),
+                    c.ready.http.as_ref(),
+                )
+            })
+            .chain(spec.hooks.iter().map(|(n, h)| {
+                (
+                    "hooks",
+                    n,
+                    &h.manifests,
+                    &h.images,
+                    &h.after,
+                    "after",
+                    &h.values,
+                    h.timeout.as_ref(),
+                    None,
+                )
+            }));
         for (section, name, manifests, images, deps, deps_key, values, timeout, http) in items {
             let n = Some(name.as_str());
             if !is_dns_label(name) {
-                self.err(section, n, &[section, name], format!("name {name:?} must be a DNS label"));
+                self.err(
+                    section,
+                    n,
+                    &[section, name],
+                    format!("name {name:?} must be a DNS label"),
+                );
             }
             if manifests.is_empty() {
-                self.err(section, n, &[section, name, "manifests"], "at least one manifest is needed".into());
+                self.err(
+                    section,
+                    n,
+                    &[section, name, "manifests"],
+                    "at least one manifest is needed".into(),
+                );
             }
             for m in manifests {
                 if self.file(section, n, &[section, name, "manifests"], m) {
@@ -204,24 +363,47 @@ impl Validator<'_> {
             for i in images {
                 if !spec.images.contains_key(i) {
                     let known: Vec<&str> = spec.images.keys().map(String::as_str).collect();
-                    self.err(section, n, &[section, name, "images"], format!("unknown image {i:?} (images: {})", known.join(", ")));
+                    self.err(
+                        section,
+                        n,
+                        &[section, name, "images"],
+                        format!("unknown image {i:?} (images: {})", known.join(", ")),
+                    );
                 }
             }
             for d in deps {
                 if d == name {
-                    self.err(section, n, &[section, name, deps_key], format!("{name} cannot depend on itself"));
+                    self.err(
+                        section,
+                        n,
+                        &[section, name, deps_key],
+                        format!("{name} cannot depend on itself"),
+                    );
                 } else if !names.contains(d.as_str()) {
-                    self.err(section, n, &[section, name, deps_key], format!("unknown component or hook {d:?}"));
+                    self.err(
+                        section,
+                        n,
+                        &[section, name, deps_key],
+                        format!("unknown component or hook {d:?}"),
+                    );
                 }
             }
             if let Some(t) = timeout
                 && let Err(e) = humantime::parse_duration(t)
             {
-                let key: &[&str] = if section == "hooks" { &[section, name, "timeout"] } else { &[section, name, "ready", "timeout"] };
+                let key: &[&str] = if section == "hooks" {
+                    &[section, name, "timeout"]
+                } else {
+                    &[section, name, "ready", "timeout"]
+                };
                 self.err(section, n, key, format!("timeout {t:?}: {e}"));
             }
             if let Some(url) = http {
-                let images = spec.images.keys().map(|k| (k.clone(), String::new())).collect();
+                let images = spec
+                    .images
+                    .keys()
+                    .map(|k| (k.clone(), String::new()))
+                    .collect();
                 let host_ports = spec.ports.keys().map(|k| (k.clone(), 0)).collect();
                 let known = self.profile.template_values(values, &images, &host_ports);
                 if let Err(es) = template::render(url, &known) {

@@ -17,7 +17,10 @@ fn key_line(line: &str) -> Option<KeyLine<'_>> {
     }
     // A sequence item that starts with a key (`- name: x`) counts at the key's column.
     let (indent, rest) = match trimmed.strip_prefix("- ") {
-        Some(rest) => (indent + 2 + (rest.len() - rest.trim_start().len()), rest.trim_start()),
+        Some(rest) => (
+            indent + 2 + (rest.len() - rest.trim_start().len()),
+            rest.trim_start(),
+        ),
         None => (indent, trimmed),
     };
     let colon = rest.find(':')?;
@@ -85,7 +88,12 @@ pub fn top_level_blocks(text: &str) -> Vec<(String, usize, usize)> {
 
 /// The blocks of the keys directly inside lines `first..=last` whose indentation is more
 /// than `parent_indent` (for the top level, pass 0 and the whole file).
-pub fn child_blocks(text: &str, first: usize, last: usize, min_indent: usize) -> Vec<(String, usize, usize)> {
+pub fn child_blocks(
+    text: &str,
+    first: usize,
+    last: usize,
+    min_indent: usize,
+) -> Vec<(String, usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut blocks: Vec<(String, usize, usize)> = Vec::new();
     let mut child_indent: Option<usize> = None;
@@ -139,7 +147,10 @@ mod tests {
     #[test]
     fn locate_finds_nested_keys() {
         assert_eq!(locate(DOC, &["components", "b"]), Some((7, 3)));
-        assert_eq!(locate(DOC, &["components", "a", "ready", "http"]), Some((6, 7)));
+        assert_eq!(
+            locate(DOC, &["components", "a", "ready", "http"]),
+            Some((6, 7))
+        );
         assert_eq!(locate(DOC, &["hooks"]), Some((10, 1)));
     }
 

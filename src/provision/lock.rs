@@ -16,14 +16,17 @@ pub struct ClusterLock {
 
 /// Where the locks live: shared by every checkout and user of this host.
 pub fn lock_dir() -> PathBuf {
-    std::env::var_os("KPROV_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("kprov-locks"))
+    std::env::var_os("KPROV_LOCK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("kprov-locks"))
 }
 
 impl ClusterLock {
     /// Take the lock of `cluster`, or say who holds it.
     pub fn acquire(cluster: &str) -> Result<ClusterLock, String> {
         let dir = lock_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create the lock directory {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("create the lock directory {}: {e}", dir.display()))?;
         let path = dir.join(format!("{cluster}.lock"));
         let mut file = OpenOptions::new()
             .read(true)
@@ -43,7 +46,11 @@ impl ClusterLock {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                let who = if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                };
                 Err(format!(
                     "another kprov run is using cluster {cluster}{who}; wait for it to finish, or use another cluster name (lock: {})",
                     path.display()
@@ -65,8 +72,14 @@ mod tests {
         unsafe { std::env::set_var("KPROV_LOCK_DIR", dir.path()) };
         let first = ClusterLock::acquire("c1").unwrap();
         let err = ClusterLock::acquire("c1").unwrap_err();
-        assert!(err.contains("another kprov run is using cluster c1"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains("another kprov run is using cluster c1"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         let other = ClusterLock::acquire("c2");
         assert!(other.is_ok(), "different clusters do not interfere");
         drop(first);

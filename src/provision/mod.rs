@@ -51,9 +51,11 @@ pub fn run_id(service: &str, now: std::time::SystemTime) -> (String, String) {
 fn retry_for(kind: TaskKind) -> RetryPolicy {
     match kind {
         // Docker daemon hiccups: one more try.
-        TaskKind::Build | TaskKind::Pull | TaskKind::Load => {
-            RetryPolicy { attempts: 2, initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(5) }
-        }
+        TaskKind::Build | TaskKind::Pull | TaskKind::Load => RetryPolicy {
+            attempts: 2,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(5),
+        },
         // The cluster task retries kind's known transient errors itself; API tasks retry per request.
         _ => RetryPolicy::NONE,
     }
@@ -70,15 +72,26 @@ fn timeout_for(kind: TaskKind) -> Option<Duration> {
 }
 
 /// Run the plan. The caller holds the cluster lock and has connected the engine.
-pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: CancellationToken) -> UpOutcome {
+pub async fn run(
+    plan: &Plan,
+    state: RunState,
+    opts: RunOptions,
+    interrupt: CancellationToken,
+) -> UpOutcome {
     let state = Arc::new(state);
     let mut builder = GraphBuilder::new();
     for (i, t) in plan.tasks.iter().enumerate() {
-        let mut def = TaskDef::new(t.id.clone(), works::TaskWork { state: state.clone(), task: t.clone() })
-            .with_deps(plan.deps[i].clone())
-            .with_class(t.kind.class())
-            .with_priority(plan.priorities[i])
-            .with_retry(retry_for(t.kind));
+        let mut def = TaskDef::new(
+            t.id.clone(),
+            works::TaskWork {
+                state: state.clone(),
+                task: t.clone(),
+            },
+        )
+        .with_deps(plan.deps[i].clone())
+        .with_class(t.kind.class())
+        .with_priority(plan.priorities[i])
+        .with_retry(retry_for(t.kind));
         if let Some(d) = timeout_for(t.kind) {
             def = def.with_timeout(d);
         }
@@ -87,14 +100,27 @@ pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: Canc
     let graph = builder.build().expect("the planner builds valid graphs");
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let info = TaskInfo { phases: plan.tasks.iter().map(|t| (Arc::<str>::from(t.id.as_str()), t.phase)).collect() };
+    let info = TaskInfo {
+        phases: plan
+            .tasks
+            .iter()
+            .map(|t| (Arc::<str>::from(t.id.as_str()), t.phase))
+            .collect(),
+    };
     let reporter = tokio::spawn(output::report(rx, opts.mode, info, opts.verbose));
-    let run_opts = engine::RunOptions { limits: plan.limits.clone(), keep_going: opts.keep_going, timeout: opts.timeout, interrupt };
+    let run_opts = engine::RunOptions {
+        limits: plan.limits.clone(),
+        keep_going: opts.keep_going,
+        timeout: opts.timeout,
+        interrupt,
+    };
     let summary = engine::run(graph, run_opts, tx).await;
     let _ = reporter.await;
 
     let host = HostFacts {
-        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
         engine_version: state.engine.version().await.ok(),
     };
@@ -115,28 +141,59 @@ pub async fn run(plan: &Plan, state: RunState, opts: RunOptions, interrupt: Canc
         }
     };
 
-    let failed = summary.cancelled.is_some() || summary.tasks.iter().any(|t| t.outcome == TaskOutcome::Failed);
+    let failed = summary.cancelled.is_some()
+        || summary
+            .tasks
+            .iter()
+            .any(|t| t.outcome == TaskOutcome::Failed);
     let mut cluster_note = None;
     if failed && let Some(c) = state.cluster.get().filter(|c| c.created) {
         cluster_note = Some(if opts.keep_on_failure {
-            format!("kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}", c.name, c.name)
+            format!(
+                "kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}",
+                c.name, c.name
+            )
         } else {
             let kind = crate::adapters::kind::KindCli::find();
             let cancel = CancellationToken::new();
-            match crate::tasks::cluster::delete_cluster_with(&state.engine, &c.name, Some(&c.kubeconfig), kind.as_ref(), &cancel).await {
-                Ok(_) => format!("deleted cluster {} (created by this run; pass --keep-on-failure to keep it)", c.name),
-                Err(e) => format!("failed to delete cluster {} (created by this run): {e}", c.name),
+            match crate::tasks::cluster::delete_cluster_with(
+                &state.engine,
+                &c.name,
+                Some(&c.kubeconfig),
+                kind.as_ref(),
+                &cancel,
+            )
+            .await
+            {
+                Ok(_) => format!(
+                    "deleted cluster {} (created by this run; pass --keep-on-failure to keep it)",
+                    c.name
+                ),
+                Err(e) => format!(
+                    "failed to delete cluster {} (created by this run): {e}",
+                    c.name
+                ),
             }
         });
     } else if failed && let Some(c) = state.cluster.get() {
-        cluster_note = Some(format!("kept cluster {} (it existed before this run)", c.name));
+        cluster_note = Some(format!(
+            "kept cluster {} (it existed before this run)",
+            c.name
+        ));
     }
-    UpOutcome { record, record_path, cancelled: summary.cancelled, cluster_note }
+    UpOutcome {
+        record,
+        record_path,
+        cancelled: summary.cancelled,
+        cluster_note,
+    }
 }
 
 /// Connect to the container engine, with a hint when there is none.
 pub async fn connect_engine() -> anyhow::Result<Engine> {
     Engine::connect().await.map_err(|e| {
-        anyhow::anyhow!(e).context("failed to reach a Docker engine (set DOCKER_HOST, or start one: scripts/docker-up)")
+        anyhow::anyhow!(e).context(
+            "failed to reach a Docker engine (set DOCKER_HOST, or start one: scripts/docker-up)",
+        )
     })
 }

@@ -69,7 +69,13 @@ pub struct RunState {
 
 impl RunState {
     pub fn new(req: UpRequest, engine: Engine) -> RunState {
-        RunState { req, engine, images: Mutex::default(), cluster: OnceLock::new(), kube: OnceLock::new() }
+        RunState {
+            req,
+            engine,
+            images: Mutex::default(),
+            cluster: OnceLock::new(),
+            kube: OnceLock::new(),
+        }
     }
 
     fn profile(&self) -> &Profile {
@@ -81,11 +87,18 @@ impl RunState {
     }
 
     fn kube(&self) -> Result<&Kube, TaskError> {
-        self.kube.get().ok_or_else(|| TaskError::fatal("no cluster connection (the cluster task did not run)"))
+        self.kube
+            .get()
+            .ok_or_else(|| TaskError::fatal("no cluster connection (the cluster task did not run)"))
     }
 
     fn image(&self, name: &str) -> Result<BuiltImage, TaskError> {
-        self.images.lock().expect("not poisoned").get(name).cloned().ok_or_else(|| TaskError::fatal(format!("image {name} was not built")))
+        self.images
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| TaskError::fatal(format!("image {name} was not built")))
     }
 
     /// The instrumented images' references (coverage mode).
@@ -98,13 +111,19 @@ impl RunState {
             .spec
             .images
             .iter()
-            .filter(|(_, s)| s.build.as_ref().is_some_and(|b| !b.coverage_args.is_empty()))
+            .filter(|(_, s)| {
+                s.build
+                    .as_ref()
+                    .is_some_and(|b| !b.coverage_args.is_empty())
+            })
             .filter_map(|(n, _)| images.get(n).map(|i| i.reference.clone()))
             .collect()
     }
 
     fn host_ports(&self) -> BTreeMap<String, u16> {
-        let Some(c) = self.cluster.get() else { return BTreeMap::new() };
+        let Some(c) = self.cluster.get() else {
+            return BTreeMap::new();
+        };
         self.profile()
             .spec
             .ports
@@ -114,19 +133,39 @@ impl RunState {
     }
 
     /// A component's or hook's manifests, templated and parsed; coverage applied.
-    fn render(&self, manifests: &[String], values: &BTreeMap<String, String>) -> Result<Vec<Object>, TaskError> {
-        let images: BTreeMap<String, String> = self.images.lock().expect("not poisoned").iter().map(|(k, v)| (k.clone(), v.reference.clone())).collect();
-        let vals = self.profile().template_values(values, &images, &self.host_ports());
+    fn render(
+        &self,
+        manifests: &[String],
+        values: &BTreeMap<String, String>,
+    ) -> Result<Vec<Object>, TaskError> {
+        let images: BTreeMap<String, String> = self
+            .images
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.reference.clone()))
+            .collect();
+        let vals = self
+            .profile()
+            .template_values(values, &images, &self.host_ports());
         let instrumented = self.instrumented();
         let mut objects = Vec::new();
         for m in manifests {
             let path = self.path(m);
-            let text = std::fs::read_to_string(&path).map_err(|e| TaskError::fatal(format!("read manifest {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| TaskError::fatal(format!("read manifest {}: {e}", path.display())))?;
             let text = crate::profile::template::render(&text, &vals).map_err(|es| {
-                let lines: Vec<String> = es.iter().map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)).collect();
+                let lines: Vec<String> = es
+                    .iter()
+                    .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+                    .collect();
                 TaskError::fatal(lines.join("\n"))
             })?;
-            let mut objs = apply::parse_manifests(&Manifest { origin: path.display().to_string(), text }).map_err(TaskError::from)?;
+            let mut objs = apply::parse_manifests(&Manifest {
+                origin: path.display().to_string(),
+                text,
+            })
+            .map_err(TaskError::from)?;
             for o in &mut objs {
                 if !CLUSTER_SCOPED.contains(&o.kind()) {
                     o.default_namespace(self.profile().namespace());
@@ -144,27 +183,49 @@ impl RunState {
         diagnostics::DiagnosticsSpec {
             dir: self.req.log_dir.join(format!("diagnostics-{name}")),
             engine: self.req.existing.is_none().then(|| self.engine.clone()),
-            nodes: self.cluster.get().map(|c| c.nodes.clone()).unwrap_or_default(),
+            nodes: self
+                .cluster
+                .get()
+                .map(|c| c.nodes.clone())
+                .unwrap_or_default(),
         }
     }
 
     fn timeout(spec: Option<&String>) -> Duration {
-        spec.and_then(|t| humantime::parse_duration(t).ok()).unwrap_or(DEFAULT_READY_TIMEOUT)
+        spec.and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_READY_TIMEOUT)
     }
 
     /// The readiness targets of a component or hook: its workloads and its HTTP endpoint.
-    fn wait_target(&self, name: &str, objects: &[Object], http: Option<&String>, timeout: Duration, workloads: bool) -> Result<WaitTarget, TaskError> {
+    fn wait_target(
+        &self,
+        name: &str,
+        objects: &[Object],
+        http: Option<&String>,
+        timeout: Duration,
+        workloads: bool,
+    ) -> Result<WaitTarget, TaskError> {
         let url = match http {
             Some(u) => {
-                let vals = self.profile().template_values(&BTreeMap::new(), &BTreeMap::new(), &self.host_ports());
-                Some(crate::profile::template::render(u, &vals).map_err(|e| TaskError::fatal(format!("{name}: ready.http: {}", e[0].message)))?)
+                let vals = self.profile().template_values(
+                    &BTreeMap::new(),
+                    &BTreeMap::new(),
+                    &self.host_ports(),
+                );
+                Some(crate::profile::template::render(u, &vals).map_err(|e| {
+                    TaskError::fatal(format!("{name}: ready.http: {}", e[0].message))
+                })?)
             }
             None => None,
         };
         Ok(WaitTarget {
             component: name.to_string(),
             objects: if workloads {
-                objects.iter().filter(|o| matches!(o.kind(), "Deployment" | "StatefulSet" | "Job")).map(Object::object_ref).collect()
+                objects
+                    .iter()
+                    .filter(|o| matches!(o.kind(), "Deployment" | "StatefulSet" | "Job"))
+                    .map(Object::object_ref)
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -194,7 +255,11 @@ impl Work for TaskWork {
                 TaskKind::Config => config(s, ctx).await,
                 TaskKind::Load => {
                     let image = s.image(subject)?;
-                    let name = &s.cluster.get().ok_or_else(|| TaskError::fatal("no cluster"))?.name;
+                    let name = &s
+                        .cluster
+                        .get()
+                        .ok_or_else(|| TaskError::fatal("no cluster"))?
+                        .name;
                     load::load_image(&s.engine, name, &image, ctx).await
                 }
                 TaskKind::Deploy => deploy(s, subject, ctx).await,
@@ -206,7 +271,10 @@ impl Work for TaskWork {
 }
 
 async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let spec = s.profile().spec.images[name].build.clone().expect("planned as a build");
+    let spec = s.profile().spec.images[name]
+        .build
+        .clone()
+        .expect("planned as a build");
     let mut args = spec.args.clone();
     if s.req.coverage {
         args.extend(spec.coverage_args.clone());
@@ -218,7 +286,10 @@ async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErro
         Some(d) => s.path(d),
         None => context.join("Dockerfile"),
     };
-    let repository = s.profile().spec.images[name].repository.clone().unwrap_or_else(|| format!("localhost/kprov/{name}"));
+    let repository = s.profile().spec.images[name]
+        .repository
+        .clone()
+        .unwrap_or_else(|| format!("localhost/kprov/{name}"));
     let req = BuildRequest {
         image: name.to_string(),
         repository,
@@ -232,29 +303,49 @@ async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErro
         log_dir: s.req.log_dir.clone(),
     };
     let (image, done) = build::build_image(&s.engine, &req, ctx).await?;
-    s.images.lock().expect("not poisoned").insert(name.to_string(), image);
+    s.images
+        .lock()
+        .expect("not poisoned")
+        .insert(name.to_string(), image);
     Ok(done)
 }
 
 async fn pull(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let reference = s.profile().spec.images[name].external.clone().expect("planned as external");
+    let reference = s.profile().spec.images[name]
+        .external
+        .clone()
+        .expect("planned as external");
     let (image, done) = build::ensure_external(&s.engine, &reference, ctx).await?;
-    s.images.lock().expect("not poisoned").insert(name.to_string(), image);
+    s.images
+        .lock()
+        .expect("not poisoned")
+        .insert(name.to_string(), image);
     Ok(done)
 }
 
 /// Host ports for the profile's named ports: the ones written down, else free ones now (or,
 /// for a cluster that exists, whatever it was given: 0 matches any).
-fn port_mappings(profile: &Profile, exists: bool) -> Result<Vec<crate::profile::PortMapping>, TaskError> {
+fn port_mappings(
+    profile: &Profile,
+    exists: bool,
+) -> Result<Vec<crate::profile::PortMapping>, TaskError> {
     let mut out = Vec::new();
     for p in profile.spec.ports.values() {
         let host_port = if p.host_port != 0 || exists {
             p.host_port
         } else {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?;
-            l.local_addr().map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?.port()
+            let l = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?;
+            l.local_addr()
+                .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?
+                .port()
         };
-        out.push(crate::profile::PortMapping { container_port: p.node_port, host_port, listen_address: Some("127.0.0.1".into()), protocol: None });
+        out.push(crate::profile::PortMapping {
+            container_port: p.node_port,
+            host_port,
+            listen_address: Some("127.0.0.1".into()),
+            protocol: None,
+        });
     }
     Ok(out)
 }
@@ -262,15 +353,23 @@ fn port_mappings(profile: &Profile, exists: bool) -> Result<Vec<crate::profile::
 async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let (info, done) = match &s.req.existing {
         Some((kubeconfig, context)) => {
-            let info = cluster::existing_cluster(kubeconfig.clone(), context.clone()).await.map_err(TaskError::from)?;
+            let info = cluster::existing_cluster(kubeconfig.clone(), context.clone())
+                .await
+                .map_err(TaskError::from)?;
             (info, Done::Cached)
         }
         None => {
             let mut spec = s.profile().spec.cluster.clone().unwrap_or_default();
             spec.name = Some(s.profile().cluster_name());
             let label = crate::adapters::kind::cluster_label(&s.profile().cluster_name());
-            let exists = !s.engine.list_containers(&[&label], true).await.map_err(TaskError::from)?.is_empty();
-            spec.extra_port_mappings.extend(port_mappings(s.profile(), exists)?);
+            let exists = !s
+                .engine
+                .list_containers(&[&label], true)
+                .await
+                .map_err(TaskError::from)?
+                .is_empty();
+            spec.extra_port_mappings
+                .extend(port_mappings(s.profile(), exists)?);
             let req = ClusterRequest {
                 name: s.profile().cluster_name(),
                 spec,
@@ -283,7 +382,9 @@ async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
             cluster::ensure_cluster(&s.engine, &req, ctx).await?
         }
     };
-    let kube = Kube::connect(Some(&info.kubeconfig), Some(&info.context)).await.map_err(TaskError::from)?;
+    let kube = Kube::connect(Some(&info.kubeconfig), Some(&info.context))
+        .await
+        .map_err(TaskError::from)?;
     let _ = s.kube.set(kube);
     let _ = s.cluster.set(info);
     Ok(done)
@@ -292,9 +393,20 @@ async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
 fn crd_objects(s: &RunState) -> Result<Vec<Object>, TaskError> {
     let mut objects = Vec::new();
     for pattern in &s.profile().spec.crds {
-        for path in s.profile().expand(&s.req.source, pattern).map_err(TaskError::fatal)? {
-            let text = std::fs::read_to_string(&path).map_err(|e| TaskError::fatal(format!("read CRD file {}: {e}", path.display())))?;
-            objects.extend(apply::parse_manifests(&Manifest { origin: path.display().to_string(), text }).map_err(TaskError::from)?);
+        for path in s
+            .profile()
+            .expand(&s.req.source, pattern)
+            .map_err(TaskError::fatal)?
+        {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| TaskError::fatal(format!("read CRD file {}: {e}", path.display())))?;
+            objects.extend(
+                apply::parse_manifests(&Manifest {
+                    origin: path.display().to_string(),
+                    text,
+                })
+                .map_err(TaskError::from)?,
+            );
         }
     }
     Ok(objects)
@@ -309,7 +421,10 @@ async fn crds(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
 }
 
 async fn established(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let names: Vec<String> = crd_objects(s)?.iter().map(|o| o.name().to_string()).collect();
+    let names: Vec<String> = crd_objects(s)?
+        .iter()
+        .map(|o| o.name().to_string())
+        .collect();
     apply::wait_established(s.kube()?, &names, ctx, CRD_TIMEOUT).await?;
     Ok(Done::Ran)
 }
@@ -334,7 +449,13 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         let mut data = cm.data.clone();
         for (key, file) in &cm.files {
             let path = s.path(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| TaskError::fatal(format!("ConfigMap {}: read {}: {e}", cm.name, path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                TaskError::fatal(format!(
+                    "ConfigMap {}: read {}: {e}",
+                    cm.name,
+                    path.display()
+                ))
+            })?;
             data.insert(key.clone(), text);
         }
         let namespace = cm.namespace.clone().unwrap_or_else(|| ns.clone());
@@ -347,7 +468,9 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         let mut data = sec.string_data.clone();
         for (key, file) in &sec.files {
             let path = s.path(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| TaskError::fatal(format!("Secret {}: read {}: {e}", sec.name, path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                TaskError::fatal(format!("Secret {}: read {}: {e}", sec.name, path.display()))
+            })?;
             data.insert(key.clone(), text);
         }
         let namespace = sec.namespace.clone().unwrap_or_else(|| ns.clone());
@@ -358,7 +481,11 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         ));
     }
     if let Some(t) = &c.tls {
-        batch.extend(tls::tls_objects(kube, t, &ns).await.map_err(TaskError::from)?);
+        batch.extend(
+            tls::tls_objects(kube, t, &ns)
+                .await
+                .map_err(TaskError::from)?,
+        );
     }
     batch.extend(s.render(&c.manifests, &BTreeMap::new())?);
     let msg = format!("applying {} objects", batch.len());
@@ -379,7 +506,13 @@ async fn hook(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
     let objects = s.render(&hook.manifests, &hook.values)?;
     let kube = s.kube()?;
     apply::apply_objects(kube, &objects, ctx).await?;
-    let target = s.wait_target(name, &objects, None, RunState::timeout(hook.timeout.as_ref()), true)?;
+    let target = s.wait_target(
+        name,
+        &objects,
+        None,
+        RunState::timeout(hook.timeout.as_ref()),
+        true,
+    )?;
     wait::wait_ready(kube, &[target], ctx, &s.diagnostics(name)).await?;
     Ok(Done::Ran)
 }
@@ -388,7 +521,13 @@ async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let mut targets = Vec::new();
     for (name, comp) in &s.profile().spec.components {
         let objects = s.render(&comp.manifests, &comp.values)?;
-        let target = s.wait_target(name, &objects, comp.ready.http.as_ref(), RunState::timeout(comp.ready.timeout.as_ref()), comp.ready.workloads)?;
+        let target = s.wait_target(
+            name,
+            &objects,
+            comp.ready.http.as_ref(),
+            RunState::timeout(comp.ready.timeout.as_ref()),
+            comp.ready.workloads,
+        )?;
         if !target.objects.is_empty() || target.http.is_some() {
             targets.push(target);
         }

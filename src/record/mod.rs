@@ -101,7 +101,11 @@ pub struct RunMeta {
 
 impl RunRecord {
     /// The record of a finished run: the plan's tasks with the engine's timings.
-    pub fn from_run(meta: RunMeta, plan: &crate::plan::Plan, summary: &crate::engine::RunSummary) -> RunRecord {
+    pub fn from_run(
+        meta: RunMeta,
+        plan: &crate::plan::Plan,
+        summary: &crate::engine::RunSummary,
+    ) -> RunRecord {
         let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
         let tasks = plan
             .tasks
@@ -124,7 +128,10 @@ impl RunRecord {
                 estimate_ms: plan.estimates_ms.get(i).copied(),
             })
             .collect();
-        let failed = summary.tasks.iter().any(|t| t.outcome == TaskOutcome::Failed);
+        let failed = summary
+            .tasks
+            .iter()
+            .any(|t| t.outcome == TaskOutcome::Failed);
         let outcome = match summary.cancelled {
             Some(crate::engine::CancelReason::Interrupted) => "interrupted",
             Some(crate::engine::CancelReason::Timeout) => "timed_out",

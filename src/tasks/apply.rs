@@ -15,9 +15,9 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use serde_json::Value;
 
-use crate::profile::yamlpos;
 use crate::adapters::kube::{Kube, KubeError, Object, ObjectRef};
 use crate::engine::{TaskCtx, TaskError};
+use crate::profile::yamlpos;
 use crate::tasks::wait::{self, Outcome, State};
 
 /// Objects applied at once; the API server handles far more, but a burst of hundreds of
@@ -157,7 +157,8 @@ fn parse_document(
     let mut need_string = |path: &[&str], v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.is_empty() => {}
         other => {
-            let (line, column) = yamlpos::locate(&doc.text, path).unwrap_or((first_content_line, 1));
+            let (line, column) =
+                yamlpos::locate(&doc.text, path).unwrap_or((first_content_line, 1));
             let what = if other.is_none() {
                 "is missing"
             } else {

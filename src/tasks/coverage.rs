@@ -11,11 +11,16 @@ const VOLUME: &str = "coverdata";
 /// Patch a Deployment (or StatefulSet) so every container running one of `images` writes
 /// coverage to /coverdata. Returns whether anything changed. Other kinds are left alone.
 pub fn instrument(object: &mut Value, images: &[String]) -> bool {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if kind != "Deployment" && kind != "StatefulSet" {
         return false;
     }
-    let Some(pod) = object.pointer_mut("/spec/template/spec") else { return false };
+    let Some(pod) = object.pointer_mut("/spec/template/spec") else {
+        return false;
+    };
     let mut changed = false;
     if let Some(containers) = pod.get_mut("containers").and_then(Value::as_array_mut) {
         for c in containers {
@@ -25,22 +30,36 @@ pub fn instrument(object: &mut Value, images: &[String]) -> bool {
             }
             changed = true;
             upsert_by_name(c, "env", json!({"name": "GOCOVERDIR", "value": COVERDATA}));
-            upsert_by_name(c, "volumeMounts", json!({"name": VOLUME, "mountPath": COVERDATA}));
-            let sc = c.as_object_mut().expect("a container is an object").entry("securityContext").or_insert_with(|| json!({}));
+            upsert_by_name(
+                c,
+                "volumeMounts",
+                json!({"name": VOLUME, "mountPath": COVERDATA}),
+            );
+            let sc = c
+                .as_object_mut()
+                .expect("a container is an object")
+                .entry("securityContext")
+                .or_insert_with(|| json!({}));
             if let Some(sc) = sc.as_object_mut() {
                 sc.insert("runAsUser".into(), json!(0));
             }
         }
     }
     if changed {
-        upsert_by_name(pod, "volumes", json!({"name": VOLUME, "hostPath": {"path": COVERDATA, "type": "DirectoryOrCreate"}}));
+        upsert_by_name(
+            pod,
+            "volumes",
+            json!({"name": VOLUME, "hostPath": {"path": COVERDATA, "type": "DirectoryOrCreate"}}),
+        );
     }
     changed
 }
 
 /// Replace the list item with the same `name`, or append it.
 fn upsert_by_name(parent: &mut Value, list: &str, item: Value) {
-    let Some(obj) = parent.as_object_mut() else { return };
+    let Some(obj) = parent.as_object_mut() else {
+        return;
+    };
     let arr = obj.entry(list).or_insert_with(|| json!([]));
     if !arr.is_array() {
         *arr = json!([]);
@@ -74,11 +93,26 @@ mod tests {
         let mut d = deployment();
         assert!(instrument(&mut d, &["localhost/kprov/sp:kprov-1".into()]));
         let pod = &d["spec"]["template"]["spec"];
-        assert_eq!(pod["containers"][0]["env"], json!([{"name": "A", "value": "1"}, {"name": "GOCOVERDIR", "value": "/coverdata"}]));
-        assert_eq!(pod["containers"][0]["volumeMounts"], json!([{"name": "coverdata", "mountPath": "/coverdata"}]));
-        assert_eq!(pod["containers"][0]["securityContext"], json!({"runAsUser": 0}));
-        assert_eq!(pod["containers"][1], json!({"name": "sidecar", "image": "busybox:1"}));
-        assert_eq!(pod["volumes"][1], json!({"name": "coverdata", "hostPath": {"path": "/coverdata", "type": "DirectoryOrCreate"}}));
+        assert_eq!(
+            pod["containers"][0]["env"],
+            json!([{"name": "A", "value": "1"}, {"name": "GOCOVERDIR", "value": "/coverdata"}])
+        );
+        assert_eq!(
+            pod["containers"][0]["volumeMounts"],
+            json!([{"name": "coverdata", "mountPath": "/coverdata"}])
+        );
+        assert_eq!(
+            pod["containers"][0]["securityContext"],
+            json!({"runAsUser": 0})
+        );
+        assert_eq!(
+            pod["containers"][1],
+            json!({"name": "sidecar", "image": "busybox:1"})
+        );
+        assert_eq!(
+            pod["volumes"][1],
+            json!({"name": "coverdata", "hostPath": {"path": "/coverdata", "type": "DirectoryOrCreate"}})
+        );
         // Idempotent: a second pass adds nothing.
         let once = d.clone();
         instrument(&mut d, &["localhost/kprov/sp:kprov-1".into()]);
@@ -88,7 +122,10 @@ mod tests {
     #[test]
     fn other_images_and_kinds_are_left_alone() {
         let mut d = deployment();
-        assert!(!instrument(&mut d, &["localhost/kprov/other:kprov-2".into()]));
+        assert!(!instrument(
+            &mut d,
+            &["localhost/kprov/other:kprov-2".into()]
+        ));
         assert_eq!(d, deployment());
         let mut svc = json!({"kind": "Service", "spec": {}});
         assert!(!instrument(&mut svc, &["x".into()]));

@@ -1,11 +1,11 @@
 //! tasks
-pub mod build;
-pub mod context;
-pub mod load;
 pub mod apply;
-pub mod diagnostics;
-pub mod wait;
-pub mod coverage;
-pub mod tls;
+pub mod build;
 pub mod cluster;
+pub mod context;
+pub mod coverage;
+pub mod diagnostics;
+pub mod load;
 pub mod status;
+pub mod tls;
+pub mod wait;

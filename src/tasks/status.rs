@@ -22,15 +22,24 @@ use crate::tasks::{
     wait::{State, workload_state},
 };
 
-const WORKLOAD_KINDS: [(&str, &str); 3] = [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("batch/v1", "Job")];
+const WORKLOAD_KINDS: [(&str, &str); 3] = [
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("batch/v1", "Job"),
+];
 
 fn kubeconfig_of(profile: &Profile) -> PathBuf {
-    profile.kubeconfig().unwrap_or_else(|| kind::kubeconfig_path_for_merge(None))
+    profile
+        .kubeconfig()
+        .unwrap_or_else(|| kind::kubeconfig_path_for_merge(None))
 }
 
 async fn nodes(engine: &Engine, cluster: &str) -> anyhow::Result<Vec<ContainerInfo>> {
     let label = kind::cluster_label(cluster);
-    let mut nodes = engine.list_containers(&[&label], true).await.context("failed to list the cluster's node containers")?;
+    let mut nodes = engine
+        .list_containers(&[&label], true)
+        .await
+        .context("failed to list the cluster's node containers")?;
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(nodes)
 }
@@ -38,7 +47,9 @@ async fn nodes(engine: &Engine, cluster: &str) -> anyhow::Result<Vec<ContainerIn
 async fn connect(profile: &Profile) -> anyhow::Result<Kube> {
     let cluster = profile.cluster_name();
     let path = kubeconfig_of(profile);
-    Kube::connect(Some(&path), Some(&kind::context_name(&cluster))).await.with_context(|| format!("failed to connect to cluster {cluster}"))
+    Kube::connect(Some(&path), Some(&kind::context_name(&cluster)))
+        .await
+        .with_context(|| format!("failed to connect to cluster {cluster}"))
 }
 
 /// The cluster, its nodes, and each workload of the profile's namespace with its state.
@@ -47,13 +58,31 @@ pub async fn status(engine: &Engine, profile: &Profile) -> anyhow::Result<String
     let nodes = nodes(engine, &cluster).await?;
     let mut out = String::new();
     if nodes.is_empty() {
-        writeln!(out, "cluster {cluster}: not found (create it with: kprov up --service {})", profile.service)?;
+        writeln!(
+            out,
+            "cluster {cluster}: not found (create it with: kprov up --service {})",
+            profile.service
+        )?;
         return Ok(out);
     }
-    writeln!(out, "cluster {cluster} (context {})", kind::context_name(&cluster))?;
+    writeln!(
+        out,
+        "cluster {cluster} (context {})",
+        kind::context_name(&cluster)
+    )?;
     for n in &nodes {
-        let role = n.labels.get("io.x-k8s.kind.role").map(String::as_str).unwrap_or("?");
-        writeln!(out, "  node {:<32} {:<14} {}", n.name, role, if n.running { "running" } else { "stopped" })?;
+        let role = n
+            .labels
+            .get("io.x-k8s.kind.role")
+            .map(String::as_str)
+            .unwrap_or("?");
+        writeln!(
+            out,
+            "  node {:<32} {:<14} {}",
+            n.name,
+            role,
+            if n.running { "running" } else { "stopped" }
+        )?;
     }
     let kube = match connect(profile).await {
         Ok(k) => k,
@@ -66,7 +95,11 @@ pub async fn status(engine: &Engine, profile: &Profile) -> anyhow::Result<String
     writeln!(out, "namespace {ns}")?;
     let mut rows = 0;
     for (api_version, kind) in WORKLOAD_KINDS {
-        for o in kube.list(api_version, kind, Some(ns), None).await.with_context(|| format!("failed to list {kind}s in {ns}"))? {
+        for o in kube
+            .list(api_version, kind, Some(ns), None)
+            .await
+            .with_context(|| format!("failed to list {kind}s in {ns}"))?
+        {
             let state = match workload_state(Some(&o), &[]) {
                 State::Ready => "ready".to_string(),
                 State::Pending(why) => format!("not ready: {why}"),
@@ -85,27 +118,56 @@ pub async fn status(engine: &Engine, profile: &Profile) -> anyhow::Result<String
 fn has_coverdir(o: &Object) -> bool {
     o.get("/spec/template/spec/containers")
         .and_then(|c| c.as_array())
-        .is_some_and(|cs| cs.iter().any(|c| c["env"].as_array().is_some_and(|env| env.iter().any(|e| e["name"] == "GOCOVERDIR"))))
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["env"]
+                    .as_array()
+                    .is_some_and(|env| env.iter().any(|e| e["name"] == "GOCOVERDIR"))
+            })
+        })
 }
 
 /// Scale the instrumented Deployments to zero (so the binaries flush coverage on exit), wait
 /// for their pods to go, copy /coverdata out of the node, and convert it when Go is here.
-pub async fn collect_coverage(engine: &Engine, profile: &Profile, out: &Path) -> anyhow::Result<String> {
+pub async fn collect_coverage(
+    engine: &Engine,
+    profile: &Profile,
+    out: &Path,
+) -> anyhow::Result<String> {
     let cluster = profile.cluster_name();
     let nodes = nodes(engine, &cluster).await?;
-    let Some(node) = nodes.iter().find(|n| n.labels.get("io.x-k8s.kind.role").map(String::as_str) == Some("control-plane")) else {
-        bail!("cluster {cluster} has no control-plane node (is it up? kprov status --service {})", profile.service);
+    let Some(node) = nodes
+        .iter()
+        .find(|n| n.labels.get("io.x-k8s.kind.role").map(String::as_str) == Some("control-plane"))
+    else {
+        bail!(
+            "cluster {cluster} has no control-plane node (is it up? kprov status --service {})",
+            profile.service
+        );
     };
     let kube = connect(profile).await?;
     let ns = profile.namespace();
     let mut report = String::new();
-    let instrumented: Vec<Object> = kube.list("apps/v1", "Deployment", Some(ns), None).await?.into_iter().filter(has_coverdir).collect();
+    let instrumented: Vec<Object> = kube
+        .list("apps/v1", "Deployment", Some(ns), None)
+        .await?
+        .into_iter()
+        .filter(has_coverdir)
+        .collect();
     if instrumented.is_empty() {
-        writeln!(report, "no instrumented Deployments in {ns} (was the environment brought up with --coverage?)")?;
+        writeln!(
+            report,
+            "no instrumented Deployments in {ns} (was the environment brought up with --coverage?)"
+        )?;
     }
     for d in &instrumented {
-        let scale = Object::new(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d.name(), "namespace": ns}, "spec": {"replicas": 0}}), "kprov coverage");
-        kube.apply(&scale).await.with_context(|| format!("failed to scale Deployment {} to zero", d.name()))?;
+        let scale = Object::new(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d.name(), "namespace": ns}, "spec": {"replicas": 0}}),
+            "kprov coverage",
+        );
+        kube.apply(&scale)
+            .await
+            .with_context(|| format!("failed to scale Deployment {} to zero", d.name()))?;
         writeln!(report, "scaled Deployment {} to 0", d.name())?;
     }
     for d in &instrumented {
@@ -113,12 +175,18 @@ pub async fn collect_coverage(engine: &Engine, profile: &Profile, out: &Path) ->
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         let mut delay = Duration::from_millis(200);
         loop {
-            let pods = kube.list("v1", "Pod", Some(ns), selector.as_deref()).await?;
+            let pods = kube
+                .list("v1", "Pod", Some(ns), selector.as_deref())
+                .await?;
             if pods.is_empty() {
                 break;
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("pods of Deployment {} still exist after 2m: {}", d.name(), pods.iter().map(Object::name).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "pods of Deployment {} still exist after 2m: {}",
+                    d.name(),
+                    pods.iter().map(Object::name).collect::<Vec<_>>().join(", ")
+                );
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
@@ -128,10 +196,19 @@ pub async fn collect_coverage(engine: &Engine, profile: &Profile, out: &Path) ->
     let mut tar_bytes = Vec::new();
     let mut stream = engine.copy_from_container(&node.name, COVERDATA);
     while let Some(chunk) = stream.next().await {
-        tar_bytes.extend_from_slice(&chunk.with_context(|| format!("failed to copy {COVERDATA} out of node {}", node.name))?);
+        tar_bytes
+            .extend_from_slice(&chunk.with_context(|| {
+                format!("failed to copy {COVERDATA} out of node {}", node.name)
+            })?);
     }
-    let files = unpack_stripped(&tar_bytes, out).with_context(|| format!("failed to unpack coverage data into {}", out.display()))?;
-    writeln!(report, "copied {files} file(s) from {}:{COVERDATA} to {}", node.name, out.display())?;
+    let files = unpack_stripped(&tar_bytes, out)
+        .with_context(|| format!("failed to unpack coverage data into {}", out.display()))?;
+    writeln!(
+        report,
+        "copied {files} file(s) from {}:{COVERDATA} to {}",
+        node.name,
+        out.display()
+    )?;
     let result = out.join(format!("coverage_e2e_{}_binary.out", profile.service));
     let go = tokio::process::Command::new("go")
         .args(["tool", "covdata", "textfmt", "-i"])
@@ -143,8 +220,19 @@ pub async fn collect_coverage(engine: &Engine, profile: &Profile, out: &Path) ->
         .await;
     match go {
         Ok(o) if o.status.success() => writeln!(report, "wrote {}", result.display())?,
-        Ok(o) => writeln!(report, "go tool covdata failed ({}); the raw files are kept in {}", String::from_utf8_lossy(&o.stderr).trim(), out.display())?,
-        Err(_) => writeln!(report, "Go is not installed here: the raw coverage files are kept in {} (convert with: go tool covdata textfmt -i {} -o {})", out.display(), out.display(), result.display())?,
+        Ok(o) => writeln!(
+            report,
+            "go tool covdata failed ({}); the raw files are kept in {}",
+            String::from_utf8_lossy(&o.stderr).trim(),
+            out.display()
+        )?,
+        Err(_) => writeln!(
+            report,
+            "Go is not installed here: the raw coverage files are kept in {} (convert with: go tool covdata textfmt -i {} -o {})",
+            out.display(),
+            out.display(),
+            result.display()
+        )?,
     }
     Ok(report)
 }
@@ -157,7 +245,11 @@ fn unpack_stripped(tar_bytes: &[u8], out: &Path) -> anyhow::Result<usize> {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
         let rel: PathBuf = path.components().skip(1).collect();
-        if rel.as_os_str().is_empty() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             continue;
         }
         if entry.header().entry_type().is_file() {
