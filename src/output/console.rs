@@ -50,6 +50,7 @@ impl Console {
                     .expect("static template")
                     .progress_chars("=> "),
             );
+            overall.enable_steady_tick(Duration::from_millis(250));
             Live {
                 multi,
                 overall,
