@@ -286,13 +286,6 @@ fn every_kubernaut_profile_plans_to_its_snapshotted_graph() {
     for s in SERVICES {
         let plan = plan_json(tree.path(), s, "dag");
         assert_eq!(plan["service"], s);
-        // Coverage changes what the builds are given and how Deployments are patched, not
-        // the task graph.
-        assert_eq!(
-            plan_json_with(tree.path(), s, "dag", &["--coverage"]),
-            plan,
-            "{s}: --coverage"
-        );
         insta::assert_json_snapshot!(format!("plan_{s}"), plan);
     }
 }

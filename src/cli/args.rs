@@ -107,14 +107,8 @@ pub struct ServiceArg {
 pub struct UpArgs {
     #[command(flatten)]
     pub service: ServiceArg,
-    #[arg(long, value_enum, default_value_t = Strategy::Dag)]
-    pub strategy: Strategy,
-    /// Tasks running at once, all classes together (default: 2 × CPUs, at least 8).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
-    /// Image builds running at once (default: CPUs).
-    #[arg(long, value_name = "N")]
-    pub build_jobs: Option<usize>,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     /// Build instrumented images and mount a coverdata directory into the nodes.
     #[arg(long)]
     pub coverage: bool,
@@ -160,19 +154,23 @@ pub struct DownArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub service: ServiceArg,
-    #[arg(long, value_enum, default_value_t = Strategy::Dag)]
-    pub strategy: Strategy,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
-    /// Tasks at once, for the estimate (default as for `up`).
+}
+
+/// How a run is scheduled (and so how a plan is estimated).
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    #[arg(long, value_enum, default_value_t = Strategy::Dag)]
+    pub strategy: Strategy,
+    /// Tasks running at once, all classes together (default: 2 × CPUs, at least 8).
     #[arg(long, short)]
     pub jobs: Option<usize>,
-    /// Image builds at once, for the estimate (default: CPUs).
+    /// Image builds running at once (default: CPUs).
     #[arg(long, value_name = "N")]
     pub build_jobs: Option<usize>,
-    /// Plan for a `--coverage` run.
-    #[arg(long)]
-    pub coverage: bool,
 }
 
 #[derive(Debug, Args)]

@@ -183,17 +183,17 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
         }
     };
     let est = estimates(&g.state, &profile.service);
-    let lim = limits(a.jobs, a.build_jobs);
+    let lim = limits(a.schedule.jobs, a.schedule.build_jobs);
     let plan = Plan::new(
         &profile.service,
         tasks.clone(),
-        a.strategy,
+        a.schedule.strategy,
         lim.clone(),
         &est,
     );
     let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
         .into_iter()
-        .filter(|s| *s != a.strategy)
+        .filter(|s| *s != a.schedule.strategy)
         .map(|s| {
             (
                 s.as_str(),

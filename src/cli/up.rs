@@ -104,8 +104,8 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let plan = Plan::new(
         &profile.service,
         tasks,
-        a.strategy,
-        limits(a.jobs, a.build_jobs),
+        a.schedule.strategy,
+        limits(a.schedule.jobs, a.schedule.build_jobs),
         &estimates(&g.state, &profile.service),
     );
     let cluster_name = profile.cluster_name();
