@@ -5,6 +5,7 @@
 //! - [`engine`]: runs a DAG under concurrency limits; knows nothing of Docker or Kubernetes.
 //! - [`adapters`]: one file per external system (Docker, Kubernetes, kind, HTTP).
 //! - [`tasks`]: the work of each task kind, composed from adapters.
+//! - [`provision`]: `kprov up` as a library call: the plan's tasks given their work and run.
 //! - [`record`] and [`report`]: run records, and reports as pure functions of them.
 //! - [`output`]: reporters of engine events (console, JSON lines).
 //! - [`cli`]: argument parsing and commands.

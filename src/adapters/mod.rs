@@ -1,4 +1,7 @@
-//! adapters
+//! One file per external system, each the only importer of its crate, in kprov's vocabulary:
+//! the container engine (bollard), the Kubernetes API (kube-rs), the kind CLI (argv), and
+//! host-side HTTP checks (reqwest). Adapters know nothing of scheduling.
+
 pub mod docker;
 pub mod http;
 pub mod kind;

@@ -1,4 +1,7 @@
-//! tasks
+//! The work of each task kind, composed from the adapters: build and load images, create or
+//! reuse the cluster, apply, generate TLS, wait, collect diagnostics; plus the coverage patch
+//! and the `status`/`coverage` commands' reading of a running environment.
+
 pub mod apply;
 pub mod build;
 pub mod cluster;
