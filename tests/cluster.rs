@@ -11,19 +11,15 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use kprov::adapters::docker::Engine;
 use kprov::adapters::kind::KindCli;
 use kprov::adapters::kube::Kube;
-use kprov::engine::{Done, EventKind, TaskCtx};
+use kprov::engine::Done;
 use kprov::profile::model::{ClusterSpec, NodeSpec, PortMapping};
 use kprov::tasks::cluster::{self, ClusterRequest};
 use serde_json::Value;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
-
-const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
 
 /// A cluster name, a temp dir (kubeconfig, kind wrapper, coverage dir) and the teardown.
 struct Scratch {
@@ -34,7 +30,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(host: &str, test: &str) -> Scratch {
-        prepare_sandbox_image(host);
+        common::ensure_sandbox_image(host);
         Scratch {
             name: common::unique_name(test),
             host: host.to_string(),
@@ -112,46 +108,6 @@ impl Drop for Scratch {
     }
 }
 
-fn prepare_sandbox_image(host: &str) {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if !*done {
-        common::ensure_test_images(host);
-        if !common::image_exists(host, SANDBOX_IMAGE) {
-            common::run_ok(
-                Command::new(common::repo_root().join("scripts/prepare-sandbox"))
-                    .env("DOCKER_HOST", host)
-                    .stdin(Stdio::null()),
-            );
-        }
-        *done = true;
-    }
-}
-
-fn task_ctx() -> (TaskCtx, UnboundedReceiver<kprov::engine::Event>) {
-    let (tx, rx) = unbounded_channel();
-    (
-        TaskCtx::new(
-            "cluster:create".into(),
-            1,
-            CancellationToken::new(),
-            tx,
-            tokio::time::Instant::now(),
-        ),
-        rx,
-    )
-}
-
-fn progress(rx: &mut UnboundedReceiver<kprov::engine::Event>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        if let EventKind::TaskProgress { message, .. } = e.kind {
-            out.push(message);
-        }
-    }
-    out
-}
-
 fn read_yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -176,7 +132,7 @@ async fn a_created_cluster_gets_a_private_kind_context_and_is_reused_only_when_a
         }],
         ..Default::default()
     };
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     let (info, done) =
         cluster::ensure_cluster_with(&engine, &s.request(spec.clone()), &ctx, Some(s.kind(None)))
             .await
@@ -220,7 +176,7 @@ async fn a_created_cluster_gets_a_private_kind_context_and_is_reused_only_when_a
     assert!(kube.version().await.unwrap().starts_with("v1."));
 
     // Again without --reuse: refused, naming both ways out.
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     let e =
         cluster::ensure_cluster_with(&engine, &s.request(spec.clone()), &ctx, Some(s.kind(None)))
             .await
@@ -241,7 +197,7 @@ async fn a_created_cluster_gets_a_private_kind_context_and_is_reused_only_when_a
     // With --reuse: cached, same facts, kind not run (a create would have failed).
     let mut req = s.request(spec);
     req.reuse = true;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     let (again, done) = cluster::ensure_cluster_with(&engine, &req, &ctx, None)
         .await
         .unwrap();
@@ -256,7 +212,7 @@ async fn a_transient_kind_create_failure_is_retried() {
     let host = common::require_docker!();
     let s = Scratch::new(&host, "create-retry");
     let engine = Engine::connect_to(&host).await.unwrap();
-    let (ctx, mut rx) = task_ctx();
+    let (ctx, mut rx) = common::task_ctx("cluster:create");
     let (info, done) = cluster::ensure_cluster_with(
         &engine,
         &s.request(ClusterSpec::default()),
@@ -267,7 +223,7 @@ async fn a_transient_kind_create_failure_is_retried() {
     .unwrap();
     assert_eq!(done, Done::Ran);
     assert_eq!(s.creates_seen(), 2, "one failure, one success");
-    let messages = progress(&mut rx);
+    let messages = common::progress(&mut rx);
     assert!(
         messages
             .iter()
@@ -302,7 +258,7 @@ async fn a_kind_failure_that_is_not_transient_is_not_retried() {
         ],
         ..Default::default()
     };
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     let e = cluster::ensure_cluster_with(&engine, &s.request(spec), &ctx, Some(s.kind(Some(0))))
         .await
         .unwrap_err();
@@ -326,7 +282,7 @@ async fn a_reused_cluster_must_have_the_coverage_mount_this_run_needs() {
     let host = common::require_docker!();
     let s = Scratch::new(&host, "reuse-coverage");
     let engine = Engine::connect_to(&host).await.unwrap();
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     cluster::ensure_cluster_with(
         &engine,
         &s.request(ClusterSpec::default()),
@@ -356,7 +312,7 @@ async fn coverage_creates_a_world_writable_directory_mounted_in_the_node() {
     let engine = Engine::connect_to(&host).await.unwrap();
     let mut req = s.request(ClusterSpec::default());
     req.coverage_dir = Some(PathBuf::from("out/coverdata"));
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
     let (info, _) = cluster::ensure_cluster_with(&engine, &req, &ctx, Some(s.kind(None)))
         .await
         .unwrap();
@@ -390,7 +346,7 @@ async fn delete_removes_the_nodes_and_the_context_with_or_without_the_kind_cli()
                 "delete-labels"
             },
         );
-        let (ctx, _rx) = task_ctx();
+        let (ctx, _rx) = common::task_ctx("cluster:create");
         cluster::ensure_cluster_with(
             &engine,
             &s.request(ClusterSpec::default()),

@@ -9,21 +9,15 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use kprov::adapters::docker::Engine;
 use kprov::adapters::kube::{Kube, Object, ObjectRef};
-use kprov::engine::{EventKind, TaskCtx};
 use kprov::profile::model::TlsSpec;
 use kprov::tasks::apply::{self, Manifest};
 use kprov::tasks::diagnostics::DiagnosticsSpec;
 use kprov::tasks::tls;
 use kprov::tasks::wait::{self, WaitTarget};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-use tokio_util::sync::CancellationToken;
-
-const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
 
 /// A sandbox cluster for one test, removed on drop (also on panic).
 struct Sandbox {
@@ -35,7 +29,7 @@ struct Sandbox {
 impl Sandbox {
     /// `scripts/sandbox up --name <unique> --kubeconfig <private> EXTRA...`
     fn up(host: &str, test: &str, extra: &[&str]) -> Sandbox {
-        prepare_sandbox_image(host);
+        common::ensure_sandbox_image(host);
         let sandbox = Sandbox {
             name: common::unique_name(test),
             host: host.to_string(),
@@ -115,47 +109,6 @@ impl Drop for Sandbox {
     }
 }
 
-fn prepare_sandbox_image(host: &str) {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
-        return;
-    }
-    common::ensure_test_images(host);
-    if !common::image_exists(host, SANDBOX_IMAGE) {
-        common::run_ok(
-            Command::new(common::repo_root().join("scripts/prepare-sandbox"))
-                .env("DOCKER_HOST", host)
-                .stdin(Stdio::null()),
-        );
-    }
-    *done = true;
-}
-
-fn task_ctx() -> (TaskCtx, UnboundedReceiver<kprov::engine::Event>) {
-    let (tx, rx) = unbounded_channel();
-    (
-        TaskCtx::new(
-            "test".into(),
-            1,
-            CancellationToken::new(),
-            tx,
-            tokio::time::Instant::now(),
-        ),
-        rx,
-    )
-}
-
-fn progress(rx: &mut UnboundedReceiver<kprov::engine::Event>) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        if let EventKind::TaskProgress { message, .. } = e.kind {
-            out.push(message);
-        }
-    }
-    out
-}
-
 fn fixture(name: &str) -> PathBuf {
     common::repo_root()
         .join("tests/fixtures/manifests")
@@ -186,7 +139,7 @@ async fn engine(host: &str) -> Engine {
 /// Applies config, then `file`, then waits for its workloads with `deadline`; returns the error.
 async fn deploy_and_wait(sandbox: &Sandbox, file: &str, deadline: Duration) -> String {
     let kube = sandbox.kube().await;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("deploy:test");
     apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
         .await
         .unwrap();
@@ -216,7 +169,7 @@ async fn a_custom_resource_is_applied_after_its_crd_is_established() {
         &["--env", "KUBE_DOUBLE_CRD_DELAY_MS=1500"],
     );
     let kube = sandbox.kube().await;
-    let (ctx, mut rx) = task_ctx();
+    let (ctx, mut rx) = common::task_ctx("deploy:test");
     apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
         .await
         .unwrap();
@@ -240,7 +193,11 @@ async fn a_custom_resource_is_applied_after_its_crd_is_established() {
     )
     .await
     .unwrap();
-    assert!(progress(&mut rx).iter().any(|m| m == "1 CRDs Established"));
+    assert!(
+        common::progress(&mut rx)
+            .iter()
+            .any(|m| m == "1 CRDs Established")
+    );
     // The stale "not served" answer is gone with the discovery cache.
     apply::apply_objects(&kube, &widget, &ctx).await.unwrap();
     let got = sandbox.kubectl(&[
@@ -260,7 +217,7 @@ async fn the_real_kubernaut_crds_are_applied_and_established() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "real-crds", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("deploy:test");
     let dir = common::repo_root().join("tests/kube-double/fixtures/crds");
     let mut crds = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -293,7 +250,7 @@ async fn re_applying_the_same_objects_changes_nothing() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "idempotent", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("deploy:test");
     let mut objs = objects(&fixture("config.yaml"));
     objs.extend(objects(&fixture("workloads.yaml")));
     // As `kprov up` does: the profile's namespace defaulted onto every object, the
@@ -362,7 +319,7 @@ async fn the_wait_passes_when_every_workload_and_http_check_is_ready() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "wait-ok", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, mut rx) = task_ctx();
+    let (ctx, mut rx) = common::task_ctx("deploy:test");
     apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
         .await
         .unwrap();
@@ -400,7 +357,7 @@ async fn the_wait_passes_when_every_workload_and_http_check_is_ready() {
     wait::wait_ready(&kube, &targets, &ctx, &sandbox.diagnostics(&engine))
         .await
         .unwrap();
-    let messages = progress(&mut rx);
+    let messages = common::progress(&mut rx);
     for r in [
         "Deployment kprov-test/api ready",
         "StatefulSet kprov-test/store ready",
@@ -534,7 +491,7 @@ async fn throttling_and_server_errors_from_the_api_are_retried() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "api-faults", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, mut rx) = task_ctx();
+    let (ctx, mut rx) = common::task_ctx("deploy:test");
     apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
         .await
         .unwrap();
@@ -548,7 +505,7 @@ async fn throttling_and_server_errors_from_the_api_are_retried() {
     apply::apply_objects(&kube, &objects(&fixture("workloads.yaml")), &ctx)
         .await
         .unwrap();
-    let retries: Vec<String> = progress(&mut rx)
+    let retries: Vec<String> = common::progress(&mut rx)
         .into_iter()
         .filter(|m| m.starts_with("retrying"))
         .collect();
@@ -571,7 +528,7 @@ async fn errors_that_do_not_clear_are_not_retried_and_every_failure_is_named() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "api-errors", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("deploy:test");
     // Two objects in a namespace that does not exist: both failures are reported, once each.
     let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: nowhere}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: nowhere}\n";
     let objs = apply::parse_manifests(&Manifest {
@@ -604,7 +561,7 @@ async fn generated_tls_material_is_stable_across_two_runs() {
     let host = common::require_docker!();
     let sandbox = Sandbox::up(&host, "tls", &[]);
     let kube = sandbox.kube().await;
-    let (ctx, _rx) = task_ctx();
+    let (ctx, _rx) = common::task_ctx("deploy:test");
     apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
         .await
         .unwrap();

@@ -6,44 +6,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestCluster, TestImage, require_docker};
 use kprov::adapters::docker::Engine;
-use kprov::engine::{Done, Event, EventKind, TaskCtx, TaskError};
+use kprov::engine::{Done, TaskError};
 use kprov::tasks::build::{BuildRequest, BuiltImage, INPUTS_LABEL, build_image, ensure_external};
 use kprov::tasks::load::{
     LoadOptions, NodeAction, load_image, load_image_with, normalize_image_name,
 };
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::sync::CancellationToken;
 
 fn fixture(name: &str) -> PathBuf {
     common::repo_root().join("tests/fixtures/images").join(name)
-}
-
-/// A task context whose progress lands in a receiver.
-fn task_ctx(id: &str) -> (TaskCtx, UnboundedReceiver<Event>) {
-    let (tx, rx) = unbounded_channel();
-    let ctx = TaskCtx::new(
-        Arc::from(id),
-        1,
-        CancellationToken::new(),
-        tx,
-        tokio::time::Instant::now(),
-    );
-    (ctx, rx)
-}
-
-fn progress(rx: &mut UnboundedReceiver<Event>) -> Vec<String> {
-    let mut lines = Vec::new();
-    while let Ok(event) = rx.try_recv() {
-        if let EventKind::TaskProgress { message, .. } = event.kind {
-            lines.push(message);
-        }
-    }
-    lines
 }
 
 async fn engine(host: &str) -> Engine {
@@ -162,7 +137,7 @@ async fn build_tags_the_image_by_its_inputs_and_sends_only_what_dockerignore_all
     let logs = tempfile::tempdir().unwrap();
     let mut req = repo.request("app", ctx_dir.path(), logs.path());
     req.args.insert("GREETING".into(), "bonjour".into());
-    let (ctx, mut rx) = task_ctx("build:app");
+    let (ctx, mut rx) = common::task_ctx("build:app");
 
     let (built, done) = build_image(&engine, &req, &ctx)
         .await
@@ -202,7 +177,7 @@ async fn build_tags_the_image_by_its_inputs_and_sends_only_what_dockerignore_all
         "bonjour"
     );
 
-    let lines = progress(&mut rx);
+    let lines = common::progress(&mut rx);
     assert!(
         lines
             .iter()
@@ -223,22 +198,30 @@ async fn an_unchanged_rebuild_is_cached_and_a_changed_input_rebuilds() {
     let logs = tempfile::tempdir().unwrap();
     let req = repo.request("app", ctx_dir.path(), logs.path());
 
-    let (first, done) = build_image(&engine, &req, &task_ctx("b1").0).await.unwrap();
+    let (first, done) = build_image(&engine, &req, &common::task_ctx("b1").0)
+        .await
+        .unwrap();
     assert_eq!(done, Done::Ran);
 
-    let (again, done) = build_image(&engine, &req, &task_ctx("b2").0).await.unwrap();
+    let (again, done) = build_image(&engine, &req, &common::task_ctx("b2").0)
+        .await
+        .unwrap();
     assert_eq!(done, Done::Cached, "nothing changed");
     assert_eq!(again, first);
 
     // Files .dockerignore excludes are not inputs.
     std::fs::write(ctx_dir.path().join("debug.log"), "new noise").unwrap();
     std::fs::write(ctx_dir.path().join("secret/private.txt"), "rotated").unwrap();
-    let (ignored, done) = build_image(&engine, &req, &task_ctx("b3").0).await.unwrap();
+    let (ignored, done) = build_image(&engine, &req, &common::task_ctx("b3").0)
+        .await
+        .unwrap();
     assert_eq!(done, Done::Cached, "only excluded files changed");
     assert_eq!(ignored, first);
 
     std::fs::write(ctx_dir.path().join("src/lib.txt"), "changed library code").unwrap();
-    let (changed, done) = build_image(&engine, &req, &task_ctx("b4").0).await.unwrap();
+    let (changed, done) = build_image(&engine, &req, &common::task_ctx("b4").0)
+        .await
+        .unwrap();
     assert_eq!(done, Done::Ran, "a sent file changed");
     assert_ne!(changed.reference, first.reference);
     assert_ne!(changed.id, first.id);
@@ -246,14 +229,14 @@ async fn an_unchanged_rebuild_is_cached_and_a_changed_input_rebuilds() {
     // A build arg is an input too, and so is the coverage flag.
     let mut with_arg = req.clone();
     with_arg.args.insert("GREETING".into(), "hi".into());
-    let (by_arg, done) = build_image(&engine, &with_arg, &task_ctx("b5").0)
+    let (by_arg, done) = build_image(&engine, &with_arg, &common::task_ctx("b5").0)
         .await
         .unwrap();
     assert_eq!(done, Done::Ran);
     assert_ne!(by_arg.reference, changed.reference);
     let mut coverage = req.clone();
     coverage.coverage = true;
-    let (covered, _) = build_image(&engine, &coverage, &task_ctx("b6").0)
+    let (covered, _) = build_image(&engine, &coverage, &common::task_ctx("b6").0)
         .await
         .unwrap();
     assert_ne!(covered.reference, changed.reference);
@@ -267,9 +250,13 @@ async fn no_cache_rebuilds_an_unchanged_image() {
     let ctx_dir = copy_fixture("app");
     let logs = tempfile::tempdir().unwrap();
     let mut req = repo.request("app", ctx_dir.path(), logs.path());
-    let (first, _) = build_image(&engine, &req, &task_ctx("b1").0).await.unwrap();
+    let (first, _) = build_image(&engine, &req, &common::task_ctx("b1").0)
+        .await
+        .unwrap();
     req.no_cache = true;
-    let (again, done) = build_image(&engine, &req, &task_ctx("b2").0).await.unwrap();
+    let (again, done) = build_image(&engine, &req, &common::task_ctx("b2").0)
+        .await
+        .unwrap();
     assert_eq!(done, Done::Ran);
     assert_eq!(again.reference, first.reference, "same inputs, same tag");
 }
@@ -288,7 +275,9 @@ async fn a_dockerfile_outside_the_context_is_sent_and_not_copied() {
     let mut req = repo.request("app", ctx_dir.path(), logs.path());
     req.dockerfile = dockerfile;
 
-    let (built, _) = build_image(&engine, &req, &task_ctx("b").0).await.unwrap();
+    let (built, _) = build_image(&engine, &req, &common::task_ctx("b").0)
+        .await
+        .unwrap();
 
     let files = run_in_image(&host, &built.reference, &["find", "/app", "-type", "f"]);
     assert!(
@@ -309,7 +298,7 @@ async fn a_broken_dockerfile_fails_with_the_tail_of_its_log() {
     let logs = tempfile::tempdir().unwrap();
     let req = repo.request("broken", &fixture("broken"), logs.path());
 
-    let err: TaskError = build_image(&engine, &req, &task_ctx("b").0)
+    let err: TaskError = build_image(&engine, &req, &common::task_ctx("b").0)
         .await
         .unwrap_err();
     eprintln!("{}", err.message);
@@ -355,7 +344,7 @@ async fn a_missing_external_image_names_the_image_and_how_to_provide_it() {
     let engine = engine(&host).await;
     let reference = format!("kprov-test/{}:never-built", common::unique_name("missing"));
 
-    let err = ensure_external(&engine, &reference, &task_ctx("ext").0)
+    let err = ensure_external(&engine, &reference, &common::task_ctx("ext").0)
         .await
         .unwrap_err();
     eprintln!("{}", err.message);
@@ -374,7 +363,7 @@ async fn a_present_external_image_is_cached() {
     let host = require_docker!();
     common::ensure_test_images(&host);
     let engine = engine(&host).await;
-    let (image, done) = ensure_external(&engine, common::BASE_IMAGE, &task_ctx("ext").0)
+    let (image, done) = ensure_external(&engine, common::BASE_IMAGE, &common::task_ctx("ext").0)
         .await
         .unwrap();
     assert_eq!(done, Done::Cached);
@@ -409,7 +398,7 @@ async fn load_imports_into_a_one_node_cluster() {
     let cluster = TestCluster::start(&host, "load_one");
     let (_image, built) = load_test_image(&host, "load_one");
     let engine = engine(&host).await;
-    let (ctx, mut rx) = task_ctx("load");
+    let (ctx, mut rx) = common::task_ctx("load");
 
     let report = load_image_with(
         &engine,
@@ -432,7 +421,7 @@ async fn load_imports_into_a_one_node_cluster() {
         "{:?}",
         cluster.node_images(cluster.control_plane())
     );
-    let lines = progress(&mut rx);
+    let lines = common::progress(&mut rx);
     assert!(
         lines.iter().any(|l| l.contains("snapshotter native")),
         "{lines:#?}"
@@ -451,7 +440,7 @@ async fn load_imports_into_every_node_of_a_three_node_cluster_from_one_export() 
         cluster.name(),
         &built,
         &LoadOptions::default(),
-        &task_ctx("load").0,
+        &common::task_ctx("load").0,
     )
     .await
     .unwrap();
@@ -489,7 +478,7 @@ async fn load_skips_nodes_that_already_have_the_image() {
     let (_image, built) = load_test_image(&host, "load_skip");
     let engine = engine(&host).await;
     assert_eq!(
-        load_image(&engine, cluster.name(), &built, &task_ctx("l1").0)
+        load_image(&engine, cluster.name(), &built, &common::task_ctx("l1").0)
             .await
             .unwrap(),
         Done::Ran
@@ -500,7 +489,7 @@ async fn load_skips_nodes_that_already_have_the_image() {
         cluster.name(),
         &built,
         &LoadOptions::default(),
-        &task_ctx("l2").0,
+        &common::task_ctx("l2").0,
     )
     .await
     .unwrap();
@@ -527,7 +516,7 @@ async fn load_imports_only_into_nodes_that_lack_the_image() {
         cluster.name(),
         &built,
         &LoadOptions::default(),
-        &task_ctx("l").0,
+        &common::task_ctx("l").0,
     )
     .await
     .unwrap();
@@ -549,7 +538,7 @@ async fn load_retags_when_a_node_has_the_image_under_another_name() {
     let cluster = TestCluster::start(&host, "load_retag");
     let (image, built) = load_test_image(&host, "load_retag");
     let engine = engine(&host).await;
-    load_image(&engine, cluster.name(), &built, &task_ctx("l1").0)
+    load_image(&engine, cluster.name(), &built, &common::task_ctx("l1").0)
         .await
         .unwrap();
     let other = format!("{}-again:v2", image.reference().split(':').next().unwrap());
@@ -568,7 +557,7 @@ async fn load_retags_when_a_node_has_the_image_under_another_name() {
         cluster.name(),
         &renamed,
         &LoadOptions::default(),
-        &task_ctx("l2").0,
+        &common::task_ctx("l2").0,
     )
     .await
     .unwrap();
@@ -609,7 +598,7 @@ async fn load_fails_clearly_when_the_cluster_has_no_nodes() {
     };
     let cluster = common::unique_name("no_nodes");
 
-    let err = load_image(&engine, &cluster, &image, &task_ctx("l").0)
+    let err = load_image(&engine, &cluster, &image, &common::task_ctx("l").0)
         .await
         .unwrap_err();
 
@@ -678,9 +667,15 @@ async fn load_reports_every_failing_double_node_and_a_stalled_one_does_not_block
         channel_depth: 4,
     };
 
-    let err = load_image_with(&engine, cluster.name(), &built, &opts, &task_ctx("l").0)
-        .await
-        .unwrap_err();
+    let err = load_image_with(
+        &engine,
+        cluster.name(),
+        &built,
+        &opts,
+        &common::task_ctx("l").0,
+    )
+    .await
+    .unwrap_err();
 
     assert!(
         err.message.contains("2 of 3 node(s) failed"),
@@ -729,7 +724,7 @@ async fn cancelling_a_load_stops_feeding_a_hung_double_node() {
         id: image.id(),
     };
     let engine = engine(&host).await;
-    let (ctx, _rx) = task_ctx("l");
+    let (ctx, _rx) = common::task_ctx("l");
     let opts = LoadOptions {
         stall_timeout: Duration::from_secs(3600),
         channel_depth: 4,
@@ -926,7 +921,7 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
     .unwrap();
     let logs = tempfile::tempdir().unwrap();
     let req = repo.request("slow", ctx_dir.path(), logs.path());
-    let (ctx, _rx) = task_ctx("b");
+    let (ctx, _rx) = common::task_ctx("b");
     let cancel = ctx.cancel.clone();
     let log_path = logs.path().join("build-slow.log");
     let watcher = tokio::spawn(async move {

@@ -12,35 +12,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::require_docker;
 
-const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
-
 fn crds_dir() -> PathBuf {
     common::repo_root().join("tests/kube-double/fixtures/crds")
-}
-
-/// Builds the sandbox node image when it is missing (scripts/test has normally done it).
-fn ensure_sandbox_image(host: &str) {
-    static DONE: Mutex<bool> = Mutex::new(false);
-    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
-        return;
-    }
-    common::ensure_test_images(host);
-    if !common::image_exists(host, SANDBOX_IMAGE) {
-        let script = common::repo_root().join("scripts/prepare-sandbox");
-        eprintln!("building {SANDBOX_IMAGE} with {}", script.display());
-        common::run_ok(
-            Command::new(&script)
-                .env("DOCKER_HOST", host)
-                .stdin(Stdio::null()),
-        );
-    }
-    *done = true;
 }
 
 /// One sandbox cluster, removed on drop, with its own kubeconfig and kubectl cache.
@@ -52,7 +29,7 @@ struct Sandbox {
 
 impl Sandbox {
     fn up(host: &str, test_name: &str, args: &[&str]) -> Sandbox {
-        ensure_sandbox_image(host);
+        common::ensure_sandbox_image(host);
         let dir = tempfile::tempdir().expect("failed to create a temp dir for the kubeconfig");
         let sandbox = Sandbox {
             name: common::unique_name(test_name),

@@ -575,3 +575,58 @@ impl Drop for TestImage {
         }
     }
 }
+
+/// The sandbox cluster's node image (scripts/prepare-sandbox builds it).
+pub const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
+
+/// Builds the sandbox node image once per test binary when it is missing (scripts/test has
+/// normally done it).
+pub fn ensure_sandbox_image(host: &str) {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    ensure_test_images(host);
+    if !image_exists(host, SANDBOX_IMAGE) {
+        let script = repo_root().join("scripts/prepare-sandbox");
+        eprintln!("building {SANDBOX_IMAGE} with {}", script.display());
+        run_ok(
+            Command::new(&script)
+                .env("DOCKER_HOST", host)
+                .stdin(Stdio::null()),
+        );
+    }
+    *done = true;
+}
+
+/// A task context whose progress lands in a receiver.
+pub fn task_ctx(
+    id: &str,
+) -> (
+    kprov::engine::TaskCtx,
+    tokio::sync::mpsc::UnboundedReceiver<kprov::engine::Event>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = kprov::engine::TaskCtx::new(
+        std::sync::Arc::from(id),
+        1,
+        tokio_util::sync::CancellationToken::new(),
+        tx,
+        tokio::time::Instant::now(),
+    );
+    (ctx, rx)
+}
+
+/// The progress messages a task reported so far.
+pub fn progress(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<kprov::engine::Event>,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let kprov::engine::EventKind::TaskProgress { message, .. } = event.kind {
+            lines.push(message);
+        }
+    }
+    lines
+}
