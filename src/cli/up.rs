@@ -232,7 +232,7 @@ fn cluster_of(
     cluster: Option<&str>,
 ) -> Result<(String, PathBuf), i32> {
     match (cluster, service) {
-        (Some(c), _) => Ok((c.to_string(), provision::works::default_kubeconfig())),
+        (Some(c), _) => Ok((c.to_string(), crate::tasks::cluster::default_kubeconfig())),
         (None, Some(s)) => profile(g, s).map(|p| (p.cluster_name(), kubeconfig_of(&p))),
         (None, None) => Err(exit::USAGE),
     }
@@ -241,7 +241,7 @@ fn cluster_of(
 fn kubeconfig_of(profile: &crate::profile::Profile) -> PathBuf {
     profile
         .kubeconfig()
-        .unwrap_or_else(provision::works::default_kubeconfig)
+        .unwrap_or_else(crate::tasks::cluster::default_kubeconfig)
 }
 
 pub async fn down(g: &Global, a: &DownArgs) -> i32 {

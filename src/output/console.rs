@@ -187,8 +187,6 @@ impl Console {
         }
     }
 
-    pub fn tick(&mut self) {}
-
     pub fn finish(&mut self) {
         if let Some(l) = self.live.take() {
             for (_, bar) in l.running {

@@ -87,15 +87,8 @@ pub async fn report(
                 verbose,
                 Box::new(std::io::stderr()),
             );
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
-            loop {
-                tokio::select! {
-                    e = events.recv() => match e {
-                        Some(e) => console.event(&e),
-                        None => break,
-                    },
-                    _ = tick.tick() => console.tick(),
-                }
+            while let Some(e) = events.recv().await {
+                console.event(&e);
             }
             console.finish();
         }

@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -534,14 +534,4 @@ async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     }
     wait::wait_ready(s.kube()?, &targets, ctx, &s.diagnostics("wait")).await?;
     Ok(Done::Ran)
-}
-
-/// The kubeconfig kind would write to: $KUBECONFIG's first path, else ~/.kube/config.
-pub fn default_kubeconfig() -> PathBuf {
-    crate::adapters::kind::kubeconfig_path_for_merge(None)
-}
-
-/// Make `dir` (and parents) exist.
-pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
