@@ -65,6 +65,10 @@ pub struct RunState {
     images: Mutex<BTreeMap<String, BuiltImage>>,
     pub cluster: OnceLock<ClusterInfo>,
     kube: OnceLock<Kube>,
+    /// The CRD names `apply:crds` applied, for `wait:crds`.
+    crd_names: OnceLock<Vec<String>>,
+    /// What each component's deploy applied, for the final wait (rendered once).
+    applied: Mutex<BTreeMap<String, Vec<Object>>>,
 }
 
 impl RunState {
@@ -75,6 +79,8 @@ impl RunState {
             images: Mutex::default(),
             cluster: OnceLock::new(),
             kube: OnceLock::new(),
+            crd_names: OnceLock::new(),
+            applied: Mutex::default(),
         }
     }
 
@@ -417,15 +423,18 @@ async fn crds(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let msg = format!("applying {} CRDs", objects.len());
     ctx.progress(msg);
     apply::apply_objects(s.kube()?, &objects, ctx).await?;
+    let _ = s
+        .crd_names
+        .set(objects.iter().map(|o| o.name().to_string()).collect());
     Ok(Done::Ran)
 }
 
 async fn established(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let names: Vec<String> = crd_objects(s)?
-        .iter()
-        .map(|o| o.name().to_string())
-        .collect();
-    apply::wait_established(s.kube()?, &names, ctx, CRD_TIMEOUT).await?;
+    let names = s
+        .crd_names
+        .get()
+        .ok_or_else(|| TaskError::fatal("no CRDs were applied (apply:crds did not run)"))?;
+    apply::wait_established(s.kube()?, names, ctx, CRD_TIMEOUT).await?;
     Ok(Done::Ran)
 }
 
@@ -498,6 +507,10 @@ async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErr
     let comp = &s.profile().spec.components[name];
     let objects = s.render(&comp.manifests, &comp.values)?;
     apply::apply_objects(s.kube()?, &objects, ctx).await?;
+    s.applied
+        .lock()
+        .expect("not poisoned")
+        .insert(name.to_string(), objects);
     Ok(Done::Ran)
 }
 
@@ -520,7 +533,11 @@ async fn hook(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
 async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let mut targets = Vec::new();
     for (name, comp) in &s.profile().spec.components {
-        let objects = s.render(&comp.manifests, &comp.values)?;
+        let applied = s.applied.lock().expect("not poisoned").get(name).cloned();
+        let objects = match applied {
+            Some(objects) => objects,
+            None => s.render(&comp.manifests, &comp.values)?,
+        };
         let target = s.wait_target(
             name,
             &objects,
