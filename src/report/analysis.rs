@@ -30,8 +30,10 @@ pub struct Analysis<'a> {
     pub peak_concurrency: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised as-is by `--format json` (the phase under the key `name`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PhaseStats {
+    #[serde(rename = "name")]
     pub phase: Phase,
     pub tasks: usize,
     /// Tasks of the phase that started (cached ones included).
@@ -46,6 +48,7 @@ pub struct PhaseStats {
     /// Sum of its tasks' durations (more than `busy_ms` when they ran in parallel).
     pub work_ms: u64,
     /// `busy_ms / makespan`.
+    #[serde(serialize_with = "super::json::serialize_round4")]
     pub share: f64,
     /// Time when this phase and any other phase were both busy.
     pub overlap_ms: u64,
@@ -70,9 +73,11 @@ pub struct TaskStats {
     pub critical: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Serialised as-is by `--format json` (without the index).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CriticalStep {
     /// Position in the record's task list.
+    #[serde(skip)]
     pub index: usize,
     pub id: String,
     pub phase: Phase,

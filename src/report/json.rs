@@ -8,7 +8,7 @@ use crate::engine::{Class, TaskOutcome};
 use crate::plan::Phase;
 use crate::record::HostFacts;
 
-use super::analysis::{Analysis, PhaseStats, TaskStats};
+use super::analysis::{Analysis, CriticalStep, PhaseStats, TaskStats};
 use super::whatif::WhatIf;
 
 #[derive(Serialize)]
@@ -30,24 +30,10 @@ pub(crate) struct Profile<'a> {
     pub slots: usize,
     pub utilisation: f64,
     pub peak_concurrency: usize,
-    pub phases: Vec<PhaseJson>,
+    pub phases: &'a [PhaseStats],
     pub tasks: Vec<TaskJson<'a>>,
     pub critical_path: Vec<&'a str>,
-    pub critical_path_steps: Vec<StepJson<'a>>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct PhaseJson {
-    pub name: Phase,
-    pub tasks: usize,
-    pub ran: usize,
-    pub start_ms: Option<u64>,
-    pub end_ms: Option<u64>,
-    pub span_ms: u64,
-    pub busy_ms: u64,
-    pub work_ms: u64,
-    pub share: f64,
-    pub overlap_ms: u64,
+    pub critical_path_steps: &'a [CriticalStep],
 }
 
 #[derive(Serialize)]
@@ -71,34 +57,13 @@ pub(crate) struct TaskJson<'a> {
     pub skip_reason: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct StepJson<'a> {
-    pub id: &'a str,
-    pub phase: Phase,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub duration_ms: u64,
-    pub wait_ms: u64,
-}
-
 /// Shares with 4 decimals: enough for a percentage with two, and stable in snapshots.
 pub(crate) fn round4(x: f64) -> f64 {
     (x * 10_000.0).round() / 10_000.0
 }
 
-pub(crate) fn phase_json(p: &PhaseStats) -> PhaseJson {
-    PhaseJson {
-        name: p.phase,
-        tasks: p.tasks,
-        ran: p.ran,
-        start_ms: p.start_ms,
-        end_ms: p.end_ms,
-        span_ms: p.span_ms,
-        busy_ms: p.busy_ms,
-        work_ms: p.work_ms,
-        share: round4(p.share),
-        overlap_ms: p.overlap_ms,
-    }
+pub(crate) fn serialize_round4<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round4(*x))
 }
 
 fn task_json<'a>(a: &'a Analysis, t: &'a TaskStats) -> TaskJson<'a> {
@@ -140,21 +105,10 @@ pub(crate) fn profile<'a>(a: &'a Analysis) -> Profile<'a> {
         slots: a.slots,
         utilisation: round4(a.utilisation),
         peak_concurrency: a.peak_concurrency,
-        phases: a.phases.iter().map(phase_json).collect(),
+        phases: &a.phases,
         tasks: a.tasks.iter().map(|t| task_json(a, t)).collect(),
         critical_path: a.critical_path.iter().map(|s| s.id.as_str()).collect(),
-        critical_path_steps: a
-            .critical_path
-            .iter()
-            .map(|s| StepJson {
-                id: &s.id,
-                phase: s.phase,
-                start_ms: s.start_ms,
-                end_ms: s.end_ms,
-                duration_ms: s.duration_ms,
-                wait_ms: s.wait_ms,
-            })
-            .collect(),
+        critical_path_steps: &a.critical_path,
     }
 }
 
@@ -191,7 +145,7 @@ struct Predicted<'a> {
     makespan_ms: u64,
     delta_ms: i64,
     delta: f64,
-    phases: Vec<PhaseJson>,
+    phases: &'a [PhaseStats],
     critical_path: Vec<&'a str>,
     tasks: Vec<PredictedTask<'a>>,
 }
@@ -253,7 +207,7 @@ pub(crate) fn what_if(w: &WhatIf) -> String {
             makespan_ms: p.makespan_ms,
             delta_ms: w.delta_ms(),
             delta: relative(measured, p.makespan_ms),
-            phases: pa.phases.iter().map(phase_json).collect(),
+            phases: &pa.phases,
             critical_path: pa
                 .critical_path
                 .iter()
