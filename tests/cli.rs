@@ -1,5 +1,7 @@
 //! The binary as users meet it: help text, exit codes, plan output, profile errors.
 
+use std::path::Path;
+
 use assert_cmd::Command;
 
 fn kprov() -> Command {
@@ -174,44 +176,48 @@ fn the_dag_estimate_is_below_the_hybrid_estimate_for_the_demo() {
     );
 }
 
+/// Write `profiles/<name>.yaml` under `dir`, run kprov with `args` against that profiles
+/// folder and `dir` as the source, and return the exit code and stderr.
+fn run_on_profile(dir: &Path, name: &str, profile: &str, args: &[&str]) -> (Option<i32>, String) {
+    let profiles = dir.join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    std::fs::write(profiles.join(format!("{name}.yaml")), profile).unwrap();
+    let out = kprov()
+        .args(args)
+        .arg("--profiles")
+        .arg(&profiles)
+        .arg("--source")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 #[test]
 fn a_broken_profile_lists_every_error_with_its_position_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let profiles = dir.path().join("profiles");
-    std::fs::create_dir(&profiles).unwrap();
-    std::fs::write(
-        profiles.join("bad.yaml"),
+    let (code, err) = run_on_profile(
+        dir.path(),
+        "bad",
         "service: bad\nimages:\n  a:\n    build:\n      context: nowhere\n  b:\n    external: x\n    colour: red\ncomponents:\n  c:\n    manifests: [missing.yaml]\n    images: [zzz]\n    dependsOn: [ghost]\n",
-    )
-    .unwrap();
-    let out = kprov()
-        .args(["validate", "--profiles"])
-        .arg(&profiles)
-        .arg("--source")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+        &["validate"],
+    );
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("bad.yaml:8:5: images.b.colour: unknown field `colour`"),
         "{err}"
     );
     // Schema errors stop before reference checks: fix the schema error and see the rest.
-    std::fs::write(
-        profiles.join("bad.yaml"),
+    let (code, err) = run_on_profile(
+        dir.path(),
+        "bad",
         "service: bad\nimages:\n  a:\n    build:\n      context: nowhere\ncomponents:\n  c:\n    manifests: [missing.yaml]\n    images: [zzz]\n    dependsOn: [ghost]\n",
-    )
-    .unwrap();
-    let out = kprov()
-        .args(["validate", "--profiles"])
-        .arg(&profiles)
-        .arg("--source")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+        &["validate"],
+    );
+    assert_eq!(code, Some(2));
     assert!(err.contains("4 errors"), "{err}");
     assert!(
         err.contains("bad.yaml:5:7: images.a.build.context: build context"),
@@ -235,27 +241,18 @@ fn a_broken_profile_lists_every_error_with_its_position_and_exits_2() {
 #[test]
 fn a_dependency_cycle_is_reported_with_its_members() {
     let dir = tempfile::tempdir().unwrap();
-    let profiles = dir.path().join("profiles");
-    std::fs::create_dir(&profiles).unwrap();
     std::fs::write(
         dir.path().join("m.yaml"),
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
     )
     .unwrap();
-    std::fs::write(
-        profiles.join("loop.yaml"),
+    let (code, err) = run_on_profile(
+        dir.path(),
+        "loop",
         "components:\n  a: {manifests: [m.yaml], dependsOn: [b]}\n  b: {manifests: [m.yaml], dependsOn: [c]}\n  c: {manifests: [m.yaml], dependsOn: [a]}\n",
-    )
-    .unwrap();
-    let out = kprov()
-        .args(["plan", "--service", "loop", "--profiles"])
-        .arg(&profiles)
-        .arg("--source")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+        &["plan", "--service", "loop"],
+    );
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("dependency cycle between components and hooks: a -> b -> c -> a"),
         "{err}"
