@@ -329,31 +329,20 @@ async fn pull(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
     Ok(done)
 }
 
-/// Host ports for the profile's named ports: the ones written down, else free ones now (or,
-/// for a cluster that exists, whatever it was given: 0 matches any).
-fn port_mappings(
-    profile: &Profile,
-    exists: bool,
-) -> Result<Vec<crate::profile::PortMapping>, TaskError> {
-    let mut out = Vec::new();
-    for p in profile.spec.ports.values() {
-        let host_port = if p.host_port != 0 || exists {
-            p.host_port
-        } else {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?;
-            l.local_addr()
-                .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?
-                .port()
-        };
-        out.push(crate::profile::PortMapping {
+/// The profile's named ports as kind port mappings on loopback (`hostPort: 0` becomes a free
+/// port when the cluster is created).
+fn port_mappings(profile: &Profile) -> Vec<crate::profile::PortMapping> {
+    profile
+        .spec
+        .ports
+        .values()
+        .map(|p| crate::profile::PortMapping {
             container_port: p.node_port,
-            host_port,
+            host_port: p.host_port,
             listen_address: Some("127.0.0.1".into()),
             protocol: None,
-        });
-    }
-    Ok(out)
+        })
+        .collect()
 }
 
 async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
@@ -367,15 +356,7 @@ async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         None => {
             let mut spec = s.profile().spec.cluster.clone().unwrap_or_default();
             spec.name = Some(s.profile().cluster_name());
-            let label = crate::adapters::kind::cluster_label(&s.profile().cluster_name());
-            let exists = !s
-                .engine
-                .list_containers(&[&label], true)
-                .await
-                .map_err(TaskError::from)?
-                .is_empty();
-            spec.extra_port_mappings
-                .extend(port_mappings(s.profile(), exists)?);
+            spec.extra_port_mappings.extend(port_mappings(s.profile()));
             let req = ClusterRequest {
                 name: s.profile().cluster_name(),
                 spec,

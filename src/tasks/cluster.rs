@@ -302,6 +302,8 @@ pub async fn ensure_cluster_with(
         if let Some(dir) = &req.coverage_dir {
             make_coverage_dir(&resolve(&req.source, &dir.to_string_lossy()))?;
         }
+        let mut config = config.clone();
+        choose_free_host_ports(&mut config)?;
         create(engine, req, &config, ctx, kind_cli).await?;
         Done::Ran
     } else if !req.reuse {
@@ -336,6 +338,28 @@ pub async fn ensure_cluster_with(
         info.context
     ));
     Ok((info, done))
+}
+
+/// A new cluster's `hostPort: 0` mappings get a free loopback port each, so clusters made side
+/// by side never collide; on reuse, 0 matches whatever the cluster was given.
+fn choose_free_host_ports(config: &mut Value) -> Result<(), TaskError> {
+    let mappings = config
+        .get_mut("nodes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get_mut("extraPortMappings").and_then(Value::as_array_mut))
+        .flatten();
+    for m in mappings {
+        if m.get("hostPort").and_then(Value::as_u64).unwrap_or(0) == 0 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?
+                .port();
+            m["hostPort"] = json!(port);
+        }
+    }
+    Ok(())
 }
 
 fn make_coverage_dir(dir: &Path) -> Result<(), TaskError> {
