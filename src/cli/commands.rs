@@ -146,15 +146,21 @@ pub fn limits(jobs: Option<usize>, build_jobs: Option<usize>) -> Limits {
     }
 }
 
-/// Estimates from this service's earlier runs, when there are any.
+/// Estimates from this service's earlier runs, when there are any (each record read once).
+/// Only the newest runs count: they reflect the current code and machine, and reading stays
+/// cheap however many records pile up.
+const ESTIMATE_RUNS: usize = 20;
+
 pub fn estimates(state: &Path, service: &str) -> Estimates {
     let store = Store::new(state_root(state));
     let runs: Vec<_> = store
         .list()
         .unwrap_or_default()
         .into_iter()
+        .rev()
         .filter(|e| e.service() == Some(service))
-        .filter_map(|e| store.load_id(&e.run_id).ok().map(|(_, r)| r))
+        .take(ESTIMATE_RUNS)
+        .filter_map(|e| crate::record::store::read_record(&e.path).ok())
         .collect();
     Estimates::from_runs(&runs)
 }
