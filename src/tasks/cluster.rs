@@ -435,15 +435,29 @@ async fn create(
 }
 
 /// Finds a kind cluster's nodes by label, reads its kubeconfig as kind does, writes it.
+/// The node containers of kind cluster `name` (stopped ones too): control-plane nodes first,
+/// then by name. The one place that finds a cluster's nodes by kind's labels.
+pub async fn list_nodes(
+    engine: &Engine,
+    name: &str,
+) -> Result<Vec<crate::adapters::docker::ContainerInfo>, crate::adapters::docker::EngineError> {
+    let mut nodes = engine
+        .list_containers(&[&kind::cluster_label(name)], true)
+        .await?;
+    let is_cp = |c: &crate::adapters::docker::ContainerInfo| {
+        c.labels.get(kind::ROLE_LABEL).map(String::as_str) == Some(kind::CONTROL_PLANE)
+    };
+    nodes.sort_by(|a, b| (!is_cp(a), &a.name).cmp(&(!is_cp(b), &b.name)));
+    Ok(nodes)
+}
+
 pub async fn inspect_cluster(
     engine: &Engine,
     name: &str,
     kubeconfig: &Path,
     cancel: &CancellationToken,
 ) -> Result<ClusterInfo, TaskError> {
-    let mut nodes = engine
-        .list_containers(&[&kind::cluster_label(name)], true)
-        .await?;
+    let nodes = list_nodes(engine, name).await?;
     if nodes.is_empty() {
         return Err(TaskError::fatal(format!(
             "find cluster {name}: no container carries {}",
@@ -453,7 +467,6 @@ pub async fn inspect_cluster(
     let is_cp = |c: &crate::adapters::docker::ContainerInfo| {
         c.labels.get(kind::ROLE_LABEL).map(String::as_str) == Some(kind::CONTROL_PLANE)
     };
-    nodes.sort_by(|a, b| (!is_cp(a), &a.name).cmp(&(!is_cp(b), &b.name)));
     let cp = nodes.iter().find(|c| is_cp(c)).ok_or_else(|| {
         TaskError::fatal(format!(
             "find cluster {name}: no node labelled {}={}",

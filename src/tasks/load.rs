@@ -36,10 +36,6 @@ use crate::adapters::docker::{Engine, ExecOutput};
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::build::{BuiltImage, engine_task_error, short_id};
 
-/// Kind's cluster label.
-pub const CLUSTER_LABEL: &str = "io.x-k8s.kind.cluster";
-/// Kind's role label.
-pub const ROLE_LABEL: &str = "io.x-k8s.kind.role";
 /// The containerd namespace the kubelet's images live in.
 pub const K8S_NAMESPACE: &str = "k8s.io";
 const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
@@ -241,13 +237,15 @@ enum NodesError {
 
 /// The running nodes of `cluster` that hold images (the external load balancer does not).
 async fn find_nodes(engine: &Engine, cluster: &str) -> Result<Vec<String>, NodesError> {
-    let label = format!("{CLUSTER_LABEL}={cluster}");
-    let containers = engine
-        .list_containers(&[&label], true)
+    let label = crate::adapters::kind::cluster_label(cluster);
+    let containers = crate::tasks::cluster::list_nodes(engine, cluster)
         .await
         .map_err(NodesError::Engine)?;
     let holds_images = |c: &&crate::adapters::docker::ContainerInfo| {
-        c.labels.get(ROLE_LABEL).map(String::as_str) != Some("external-load-balancer")
+        c.labels
+            .get(crate::adapters::kind::ROLE_LABEL)
+            .map(String::as_str)
+            != Some("external-load-balancer")
     };
     let mut nodes: Vec<String> = containers
         .iter()

@@ -35,13 +35,9 @@ fn kubeconfig_of(profile: &Profile) -> PathBuf {
 }
 
 async fn nodes(engine: &Engine, cluster: &str) -> anyhow::Result<Vec<ContainerInfo>> {
-    let label = kind::cluster_label(cluster);
-    let mut nodes = engine
-        .list_containers(&[&label], true)
+    crate::tasks::cluster::list_nodes(engine, cluster)
         .await
-        .context("failed to list the cluster's node containers")?;
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(nodes)
+        .context("failed to list the cluster's node containers")
 }
 
 async fn connect(profile: &Profile) -> anyhow::Result<Kube> {
