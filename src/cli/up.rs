@@ -121,7 +121,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             exit::FAILURE
         })?;
     }
-    let kubeconfig = kubeconfig_of(&profile);
+    let kubeconfig = crate::tasks::status::kubeconfig_of(&profile);
     let service = profile.service.clone();
     let req = UpRequest {
         profile,
@@ -233,15 +233,11 @@ fn cluster_of(
 ) -> Result<(String, PathBuf), i32> {
     match (cluster, service) {
         (Some(c), _) => Ok((c.to_string(), crate::tasks::cluster::default_kubeconfig())),
-        (None, Some(s)) => profile(g, s).map(|p| (p.cluster_name(), kubeconfig_of(&p))),
+        (None, Some(s)) => {
+            profile(g, s).map(|p| (p.cluster_name(), crate::tasks::status::kubeconfig_of(&p)))
+        }
         (None, None) => Err(exit::USAGE),
     }
-}
-
-fn kubeconfig_of(profile: &crate::profile::Profile) -> PathBuf {
-    profile
-        .kubeconfig()
-        .unwrap_or_else(crate::tasks::cluster::default_kubeconfig)
 }
 
 pub async fn down(g: &Global, a: &DownArgs) -> i32 {

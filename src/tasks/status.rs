@@ -28,10 +28,11 @@ const WORKLOAD_KINDS: [(&str, &str); 3] = [
     ("batch/v1", "Job"),
 ];
 
-fn kubeconfig_of(profile: &Profile) -> PathBuf {
+/// The kubeconfig a profile's cluster context lives in: the profile's, else kind's default.
+pub fn kubeconfig_of(profile: &Profile) -> PathBuf {
     profile
         .kubeconfig()
-        .unwrap_or_else(|| kind::kubeconfig_path_for_merge(None))
+        .unwrap_or_else(crate::tasks::cluster::default_kubeconfig)
 }
 
 async fn nodes(engine: &Engine, cluster: &str) -> anyhow::Result<Vec<ContainerInfo>> {
