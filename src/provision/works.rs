@@ -401,8 +401,7 @@ fn crd_objects(s: &RunState) -> Result<Vec<Object>, TaskError> {
 
 async fn crds(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let objects = crd_objects(s)?;
-    let msg = format!("applying {} CRDs", objects.len());
-    ctx.progress(msg);
+    ctx.progress(format!("applying {} CRDs", objects.len()));
     apply::apply_objects(s.kube()?, &objects, ctx).await?;
     let _ = s
         .crd_names
@@ -478,8 +477,7 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         );
     }
     batch.extend(s.render(&c.manifests, &BTreeMap::new())?);
-    let msg = format!("applying {} objects", batch.len());
-    ctx.progress(msg);
+    ctx.progress(format!("applying {} objects", batch.len()));
     apply::apply_objects(kube, &batch, ctx).await?;
     Ok(Done::Ran)
 }
