@@ -328,7 +328,16 @@ async fn run_checked(
     cmd: &[&str],
     cancel: &CancellationToken,
 ) -> Result<ExecOutput, NodeError> {
-    match engine.exec(node, cmd, cancel).await {
+    checked(cmd, engine.exec(node, cmd, cancel).await)
+}
+
+/// An exec's result as a node's: a non-zero exit fails with the output's tail; an engine
+/// error keeps whether it is worth a retry.
+fn checked(
+    cmd: &[&str],
+    result: Result<ExecOutput, crate::adapters::docker::EngineError>,
+) -> Result<ExecOutput, NodeError> {
+    match result {
         Ok(out) if out.success() => Ok(out),
         Ok(out) => Err(NodeError {
             message: format!(
@@ -477,22 +486,7 @@ async fn import_into(
             }
         })
         .await;
-    match out {
-        Ok(out) if out.success() => Ok(()),
-        Ok(out) => Err(NodeError {
-            message: format!(
-                "`{}` exited {}: {}",
-                cmd.join(" "),
-                out.exit_code,
-                out.tail(5)
-            ),
-            transient: false,
-        }),
-        Err(e) => Err(NodeError {
-            message: e.to_string(),
-            transient: e.is_transient(),
-        }),
-    }
+    checked(&cmd, out).map(|_| ())
 }
 
 /// Normalises an image name as kind (and containerd's import) does: `docker.io/` for names
