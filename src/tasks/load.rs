@@ -4,9 +4,10 @@
 //! 1. Nodes are the running containers labelled `io.x-k8s.kind.cluster=<cluster>` (the
 //!    external load balancer excluded, as kind does).
 //! 2. Per node, concurrently: `ctr -n k8s.io images ls` tells what the node's containerd has,
-//!    and `containerd config dump` which snapshotter the CRI plugin uses (config `version = 2`:
-//!    `plugins."io.containerd.grpc.v1.cri".containerd.snapshotter`; `version = 3`:
-//!    `plugins."io.containerd.cri.v1.images".snapshotter`; default `overlayfs`).
+//!    and `containerd config dump`, read as TOML, which snapshotter the CRI plugin uses (config
+//!    `version = 2`, containerd 1.x: `plugins."io.containerd.grpc.v1.cri".containerd.snapshotter`;
+//!    `version = 3`, containerd 2.x: `plugins.'io.containerd.cri.v1.images'.snapshotter`;
+//!    default `overlayfs`).
 //!    - the image ID (the `sha256:<id>` reference the CRI plugin keeps) under the wanted name:
 //!      nothing to do;
 //!    - the ID under other names only: `ctr -n k8s.io images tag --force <id> <name>`;
@@ -317,7 +318,10 @@ async fn inspect_node(
         }
         Presence::Missing => {}
     }
-    let snapshotter = snapshotter_from_config(&config?.stdout);
+    let snapshotter = snapshotter_from_config(&config?.stdout).map_err(|message| NodeError {
+        message,
+        transient: false,
+    })?;
     Ok(NodeState::Missing { snapshotter })
 }
 
@@ -570,38 +574,49 @@ fn manifest_config_digest(manifest: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The CRI plugin's snapshotter from `containerd config dump` output (TOML), or `overlayfs`.
-fn snapshotter_from_config(config: &str) -> String {
-    let mut version = 1;
-    let mut section = String::new();
-    let mut v2 = None;
-    let mut v3 = None;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            section = line
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim().trim_matches('"').to_string());
-        match (section.as_str(), key) {
-            ("", "version") => version = value.parse().unwrap_or(1),
-            (r#"plugins."io.containerd.grpc.v1.cri".containerd"#, "snapshotter") => {
-                v2 = Some(value)
-            }
-            (r#"plugins."io.containerd.cri.v1.images""#, "snapshotter") => v3 = Some(value),
-            _ => {}
+/// The CRI plugin's snapshotter from `containerd config dump` output, read as TOML (the `toml`
+/// crate: containerd 2.x writes single-quoted keys, 1.x double-quoted ones), by the config's
+/// `version`:
+/// - 3 and later (containerd 2.x): `plugins.'io.containerd.cri.v1.images'.snapshotter`;
+/// - 2 (containerd 1.5–1.7): `plugins."io.containerd.grpc.v1.cri".containerd.snapshotter`;
+/// - 1 (no `version`, containerd ≤ 1.4): `plugins.cri.containerd.snapshotter`.
+///
+/// A missing or empty key means containerd's default, `overlayfs`; text that is not TOML is an
+/// error (guessing a snapshotter would import into the wrong one).
+fn snapshotter_from_config(config: &str) -> Result<String, String> {
+    let table: toml::Table = config.parse().map_err(|e: toml::de::Error| {
+        format!("`containerd config dump` is not TOML: {}", e.message())
+    })?;
+    let version = table
+        .get("version")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(1);
+    let path: &[&str] = match version {
+        v if v >= 3 => &["plugins", "io.containerd.cri.v1.images", "snapshotter"],
+        2 => &[
+            "plugins",
+            "io.containerd.grpc.v1.cri",
+            "containerd",
+            "snapshotter",
+        ],
+        _ => &["plugins", "cri", "containerd", "snapshotter"],
+    };
+    let mut value = None;
+    let mut here = &table;
+    for (i, key) in path.iter().enumerate() {
+        let Some(next) = here.get(*key) else { break };
+        if i == path.len() - 1 {
+            value = next.as_str();
+        } else if let Some(t) = next.as_table() {
+            here = t;
+        } else {
+            break;
         }
     }
-    let found = if version >= 3 { v3 } else { v2 };
-    found
+    Ok(value
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_SNAPSHOTTER.to_string())
+        .unwrap_or(DEFAULT_SNAPSHOTTER)
+        .to_string())
 }
 
 #[cfg(test)]
@@ -686,29 +701,237 @@ docker.io/library/other:v1             application/vnd.docker.distribution.manif
         assert!(parse_images_ls("REF TYPE DIGEST SIZE PLATFORMS LABELS\n").is_empty());
     }
 
-    #[test]
-    fn the_snapshotter_is_read_from_the_config_version_in_use() {
-        let v2 = r#"
-version = 2
+    /// `containerd config dump` of containerd 1.6 (Debian 12's 1.6.20, the test node's), cut down
+    /// to the sections around the CRI plugin: config version 2, double-quoted keys.
+    const DUMP_1_6: &str = r#"disabled_plugins = []
+imports = ["/etc/containerd/config.toml"]
+oom_score = 0
+plugin_dir = ""
+required_plugins = []
 root = "/var/lib/containerd"
+state = "/run/containerd"
+temp = ""
+version = 2
+
+[cgroup]
+  path = ""
+
 [plugins]
+
+  [plugins."io.containerd.gc.v1.scheduler"]
+    deletion_threshold = 0
+    mutation_threshold = 100
+
   [plugins."io.containerd.grpc.v1.cri"]
+    device_ownership_from_security_context = false
+    disable_apparmor = false
+    sandbox_image = "registry.k8s.io/pause:3.6"
+
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/opt/cni/bin"
+      conf_dir = "/etc/cni/net.d"
+
     [plugins."io.containerd.grpc.v1.cri".containerd]
-      snapshotter = "native"
       default_runtime_name = "runc"
+      disable_snapshot_annotations = true
+      discard_unpacked_layers = false
+      no_pivot = false
+      snapshotter = "native"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.default_runtime]
+        runtime_type = ""
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.default_runtime.options]
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+          runtime_type = "io.containerd.runc.v2"
+
+          [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            SystemdCgroup = false
+
+  [plugins."io.containerd.snapshotter.v1.native"]
+    root_path = ""
+
+  [plugins."io.containerd.snapshotter.v1.overlayfs"]
+    root_path = ""
+    upperdir_label = false
+
+[timeouts]
+  "io.containerd.timeout.shim.cleanup" = "5s"
 "#;
-        assert_eq!(snapshotter_from_config(v2), "native");
-        let v3 = r#"
-version = 3
+
+    /// containerd 1.7 (kindest/node up to v1.31): still config version 2 and double quotes, with
+    /// 1.7's per-runtime `snapshotter` (empty: the plugin-wide one applies) and sandbox mode.
+    const DUMP_1_7: &str = r#"disabled_plugins = []
+imports = ["/etc/containerd/config.toml"]
+oom_score = 0
+plugin_dir = ""
+required_plugins = []
+root = "/var/lib/containerd"
+state = "/run/containerd"
+temp = ""
+version = 2
+
 [plugins]
-  [plugins."io.containerd.cri.v1.images"]
-    snapshotter = "fuse-overlayfs"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "ignored-in-v3"
+
+  [plugins."io.containerd.grpc.v1.cri"]
+    enable_cdi = false
+    restrict_oom_score_adj = false
+    sandbox_image = "registry.k8s.io/pause:3.10"
+
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      default_runtime_name = "runc"
+      discard_unpacked_layers = true
+      snapshotter = "fuse-overlayfs"
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes]
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+          base_runtime_spec = "/etc/containerd/cri-base.json"
+          runtime_type = "io.containerd.runc.v2"
+          sandbox_mode = "podsandbox"
+          snapshotter = ""
+
+          [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+            SystemdCgroup = true
+
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "/etc/containerd/certs.d"
+
+  [plugins."io.containerd.snapshotter.v1.overlayfs"]
+    mount_options = []
+    root_path = ""
+    sync_remove = false
 "#;
-        assert_eq!(snapshotter_from_config(v3), "fuse-overlayfs");
-        assert_eq!(snapshotter_from_config("version = 2\n"), "overlayfs");
-        assert_eq!(snapshotter_from_config(""), "overlayfs");
+
+    /// containerd 2.x (current kindest/node images): config version 3, single-quoted keys and
+    /// strings, the image service split out of the CRI plugin.
+    const DUMP_2_X: &str = r#"version = 3
+root = '/var/lib/containerd'
+state = '/run/containerd'
+temp = ''
+disabled_plugins = []
+required_plugins = []
+oom_score = 0
+imports = ['/etc/containerd/config.toml']
+
+[grpc]
+  address = '/run/containerd/containerd.sock'
+  uid = 0
+  gid = 0
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    disable_snapshot_annotations = true
+    discard_unpacked_layers = true
+    max_concurrent_downloads = 3
+    image_pull_progress_timeout = '5m0s'
+    image_pull_with_sync_fs = false
+    stats_collect_period = 10
+    use_local_image_pull = false
+
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = 'registry.k8s.io/pause:3.10'
+
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '/etc/containerd/certs.d'
+
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_selinux = false
+    max_container_log_line_size = 16384
+
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = 'runc'
+
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes]
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+          runtime_type = 'io.containerd.runc.v2'
+          base_runtime_spec = '/etc/containerd/cri-base.json'
+          snapshotter = ''
+          sandboxer = 'podsandbox'
+
+          [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+            SystemdCgroup = true
+
+  [plugins.'io.containerd.grpc.v1.cri']
+    disable_tcp_service = true
+    stream_server_address = '127.0.0.1'
+    stream_server_port = '0'
+
+  [plugins.'io.containerd.snapshotter.v1.overlayfs']
+    root_path = ''
+    upperdir_label = false
+    sync_remove = false
+    slow_chown = false
+    mount_options = []
+
+[timeouts]
+  'io.containerd.timeout.shim.cleanup' = '5s'
+"#;
+
+    #[test]
+    fn the_snapshotter_is_read_from_containerd_1_6_1_7_and_2_x_dumps() {
+        assert_eq!(snapshotter_from_config(DUMP_1_6).unwrap(), "native");
+        assert_eq!(snapshotter_from_config(DUMP_1_7).unwrap(), "fuse-overlayfs");
+        assert_eq!(
+            snapshotter_from_config(&DUMP_2_X.replace("'overlayfs'", "'stargz'")).unwrap(),
+            "stargz"
+        );
+        assert_eq!(snapshotter_from_config(DUMP_2_X).unwrap(), "overlayfs");
+    }
+
+    #[test]
+    fn the_config_version_decides_which_section_counts() {
+        // A version 3 config keeps no snapshotter under the old CRI section, and a version 2
+        // config none under the new one: each is read only where its version puts it.
+        let v3_with_old_section = format!(
+            "{}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"old\"\n",
+            DUMP_2_X.replace("'overlayfs'", "'new'")
+        );
+        assert_eq!(
+            snapshotter_from_config(&v3_with_old_section).unwrap(),
+            "new"
+        );
+        let v2_with_new_section =
+            format!("{DUMP_1_6}\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'new'\n");
+        assert_eq!(
+            snapshotter_from_config(&v2_with_new_section).unwrap(),
+            "native"
+        );
+        // Version 1 (no version key): `plugins.cri`.
+        let v1 =
+            "root = \"/var/lib/containerd\"\n[plugins.cri.containerd]\n  snapshotter = \"zfs\"\n";
+        assert_eq!(snapshotter_from_config(v1).unwrap(), "zfs");
+    }
+
+    #[test]
+    fn a_missing_or_empty_snapshotter_is_containerds_default() {
+        assert_eq!(
+            snapshotter_from_config("version = 2\n").unwrap(),
+            "overlayfs"
+        );
+        assert_eq!(snapshotter_from_config("").unwrap(), "overlayfs");
+        assert_eq!(
+            snapshotter_from_config(
+                &DUMP_2_X.replace("snapshotter = 'overlayfs'", "snapshotter = ''")
+            )
+            .unwrap(),
+            "overlayfs"
+        );
+        assert_eq!(
+            snapshotter_from_config("version = 3\n[plugins]\n  plugins = 1\n").unwrap(),
+            "overlayfs"
+        );
+    }
+
+    #[test]
+    fn a_dump_that_is_not_toml_is_an_error() {
+        let err =
+            snapshotter_from_config("version = 2\n[plugins\nsnapshotter = \"x\"\n").unwrap_err();
+        assert!(err.contains("not TOML"), "{err}");
     }
 
     #[test]
