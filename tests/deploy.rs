@@ -471,6 +471,81 @@ async fn a_deployment_past_its_progress_deadline_fails_with_progress_deadline_ex
     );
 }
 
+/// The wait of `never-ready.yaml`'s workloads (Deployment, StatefulSet, Job), applied before the
+/// wait begins or while it runs; returns its error.
+async fn wait_for_never_ready(sandbox: &Sandbox, apply_during_the_wait: bool) -> String {
+    let kube = sandbox.kube().await;
+    let (ctx, _rx) = common::task_ctx("wait:test");
+    apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
+        .await
+        .unwrap();
+    let objs = objects(&fixture("never-ready.yaml"));
+    if !apply_during_the_wait {
+        apply::apply_objects(&kube, &objs, &ctx).await.unwrap();
+    }
+    let target = WaitTarget {
+        component: "app".into(),
+        objects: workloads(&objs),
+        http: None,
+        deadline: Duration::from_secs(5),
+    };
+    let engine = engine(&sandbox.host).await;
+    let diagnostics = sandbox.diagnostics(&engine);
+    let wait = wait::wait_ready(&kube, std::slice::from_ref(&target), &ctx, &diagnostics);
+    let apply_late = async {
+        if apply_during_the_wait {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            apply::apply_objects(&kube, &objs, &ctx).await.unwrap();
+        }
+    };
+    let (result, ()) = tokio::join!(wait, apply_late);
+    let message = result.expect_err("nothing in it becomes ready").message;
+    eprintln!("the wait failed with:\n{message}");
+    message
+}
+
+fn assert_each_never_ready_workload_is_named(message: &str) {
+    assert!(
+        message.starts_with("wait for readiness: 3 of 3 checks blocked"),
+        "{message}"
+    );
+    for (workload, why) in [
+        (
+            "Deployment kprov-test/slow-api",
+            "0 of 1 updated replicas available",
+        ),
+        ("StatefulSet kprov-test/slow-store", "0 of 1 replicas ready"),
+        (
+            "Job kprov-test/slow-migrate",
+            "1 active, 0 succeeded, 0 failed",
+        ),
+    ] {
+        assert!(
+            message.contains(&format!("{workload}: not ready by its deadline: {why}")),
+            "{workload} is named with why it is not ready: {message}"
+        );
+    }
+}
+
+/// On the sandbox's API double, which answers lists as a real kube-apiserver does (items of
+/// built-in kinds carry no `kind`): the wait must judge what it asked for, not what came back.
+#[tokio::test(flavor = "multi_thread")]
+async fn workloads_that_exist_before_the_wait_and_never_become_ready_time_out_by_name() {
+    let host = common::require_docker!();
+    let sandbox = Sandbox::up(&host, "never-ready-before", &[]);
+    let message = wait_for_never_ready(&sandbox, false).await;
+    assert_each_never_ready_workload_is_named(&message);
+}
+
+/// As above, with the workloads created only after the wait began watching them.
+#[tokio::test(flavor = "multi_thread")]
+async fn workloads_created_during_the_wait_that_never_become_ready_time_out_by_name() {
+    let host = common::require_docker!();
+    let sandbox = Sandbox::up(&host, "never-ready-during", &[]);
+    let message = wait_for_never_ready(&sandbox, true).await;
+    assert_each_never_ready_workload_is_named(&message);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_job_is_reported_with_its_reason_and_log() {
     let host = common::require_docker!();
@@ -483,6 +558,92 @@ async fn a_failed_job_is_reported_with_its_reason_and_log() {
     assert!(
         message.contains("migration 007_add_index.sql failed"),
         "{message}"
+    );
+}
+
+/// Against the sandbox's API double, which refuses an undeclared field in a server-side apply
+/// with the 500 a real kube-apiserver answers (../shared/reference/apiserver/09).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_misspelt_field_is_refused_at_apply_with_its_manifest_line_and_never_retried() {
+    let host = common::require_docker!();
+    let sandbox = Sandbox::up(&host, "misspelt", &[]);
+    let kube = sandbox.kube().await;
+    let (ctx, mut rx) = common::task_ctx("deploy:test");
+    apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
+        .await
+        .unwrap();
+    let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\n  namespace: kprov-test\nspec:\n  selector:\n    matchLabels: {app: typo}\n  template:\n    metadata:\n      labels: {app: typo}\n    spec:\n      containers:\n      - name: app\n        image: localhost/kprov/api:test\n        imagePulPolicy: Never\n";
+    let objs = apply::parse_manifests(&Manifest {
+        origin: "manifests/typo.yaml".into(),
+        text: text.into(),
+    })
+    .unwrap();
+    let err = apply::apply_objects(&kube, &objs, &ctx)
+        .await
+        .expect_err("the server has no such field");
+    assert!(!err.transient, "{}", err.message);
+    assert!(
+        err.message.contains(
+            "apply Deployment kprov-test/typo (manifests/typo.yaml:16:9, field .spec.template.spec.containers[0].imagePulPolicy)"
+        ),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("has no field"), "{}", err.message);
+    let retries: Vec<String> = common::progress(&mut rx)
+        .into_iter()
+        .filter(|l| l.starts_with("retrying"))
+        .collect();
+    assert!(
+        retries.is_empty(),
+        "a permanent error is not retried: {retries:?}"
+    );
+}
+
+/// Against the sandbox's API double, which refuses a changed Job template with the 422 a real
+/// kube-apiserver answers (../shared/reference/apiserver/26).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_template_changed_is_deleted_and_created_again() {
+    let host = common::require_docker!();
+    let sandbox = Sandbox::up(&host, "job-recreate", &[]);
+    let kube = sandbox.kube().await;
+    let (ctx, mut rx) = common::task_ctx("deploy:test");
+    apply::apply_objects(&kube, &objects(&fixture("config.yaml")), &ctx)
+        .await
+        .unwrap();
+    let job = |image: &str| {
+        let text = format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrations\n  namespace: kprov-test\nspec:\n  template:\n    metadata:\n      annotations: {{double.kprov.dev/skip-image-check: \"true\"}}\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: migrate\n        image: {image}\n        imagePullPolicy: Never\n"
+        );
+        apply::parse_manifests(&Manifest {
+            origin: "manifests/migrations.yaml".into(),
+            text,
+        })
+        .unwrap()
+    };
+    apply::apply_objects(&kube, &job("localhost/migrate:a"), &ctx)
+        .await
+        .unwrap();
+    let r = ObjectRef::new("batch/v1", "Job", Some("kprov-test"), "migrations");
+    let first = kube.get(&r).await.unwrap().expect("created");
+    common::progress(&mut rx);
+    apply::apply_objects(&kube, &job("localhost/migrate:b"), &ctx)
+        .await
+        .expect("recreated with the new template");
+    let second = kube.get(&r).await.unwrap().expect("created again");
+    assert_ne!(first.uid(), second.uid(), "a new object");
+    assert_eq!(
+        second
+            .get("/spec/template/spec/containers/0/image")
+            .and_then(|v| v.as_str()),
+        Some("localhost/migrate:b")
+    );
+    let said = common::progress(&mut rx);
+    assert!(
+        said.iter().any(|l| l.starts_with(
+            "Job kprov-test/migrations: spec.template cannot change in place: deleting it (foreground)"
+        )),
+        "{said:?}"
     );
 }
 

@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Client, Config,
-    api::{Api, DynamicObject, ListParams, LogParams, Patch, PatchParams},
+    api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams},
     config::{KubeConfigOptions, Kubeconfig},
     core::{ApiResource, GroupVersionKind},
     discovery::{Scope, pinned_kind},
@@ -34,8 +34,11 @@ pub const FIELD_MANAGER: &str = "kprov";
 #[derive(Clone, PartialEq)]
 pub struct Object {
     pub value: Value,
-    /// For error messages: `manifests/postgres.yaml (document 2)`.
+    /// For error messages: `manifests/postgres.yaml:12` (the document's first line).
     pub origin: String,
+    /// The YAML text it was parsed from, with the file's line numbers, so an error the server
+    /// finds in a field can be located in the manifest (`None` for objects kprov made itself).
+    pub source: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Object {
@@ -57,7 +60,14 @@ impl Object {
         Object {
             value,
             origin: origin.into(),
+            source: None,
         }
+    }
+
+    /// The object with the YAML text it was parsed from (see [`Object::source`]).
+    pub fn with_source(mut self, text: Arc<str>) -> Self {
+        self.source = Some(text);
+        self
     }
 
     fn str_at(&self, pointer: &str) -> &str {
@@ -145,7 +155,7 @@ impl fmt::Display for ObjectRef {
     }
 }
 
-/// What went wrong talking to the API, classified for retries.
+/// What went wrong talking to the API, classified by what the server means.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{context}: {message}")]
 pub struct KubeError {
@@ -156,8 +166,16 @@ pub struct KubeError {
     pub code: Option<u16>,
     /// The API's machine-readable reason (`Conflict`, `TooManyRequests`, `NotFound`...).
     pub reason: String,
+    /// The field the server blamed (`.spec.replicaz`, `spec.template`), when it named one.
+    pub field: Option<String>,
     transient: bool,
+    /// A 422 for changing a field that cannot change once set (a Job's pod template).
+    immutable: bool,
 }
+
+/// The server's words for an applied field its schema does not have (a 500 on server-side
+/// apply, whatever `fieldValidation` says; ../shared/reference/apiserver 09-11, 40).
+const UNDECLARED_FIELD: &str = ": field not declared in schema";
 
 impl KubeError {
     fn new(context: impl Into<String>, message: impl Into<String>, transient: bool) -> Self {
@@ -166,30 +184,16 @@ impl KubeError {
             message: message.into(),
             code: None,
             reason: String::new(),
+            field: None,
             transient,
+            immutable: false,
         }
     }
 
     fn from_kube(context: impl Into<String>, e: kube::Error) -> Self {
         let context = context.into();
         match e {
-            kube::Error::Api(status) => {
-                let code = status.code;
-                // 429 (throttled), 5xx (server trouble) and 409 (a conflicting writer) pass.
-                let transient = code == 429 || code == 409 || code >= 500;
-                let message = if status.message.is_empty() {
-                    format!("the API answered {code} {}", status.reason)
-                } else {
-                    format!("the API answered {code}: {}", status.message)
-                };
-                KubeError {
-                    context,
-                    message,
-                    code: Some(code),
-                    reason: status.reason,
-                    transient,
-                }
-            }
+            kube::Error::Api(status) => KubeError::from_status(context, &status),
             // Connection refused/reset and timeouts: the API server may be starting or busy.
             e @ (kube::Error::HyperError(_)
             | kube::Error::Service(_)
@@ -198,12 +202,85 @@ impl KubeError {
         }
     }
 
+    /// Classifies an answer by what the server means, not by its status code alone.
+    fn from_status(context: String, status: &kube::core::Status) -> Self {
+        let code = status.code;
+        let causes = status
+            .details
+            .as_ref()
+            .map(|d| d.causes.as_slice())
+            .unwrap_or_default();
+        let cause = |reason: &str| causes.iter().find(|c| c.reason == reason);
+        let said = if status.message.is_empty() {
+            format!("the API answered {code} {}", status.reason)
+        } else {
+            format!("the API answered {code}: {}", status.message)
+        };
+        let mut field = causes
+            .iter()
+            .map(|c| c.field.clone())
+            .find(|f| !f.is_empty());
+        let (transient, message) = if let Some(path) = undeclared_field(&status.message) {
+            field = Some(path.clone());
+            let message = format!(
+                "the server's schema has no field `{path}` (misspelt, or not in this API \
+                 version): the API answered {code}: {}",
+                status.message
+            );
+            (false, message)
+        } else if let Some(c) = cause("FieldManagerConflict") {
+            let manager = c.message.trim_start_matches("conflict with ");
+            let message = format!(
+                "field `{}` is managed by {manager}, another field manager: apply with force \
+                 or drop the field from one of them ({said})",
+                c.field
+            );
+            (false, message)
+        } else if let Some(c) = cause("NamespaceTerminating") {
+            let message = format!(
+                "{}: wait until the namespace is gone (`kubectl get namespace`), or choose \
+                 another namespace ({said})",
+                c.message
+            );
+            (false, message)
+        } else if code >= 500 && status.message.contains("failed calling webhook") {
+            // A webhook whose Service is not serving yet may recover; one whose caBundle cannot
+            // be read never will (the server accepted the configuration: 47, 48).
+            let broken = ["certificate", "x509", "PEM"]
+                .iter()
+                .any(|w| status.message.contains(w));
+            let message = if broken {
+                format!("{said} (check the webhook configuration's caBundle)")
+            } else {
+                said
+            };
+            (!broken, message)
+        } else {
+            // 429 (throttled), other 5xx (server trouble) and other 409s (a conflicting writer).
+            (code == 429 || code == 409 || code >= 500, said)
+        };
+        let immutable = code == 422
+            && causes
+                .iter()
+                .any(|c| c.message.ends_with("field is immutable"));
+        KubeError {
+            context,
+            message,
+            code: Some(code),
+            reason: status.reason.clone(),
+            field,
+            transient,
+            immutable,
+        }
+    }
+
     /// An error kprov itself decides on (not an API answer); never retried.
     pub fn fatal(context: impl Into<String>, message: impl Into<String>) -> Self {
         KubeError::new(context, message, false)
     }
 
-    /// Worth retrying: 429, 5xx, conflicts and connection failures.
+    /// Worth retrying: 429, 5xx (other than the permanent ones), conflicts between writers and
+    /// connection failures.
     pub fn is_transient(&self) -> bool {
         self.transient
     }
@@ -211,6 +288,22 @@ impl KubeError {
     pub fn is_not_found(&self) -> bool {
         self.code == Some(404)
     }
+
+    /// The server refused to change a field that is immutable once set: only deleting and
+    /// creating the object again can apply the new one.
+    pub fn is_immutable(&self) -> bool {
+        self.immutable
+    }
+}
+
+/// `.spec.replicaz` from "failed to create typed patch object (ns/x; apps/v1, Kind=Deployment):
+/// .spec.replicaz: field not declared in schema".
+fn undeclared_field(message: &str) -> Option<String> {
+    let end = message.find(UNDECLARED_FIELD)?;
+    let head = &message[..end];
+    let start = head.rfind("): ").map(|i| i + 3).unwrap_or(0);
+    let path = head[start..].trim();
+    (!path.is_empty()).then(|| path.to_owned())
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -366,14 +459,15 @@ impl Kube {
         api_version: &str,
         kind: &str,
         namespace: Option<&str>,
-    ) -> Result<Api<DynamicObject>, KubeError> {
+    ) -> Result<(Api<DynamicObject>, Kind), KubeError> {
         let k = self.kind(api_version, kind).await?;
-        Ok(if k.namespaced {
+        let api = if k.namespaced {
             let ns = namespace.unwrap_or(&self.default_namespace);
             Api::namespaced_with(self.client.clone(), ns, &k.resource)
         } else {
             Api::all_with(self.client.clone(), &k.resource)
-        })
+        };
+        Ok((api, k))
     }
 
     /// Server-side apply, field manager `kprov`, forced. Returns the object as stored.
@@ -387,16 +481,18 @@ impl Kube {
                 false,
             ));
         }
-        let api = self
+        let (api, kind) = self
             .api(&r.api_version, &r.kind, r.namespace.as_deref())
             .await
             .map_err(|mut e| {
                 e.context = what.clone();
                 e
             })?;
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let namespaced = self.kind(&r.api_version, &r.kind).await?.namespaced;
-        let stored = if !namespaced && r.namespace.is_some() {
+        // Strict: a duplicate or unknown field is an error, never silently dropped.
+        let params = PatchParams::apply(FIELD_MANAGER)
+            .force()
+            .validation_strict();
+        let stored = if !kind.namespaced && r.namespace.is_some() {
             // A namespace defaulted onto a cluster-scoped object means nothing: drop it.
             let mut body = obj.value.clone();
             if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -407,19 +503,45 @@ impl Kube {
             api.patch(&r.name, &params, &Patch::Apply(&obj.value)).await
         }
         .map_err(|e| KubeError::from_kube(&what, e))?;
-        to_object(stored, &obj.origin)
+        to_object(stored, &obj.origin, &kind)
+    }
+
+    /// Sets a workload's replicas through its `scale` subresource, so the fields kprov applied
+    /// stay as they are (a partial server-side apply by the same manager would remove them).
+    pub async fn scale(&self, r: &ObjectRef, replicas: i32) -> Result<(), KubeError> {
+        let (api, _) = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch_scale(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| KubeError::from_kube(format!("scale {r} to {replicas}"), e))?;
+        Ok(())
+    }
+
+    /// Deletes an object with foreground propagation: it stays, with a `deletionTimestamp`,
+    /// until its dependents (a Job's pods) are gone. An absent object is not an error.
+    pub async fn delete_foreground(&self, r: &ObjectRef) -> Result<(), KubeError> {
+        let (api, _) = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        match api.delete(&r.name, &DeleteParams::foreground()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(KubeError::from_kube(format!("delete {r}"), e)),
+        }
     }
 
     /// The object, or `None` when it does not exist.
     pub async fn get(&self, r: &ObjectRef) -> Result<Option<Object>, KubeError> {
-        let api = self
+        let (api, kind) = self
             .api(&r.api_version, &r.kind, r.namespace.as_deref())
             .await?;
         let found = api
             .get_opt(&r.name)
             .await
             .map_err(|e| KubeError::from_kube(format!("get {r}"), e))?;
-        found.map(|o| to_object(o, "cluster")).transpose()
+        found.map(|o| to_object(o, "cluster", &kind)).transpose()
     }
 
     /// Objects of a kind, in one namespace (or all, for `None`), optionally by label selector.
@@ -446,7 +568,7 @@ impl Kube {
             .map_err(|e| KubeError::from_kube(format!("list {kind}{where_}"), e))?;
         list.items
             .into_iter()
-            .map(|o| to_object(o, "cluster"))
+            .map(|o| to_object(o, "cluster", &k))
             .collect()
     }
 
@@ -457,14 +579,14 @@ impl Kube {
         r: &ObjectRef,
     ) -> Result<impl Stream<Item = Result<Option<Object>, KubeError>> + Send + use<>, KubeError>
     {
-        let api = self
+        let (api, kind) = self
             .api(&r.api_version, &r.kind, r.namespace.as_deref())
             .await?;
         let what = format!("watch {r}");
         let stream = watcher::watch_object(api, &r.name)
             .backoff(watcher::DefaultBackoff::default())
             .map(move |item| match item {
-                Ok(Some(o)) => to_object(o, "cluster").map(Some),
+                Ok(Some(o)) => to_object(o, "cluster", &kind).map(Some),
                 Ok(None) => Ok(None),
                 Err(e) => Err(KubeError::new(&what, chain(&e), true)),
             });
@@ -481,7 +603,7 @@ impl Kube {
         namespace: &str,
         label_selector: &str,
     ) -> Result<impl Stream<Item = Result<Vec<Object>, KubeError>> + Send + use<>, KubeError> {
-        let api = self.api(api_version, kind, Some(namespace)).await?;
+        let (api, k) = self.api(api_version, kind, Some(namespace)).await?;
         let what = format!("watch {kind} in {namespace} labelled {label_selector}");
         let config = watcher::Config::default().labels(label_selector);
         // The objects by uid; `pending` is the next initial listing while it is being built.
@@ -496,7 +618,7 @@ impl Kube {
                         None
                     }
                     Ok(watcher::Event::InitApply(o)) => {
-                        if let (Some(p), Ok(o)) = (pending.as_mut(), to_object(o, "cluster")) {
+                        if let (Some(p), Ok(o)) = (pending.as_mut(), to_object(o, "cluster", &k)) {
                             p.insert(o.uid().unwrap_or(o.name()).to_owned(), o);
                         }
                         None
@@ -505,11 +627,11 @@ impl Kube {
                         current = pending.take().unwrap_or_default();
                         Some(Ok(current.values().cloned().collect()))
                     }
-                    Ok(watcher::Event::Apply(o)) => to_object(o, "cluster").ok().map(|o| {
+                    Ok(watcher::Event::Apply(o)) => to_object(o, "cluster", &k).ok().map(|o| {
                         current.insert(o.uid().unwrap_or(o.name()).to_owned(), o);
                         Ok(current.values().cloned().collect())
                     }),
-                    Ok(watcher::Event::Delete(o)) => to_object(o, "cluster").ok().map(|o| {
+                    Ok(watcher::Event::Delete(o)) => to_object(o, "cluster", &k).ok().map(|o| {
                         current.remove(o.uid().unwrap_or(o.name()));
                         Ok(current.values().cloned().collect())
                     }),
@@ -545,10 +667,20 @@ impl Kube {
     }
 }
 
-fn to_object(o: DynamicObject, origin: &str) -> Result<Object, KubeError> {
-    serde_json::to_value(o)
-        .map(|v| Object::new(v, origin))
-        .map_err(|e| KubeError::new("read an object from the API", e.to_string(), false))
+/// An object the API returned, typed by what kprov asked for: items of a list of a built-in
+/// kind carry no `kind` or `apiVersion` (../shared/reference/apiserver 14, 19, 25), so nothing
+/// may be judged on what an item happens to carry.
+fn to_object(o: DynamicObject, origin: &str, kind: &Kind) -> Result<Object, KubeError> {
+    let mut value = serde_json::to_value(o)
+        .map_err(|e| KubeError::new("read an object from the API", e.to_string(), false))?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "apiVersion".into(),
+            Value::String(kind.resource.api_version.clone()),
+        );
+        map.insert("kind".into(), Value::String(kind.resource.kind.clone()));
+    }
+    Ok(Object::new(value, origin))
 }
 
 #[cfg(test)]
@@ -578,6 +710,94 @@ mod tests {
         let mut b = Object::new(json!({"metadata": {"name": "b", "namespace": "mine"}}), "x");
         b.default_namespace("dflt");
         assert_eq!(b.namespace(), Some("mine"));
+    }
+
+    /// A failure a real kube-apiserver answered (../shared/reference/apiserver), classified.
+    fn recorded(name: &str) -> KubeError {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/apiserver");
+        let file = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("the recorded answers at {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().contains(name))
+            .unwrap_or_else(|| panic!("no transcript {name}"));
+        let record: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let status: kube::core::Status =
+            serde_json::from_value(record["response"]["body"].clone()).unwrap();
+        KubeError::from_status("apply".into(), &status)
+    }
+
+    #[test]
+    fn an_undeclared_field_is_permanent_and_names_the_field_path() {
+        for (name, field) in [
+            ("09-ssa-unknown-field-strict", ".spec.replicaz"),
+            ("11-ssa-unknown-field-default", ""),
+            ("40-ssa-cr-unknown-field-strict", ".spec.colour"),
+        ] {
+            let e = recorded(name);
+            assert_eq!(e.code, Some(500), "{name}");
+            assert!(!e.is_transient(), "{name}: no retry can fix it");
+            let path = e.field.clone().expect("a field path");
+            if !field.is_empty() {
+                assert_eq!(path, field, "{name}");
+            }
+            assert!(e.message.contains(&format!("has no field `{path}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_field_manager_conflict_names_the_other_manager_and_is_not_retried() {
+        let e = recorded("22-ssa-other-manager");
+        assert!(!e.is_transient());
+        assert!(
+            e.message
+                .starts_with("field `.spec.replicas` is managed by \"kprov\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_terminating_namespace_says_to_wait_or_choose_another() {
+        let e = recorded("54-ssa-into-terminating-namespace");
+        assert_eq!(e.code, Some(403));
+        assert!(!e.is_transient());
+        assert!(
+            e.message
+                .starts_with("namespace rec is being terminated: wait until the namespace is gone"),
+            "{e}"
+        );
+        assert!(e.message.contains("or choose another namespace"), "{e}");
+    }
+
+    #[test]
+    fn a_webhook_with_a_bad_ca_bundle_is_permanent_and_says_so() {
+        let e = recorded("48-cr-create-with-unreachable-webhook");
+        assert!(!e.is_transient());
+        assert!(
+            e.message
+                .contains("check the webhook configuration's caBundle"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn invalid_objects_and_immutable_fields_are_permanent_and_name_the_field() {
+        for (name, field) in [
+            ("26-ssa-job-template-changed", "spec.template"),
+            ("30-ssa-configmap-too-big", "[]"),
+            ("32-ssa-invalid-name", "metadata.name"),
+            ("51-ssa-service-nodeport-taken", "spec.ports[0].nodePort"),
+        ] {
+            let e = recorded(name);
+            assert_eq!(
+                (e.code, e.reason.as_str()),
+                (Some(422), "Invalid"),
+                "{name}"
+            );
+            assert!(!e.is_transient(), "{name}");
+            assert_eq!(e.field.as_deref(), Some(field), "{name}");
+            assert_eq!(e.is_immutable(), name.contains("job-template"), "{name}");
+        }
+        assert!(!recorded("33-ssa-into-missing-namespace").is_transient());
     }
 
     #[test]

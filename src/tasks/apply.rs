@@ -5,12 +5,16 @@
 //!   empty documents are skipped.
 //! - [`apply_objects`]: server-side apply (field manager `kprov`, forced) of a batch, all at once
 //!   (Namespaces first, since the rest may live in them). 429, 5xx, conflicts and dropped
-//!   connections are retried per object with backoff; every object's failure is reported.
+//!   connections are retried per object with backoff; every object's failure is reported, a
+//!   field the server's schema lacks with its manifest's `file:line:column`. An object whose
+//!   immutable fields changed (a Job's template after a new image, on `--reuse`) is deleted
+//!   with foreground propagation and created again, and the task's log says so; every other
+//!   422 stays an error with the server's message.
 //!   Re-applying the same objects changes nothing (the server keeps their resourceVersion).
 //! - [`apply_crds`] then [`wait_established`]: CRDs applied concurrently, each watched until
 //!   `Established=True`, then the discovery cache dropped so their kinds resolve.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream};
 use serde_json::Value;
@@ -194,10 +198,10 @@ fn parse_document(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Some(Object::new(
-        value,
-        format!("{origin}:{first_content_line}"),
-    )))
+    Ok(Some(
+        Object::new(value, format!("{origin}:{first_content_line}"))
+            .with_source(Arc::from(doc.text.as_str())),
+    ))
 }
 
 /// Applies `objs` concurrently (Namespaces first). Returns once every object is applied, or
@@ -241,8 +245,60 @@ async fn apply_batch(kube: &Kube, objs: &[&Object], ctx: &TaskCtx) -> Vec<KubeEr
     results.into_iter().filter_map(Result::err).collect()
 }
 
-/// One object, retried while the API's answer is transient.
+/// How long an object deleted to be recreated may take to go (a Job's pods terminating).
+const RECREATE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One object; an object whose immutable fields changed is deleted and created again.
 async fn apply_one(kube: &Kube, obj: &Object, ctx: &TaskCtx) -> Result<Object, KubeError> {
+    match apply_retrying(kube, obj, ctx).await {
+        Err(e) if e.is_immutable() && recreatable(obj) => recreate(kube, obj, e, ctx).await,
+        other => other,
+    }
+}
+
+/// Kinds never deleted to apply a change: deleting them would take everything in them along.
+fn recreatable(obj: &Object) -> bool {
+    !matches!(
+        obj.kind(),
+        "Namespace" | "CustomResourceDefinition" | "PersistentVolumeClaim" | "PersistentVolume"
+    )
+}
+
+/// Deletes `obj` (foreground, so its pods go first), waits until it is gone, applies it again.
+async fn recreate(
+    kube: &Kube,
+    obj: &Object,
+    refused: KubeError,
+    ctx: &TaskCtx,
+) -> Result<Object, KubeError> {
+    let r = obj.object_ref();
+    let field = refused.field.as_deref().unwrap_or("an immutable field");
+    ctx.progress(format!(
+        "{r}: {field} cannot change in place: deleting it (foreground) to create it again"
+    ));
+    kube.delete_foreground(&r).await?;
+    let until = tokio::time::Instant::now() + RECREATE_DEADLINE;
+    let gone = |o: Option<&Object>, _: &[Object]| match o {
+        None => State::Ready,
+        Some(_) => State::Pending("still being deleted".into()),
+    };
+    match wait::watch_until(kube, &r, until, &ctx.cancel, &gone).await {
+        Outcome::Ready => {}
+        Outcome::Stopped(_) => return Err(cancelled(obj)),
+        other => {
+            return Err(KubeError::fatal(
+                format!("recreate {r}"),
+                format!("it was deleted to change {field} but {}", other.describe()),
+            ));
+        }
+    }
+    let created = apply_retrying(kube, obj, ctx).await?;
+    ctx.progress(format!("{r}: created again"));
+    Ok(created)
+}
+
+/// One object, retried while the API's answer is transient.
+async fn apply_retrying(kube: &Kube, obj: &Object, ctx: &TaskCtx) -> Result<Object, KubeError> {
     let mut attempt = 1;
     loop {
         let result = tokio::select! {
@@ -265,13 +321,38 @@ async fn apply_one(kube: &Kube, obj: &Object, ctx: &TaskCtx) -> Result<Object, K
                 }
                 attempt += 1;
             }
-            Err(mut e) if attempt > 1 => {
-                e.message = format!("{} (after {attempt} attempts)", e.message);
-                return Err(e);
+            Err(mut e) => {
+                if attempt > 1 {
+                    e.message = format!("{} (after {attempt} attempts)", e.message);
+                }
+                return Err(locate_field(obj, e));
             }
-            other => return other,
+            ok => return ok,
         }
     }
+}
+
+/// Names where in its manifest the field the server blamed is written: `apply Deployment
+/// rec/web (manifests/web.yaml:14:9, field .spec.replicaz)`.
+fn locate_field(obj: &Object, mut e: KubeError) -> KubeError {
+    let (Some(field), Some(text)) = (&e.field, &obj.source) else {
+        return e;
+    };
+    let keys: Vec<&str> = field
+        .split('.')
+        .map(|k| k.split('[').next().unwrap_or(k))
+        .filter(|k| !k.is_empty())
+        .collect();
+    let file = obj
+        .origin
+        .rsplit_once(':')
+        .map_or(obj.origin.as_str(), |(f, _)| f);
+    let at = match yamlpos::locate(text, &keys) {
+        Some((line, column)) => format!("{file}:{line}:{column}"),
+        None => obj.origin.clone(),
+    };
+    e.context = format!("apply {} ({at}, field {field})", obj.object_ref());
+    e
 }
 
 fn cancelled(obj: &Object) -> KubeError {

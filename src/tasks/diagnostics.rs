@@ -159,7 +159,7 @@ async fn collect_one(
         Err(e) => f.problems.push(e.to_string()),
     }
     if let Some(o) = &f.object
-        && let (Some(sel), Some(ns)) = (pod_selector(o), r.namespace.as_deref())
+        && let (Some(sel), Some(ns)) = (pod_selector(&r.kind, o), r.namespace.as_deref())
     {
         match kube.list("v1", "Pod", Some(ns), Some(&sel)).await {
             Ok(p) => f.pods = p,

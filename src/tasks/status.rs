@@ -9,7 +9,6 @@ use std::{
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use serde_json::json;
 
 use crate::adapters::{
     docker::{ContainerInfo, Engine},
@@ -97,7 +96,7 @@ pub async fn status(engine: &Engine, profile: &Profile) -> anyhow::Result<String
             .await
             .with_context(|| format!("failed to list {kind}s in {ns}"))?
         {
-            let state = match workload_state(Some(&o), &[]) {
+            let state = match workload_state(kind, Some(&o), &[]) {
                 State::Ready => "ready".to_string(),
                 State::Pending(why) => format!("not ready: {why}"),
                 State::Failed(why) => format!("FAILED: {why}"),
@@ -158,17 +157,13 @@ pub async fn collect_coverage(
         )?;
     }
     for d in &instrumented {
-        let scale = Object::new(
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d.name(), "namespace": ns}, "spec": {"replicas": 0}}),
-            "kprov coverage",
-        );
-        kube.apply(&scale)
+        kube.scale(&d.object_ref(), 0)
             .await
             .with_context(|| format!("failed to scale Deployment {} to zero", d.name()))?;
         writeln!(report, "scaled Deployment {} to 0", d.name())?;
     }
     for d in &instrumented {
-        let selector = crate::tasks::wait::pod_selector(d);
+        let selector = crate::tasks::wait::pod_selector("Deployment", d);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         let mut delay = Duration::from_millis(200);
         loop {

@@ -20,7 +20,7 @@
 //! deadline passes. Either way the error names each blocking object with its reason, latest
 //! events and log tail, and points at a diagnostics bundle (see [`crate::tasks::diagnostics`]).
 
-use std::{pin::Pin, time::Duration};
+use std::{collections::BTreeMap, pin::Pin, time::Duration};
 
 use futures::{FutureExt, Stream, StreamExt};
 use serde_json::Value;
@@ -143,7 +143,7 @@ async fn watch_object(
                     current = o;
                     if follow_pods
                         && let Some(obj) = &current
-                        && let (Some(sel), Some(ns)) = (pod_selector(obj), obj.namespace())
+                        && let (Some(sel), Some(ns)) = (pod_selector(&r.kind, obj), obj.namespace())
                         && pods_selector.as_deref() != Some(&sel)
                     {
                         // On failure the selector stays unset: the next change tries again.
@@ -168,8 +168,8 @@ async fn watch_object(
 }
 
 /// The label selector of a workload's pods (`app=x,tier=y`), from `spec.selector.matchLabels`
-/// (a Job without one: `job-name=<name>`).
-pub fn pod_selector(o: &Object) -> Option<String> {
+/// (a Job without one: `job-name=<name>`). `kind` is the kind kprov asked the API for.
+pub fn pod_selector(kind: &str, o: &Object) -> Option<String> {
     let labels = o
         .get("/spec/selector/matchLabels")
         .and_then(Value::as_object);
@@ -180,7 +180,7 @@ pub fn pod_selector(o: &Object) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        _ if o.kind() == "Job" => Some(format!("job-name={}", o.name())),
+        _ if kind == "Job" => Some(format!("job-name={}", o.name())),
         _ => None,
     }
 }
@@ -211,12 +211,10 @@ fn observed(o: &Object) -> Option<State> {
     })
 }
 
+/// A Deployment's readiness. The Progressing condition is read only once the controller has
+/// observed the latest generation and the rollout is not complete: a condition left from an
+/// earlier rollout (a `--reuse` of a Deployment that once timed out) says nothing of this one.
 pub fn deployment_state(o: &Object) -> State {
-    if let Some(c) = condition(o, "Progressing")
-        && field(c, "reason") == "ProgressDeadlineExceeded"
-    {
-        return State::Failed(format!("ProgressDeadlineExceeded: {}", field(c, "message")));
-    }
     if let Some(pending) = observed(o) {
         return pending;
     }
@@ -224,19 +222,20 @@ pub fn deployment_state(o: &Object) -> State {
     let updated = int(o, "/status/updatedReplicas");
     let total = int(o, "/status/replicas");
     let available = int(o, "/status/availableReplicas");
-    if updated < replicas {
-        State::Pending(format!("{updated} of {replicas} replicas updated"))
+    let pending = if updated < replicas {
+        format!("{updated} of {replicas} replicas updated")
     } else if total > updated {
-        State::Pending(format!(
-            "{} old replicas pending termination",
-            total - updated
-        ))
+        format!("{} old replicas pending termination", total - updated)
     } else if available < updated {
-        State::Pending(format!(
-            "{available} of {updated} updated replicas available"
-        ))
+        format!("{available} of {updated} updated replicas available")
     } else {
-        State::Ready
+        return State::Ready;
+    };
+    match condition(o, "Progressing") {
+        Some(c) if field(c, "reason") == "ProgressDeadlineExceeded" => {
+            State::Failed(format!("ProgressDeadlineExceeded: {}", field(c, "message")))
+        }
+        _ => State::Pending(pending),
     }
 }
 
@@ -283,8 +282,37 @@ pub fn job_state(o: &Object) -> State {
 /// Pod waiting reasons that never clear without a change from outside.
 const HOPELESS: &[&str] = &["ErrImageNeverPull", "InvalidImageName"];
 
+/// The image of each container of a workload's current pod template, by container name.
+fn template_images(o: &Object) -> BTreeMap<&str, &str> {
+    [
+        "/spec/template/spec/initContainers",
+        "/spec/template/spec/containers",
+    ]
+    .iter()
+    .filter_map(|p| o.get(p).and_then(Value::as_array))
+    .flatten()
+    .map(|c| (field(c, "name"), field(c, "image")))
+    .collect()
+}
+
+/// The image a pod's container runs, from the pod's own spec.
+fn pod_image<'a>(pod: &'a Object, container: &str) -> &'a str {
+    ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .filter_map(|p| pod.get(p).and_then(Value::as_array))
+        .flatten()
+        .find(|c| field(c, "name") == container)
+        .map_or("", |c| field(c, "image"))
+}
+
 /// What the pods of a workload say about why it is not ready: (hopeless reason, hints).
-pub fn pod_troubles(pods: &[Object]) -> (Option<String>, Vec<String>) {
+/// A container's hopeless image trouble fails the workload only when it runs the image the
+/// current template names (`current`): a pod of an old ReplicaSet whose image was replaced
+/// explains, but never fails, the new rollout.
+pub fn pod_troubles(
+    pods: &[Object],
+    current: &BTreeMap<&str, &str>,
+) -> (Option<String>, Vec<String>) {
     let mut hopeless = None;
     let mut hints = Vec::new();
     for pod in pods {
@@ -316,7 +344,10 @@ pub fn pod_troubles(pods: &[Object]) -> (Option<String>, Vec<String>) {
                     "pod {} container {container}: {reason}{message}{restarts}",
                     pod.name()
                 );
-                if HOPELESS.contains(&reason) && hopeless.is_none() {
+                let replaced = current
+                    .get(container)
+                    .is_some_and(|image| *image != pod_image(pod, container));
+                if HOPELESS.contains(&reason) && hopeless.is_none() && !replaced {
                     hopeless = Some(format!(
                         "{reason} (pod {} container {container}{message})",
                         pod.name()
@@ -352,18 +383,19 @@ pub fn pod_troubles(pods: &[Object]) -> (Option<String>, Vec<String>) {
     (hopeless, hints)
 }
 
-/// The judgement of a workload from itself and its pods.
-pub fn workload_state(o: Option<&Object>, pods: &[Object]) -> State {
+/// The judgement of a workload of kind `kind` (what kprov asked the API for, never what the
+/// object happens to carry) from itself and its pods.
+pub fn workload_state(kind: &str, o: Option<&Object>, pods: &[Object]) -> State {
     let Some(o) = o else {
         return State::Pending("does not exist".into());
     };
-    let own = match o.kind() {
+    let own = match kind {
         "Deployment" => deployment_state(o),
         "StatefulSet" => statefulset_state(o),
         "Job" => job_state(o),
         _ => State::Ready,
     };
-    let (hopeless, hints) = pod_troubles(pods);
+    let (hopeless, hints) = pod_troubles(pods, &template_images(o));
     match own {
         State::Ready => State::Ready,
         State::Failed(why) if hints.is_empty() => State::Failed(why),
@@ -422,8 +454,9 @@ pub async fn wait_ready(
             waits.push(
                 async move {
                     let report = |why: &str| ctx.progress(format!("{component}: {r}: {why}"));
-                    let outcome =
-                        watch_object(kube, r, until, &stop, &workload_state, true, &report).await;
+                    let judge =
+                        |o: Option<&Object>, pods: &[Object]| workload_state(&r.kind, o, pods);
+                    let outcome = watch_object(kube, r, until, &stop, &judge, true, &report).await;
                     match &outcome {
                         Outcome::Ready => ctx.progress(format!("{component}: {r} ready")),
                         Outcome::Failed(_) => stop.cancel(),
@@ -510,6 +543,57 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_is_judged_by_the_kind_asked_for_not_by_what_the_item_carries() {
+        // A list item of a built-in kind, as a real API server sends it: no kind, no apiVersion,
+        // and a status the controller has not written yet.
+        let item = obj(
+            json!({"metadata": {"name": "d", "namespace": "n", "generation": 1},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "d"}}}, "status": {}}),
+        );
+        for kind in ["Deployment", "StatefulSet", "Job"] {
+            assert!(
+                matches!(workload_state(kind, Some(&item), &[]), State::Pending(_)),
+                "{kind}"
+            );
+        }
+        assert_eq!(workload_state("ConfigMap", Some(&item), &[]), State::Ready);
+    }
+
+    #[test]
+    fn a_stale_progress_deadline_from_an_earlier_rollout_does_not_fail_a_new_generation() {
+        let stale = json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "old"}]});
+        assert!(matches!(
+            deployment_state(&deployment(2, stale.clone())),
+            State::Pending(w) if w.contains("generation 2")
+        ));
+        // Complete now, whatever an older condition says.
+        assert_eq!(deployment_state(&deployment(1, stale)), State::Ready);
+    }
+
+    #[test]
+    fn a_pod_of_an_old_replica_set_with_a_replaced_image_does_not_fail_the_rollout() {
+        let mut d = deployment(
+            2,
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1}),
+        );
+        d.value["spec"]["template"] =
+            json!({"spec": {"containers": [{"name": "app", "image": "localhost/app:new"}]}});
+        let mut old = pod("ErrImageNeverPull", 0);
+        old.value["spec"] = json!({"containers": [{"name": "app", "image": "localhost/app:old"}]});
+        assert!(matches!(
+            workload_state("Deployment", Some(&d), &[old]),
+            State::Pending(w) if w.contains("ErrImageNeverPull")
+        ));
+        let mut new = pod("ErrImageNeverPull", 0);
+        new.value["spec"] = json!({"containers": [{"name": "app", "image": "localhost/app:new"}]});
+        assert!(matches!(
+            workload_state("Deployment", Some(&d), &[new]),
+            State::Failed(w) if w.starts_with("ErrImageNeverPull")
+        ));
+    }
+
+    #[test]
     fn a_progress_deadline_exceeded_deployment_has_failed() {
         let status = json!({"observedGeneration": 1, "conditions": [
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet \"d-1\" has timed out progressing."}]});
@@ -575,23 +659,25 @@ mod tests {
             json!({"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2}),
         );
         assert!(
-            matches!(workload_state(Some(&d), &[pod("ErrImageNeverPull", 0)]), State::Failed(w) if w.starts_with("ErrImageNeverPull"))
+            matches!(workload_state("Deployment", Some(&d), &[pod("ErrImageNeverPull", 0)]), State::Failed(w) if w.starts_with("ErrImageNeverPull"))
         );
         assert!(matches!(
-            workload_state(Some(&d), &[pod("CrashLoopBackOff", 3)]),
+            workload_state("Deployment", Some(&d), &[pod("CrashLoopBackOff", 3)]),
             State::Pending(w) if w.contains("CrashLoopBackOff: m, 3 restarts")
         ));
-        assert!(matches!(workload_state(None, &[]), State::Pending(w) if w == "does not exist"));
+        assert!(
+            matches!(workload_state("Deployment", None, &[]), State::Pending(w) if w == "does not exist")
+        );
     }
 
     #[test]
     fn pod_selectors_come_from_match_labels_or_the_job_name() {
         let d = deployment(1, json!({}));
-        assert_eq!(pod_selector(&d).as_deref(), Some("app=d"));
+        assert_eq!(pod_selector("Deployment", &d).as_deref(), Some("app=d"));
         let j = obj(json!({"kind": "Job", "metadata": {"name": "migrate"}, "spec": {}}));
-        assert_eq!(pod_selector(&j).as_deref(), Some("job-name=migrate"));
+        assert_eq!(pod_selector("Job", &j).as_deref(), Some("job-name=migrate"));
         let cm = obj(json!({"kind": "ConfigMap", "metadata": {"name": "c"}}));
-        assert_eq!(pod_selector(&cm), None);
+        assert_eq!(pod_selector("ConfigMap", &cm), None);
     }
 
     #[tokio::test]
