@@ -956,3 +956,84 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
         "the build's container was left: {left}"
     );
 }
+
+/// Builds (with the docker CLI, classic builder) `reference` from kprov/base with a `/marker`
+/// file holding `marker`, labelled for `repo`'s cleanup.
+fn build_base_with_cli(host: &str, repo: &Repository, reference: &str, marker: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM kprov/base:latest\nCOPY marker /marker\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("marker"), marker).unwrap();
+    common::run_ok(
+        common::docker(host)
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "--quiet", "--tag", reference])
+            .args(common::test_labels())
+            .args(["--label", &format!("{REPO_LABEL}={}", repo.name)])
+            .arg(dir.path()),
+    )
+    .trim()
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilt_base_image_is_a_cache_miss_and_a_hit_says_why() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "base_changed");
+    let base = format!("{}-base:v1", repo.name);
+    let first_base = build_base_with_cli(&host, &repo, &base, "one");
+    let ctx_dir = tempfile::tempdir().unwrap();
+    // The base comes through a global ARG set by a build arg, in a named stage.
+    std::fs::write(
+        ctx_dir.path().join("Dockerfile"),
+        "ARG BASE=nothing:here\nFROM ${BASE} AS base\nFROM base\nRUN cat /marker > /seen\n",
+    )
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("dependent", ctx_dir.path(), logs.path());
+    req.args.insert("BASE".into(), base.clone());
+
+    let (first, done) = build_image(&engine, &req, &common::task_ctx("b1").0)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Ran);
+    assert_eq!(
+        run_in_image(&host, &first.reference, &["cat", "/seen"]),
+        "one"
+    );
+    let log = std::fs::read_to_string(logs.path().join("build-dependent.log")).unwrap();
+    assert!(
+        log.contains(&format!("# base {base} {first_base}")),
+        "{log}"
+    );
+
+    let (ctx, mut rx) = common::task_ctx("b2");
+    let (again, done) = build_image(&engine, &req, &ctx).await.unwrap();
+    assert_eq!(done, Done::Cached, "nothing changed");
+    assert_eq!(again, first);
+    let inputs = label_of(&host, &first.reference, INPUTS_LABEL);
+    let lines = common::progress(&mut rx);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("cached: inputs sha256:{inputs} unchanged"))),
+        "{lines:#?}"
+    );
+
+    // Same context, same Dockerfile, same args: only the base image changed.
+    let second_base = build_base_with_cli(&host, &repo, &base, "two");
+    assert_ne!(second_base, first_base);
+    let (rebuilt, done) = build_image(&engine, &req, &common::task_ctx("b3").0)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Ran, "the base image changed");
+    assert_ne!(rebuilt.reference, first.reference);
+    assert_eq!(
+        run_in_image(&host, &rebuilt.reference, &["cat", "/seen"]),
+        "two"
+    );
+}

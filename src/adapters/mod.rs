@@ -6,3 +6,4 @@ pub mod docker;
 pub mod http;
 pub mod kind;
 pub mod kube;
+pub mod oci;

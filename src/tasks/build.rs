@@ -4,11 +4,14 @@
 //! [`build_image`]:
 //! 1. scans the context ([`BuildContext`]: `.dockerignore` applied, an outside Dockerfile
 //!    added) and hashes the build inputs — every sent file's path, mode and contents, the
-//!    Dockerfile, target, build args, labels and the coverage flag — reading files in chunks;
+//!    Dockerfile, target, build args, labels and the coverage flag — reading files in chunks —
+//!    and the local ID of every image the Dockerfile builds on (every stage's `FROM`, and
+//!    `COPY --from=<image>`, with `ARG`s substituted: [`crate::tasks::dockerfile`]), so a
+//!    rebuilt base image is a miss;
 //! 2. derives the tag from that hash (`<repository>:kprov-<first 12 hex>`): the same inputs
 //!    always name the same image, and there are no time-based tags;
 //! 3. when that image exists and carries the hash in its [`INPUTS_LABEL`] label, stops there
-//!    ([`Done::Cached`]) unless `no_cache`;
+//!    ([`Done::Cached`], logged as `cached: inputs sha256:… unchanged`) unless `no_cache`;
 //! 4. otherwise streams the context tar to the engine (bounded memory, no temp file) and
 //!    drives the build output to its end: every line goes to the task's progress and to
 //!    `<log_dir>/build-<image>.log`; a failed build fails the task with the log's last lines
@@ -27,8 +30,10 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::docker::{BuildEvent, BuildOptions, Engine, EngineError};
+use crate::adapters::oci::Platform;
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::context::{BuildContext, ContextError};
+use crate::tasks::dockerfile::base_images;
 
 /// The label holding the hash of an image's build inputs.
 pub const INPUTS_LABEL: &str = "dev.kprov.inputs";
@@ -40,7 +45,7 @@ const TAG_HEX_LEN: usize = 12;
 /// Lines of build log quoted in a failed build's error.
 const LOG_TAIL_LINES: usize = 20;
 /// Versions the hash layout: bump it when what goes into the hash changes.
-const INPUTS_SCHEME: &[u8] = b"kprov build inputs v1";
+const INPUTS_SCHEME: &[u8] = b"kprov build inputs v2";
 
 /// One image to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,17 +92,41 @@ pub struct PlannedBuild {
     pub inputs: String,
     /// `<repository>:kprov-<first 12 hex>`.
     pub reference: String,
+    /// The images the Dockerfile builds on, resolved to local IDs (part of the inputs); `Err`
+    /// when the Dockerfile could not be read for them: then the cache is not trusted.
+    pub bases: Result<Vec<ResolvedBase>, String>,
 }
 
-/// Scans and hashes the build inputs (on a blocking thread; honours `ctx.cancel`).
-pub async fn plan_build(req: &BuildRequest, ctx: &TaskCtx) -> Result<PlannedBuild, TaskError> {
+/// A base image (a `FROM` or `COPY --from` image) and the local image ID it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedBase {
+    pub reference: String,
+    /// `None` when no such image is present locally (the build will pull it).
+    pub id: Option<String>,
+}
+
+/// Scans and hashes the build inputs (files on a blocking thread; honours `ctx.cancel`), and
+/// resolves every base image the Dockerfile names to its local ID, so a changed base image
+/// changes the inputs.
+pub async fn plan_build(
+    engine: &Engine,
+    req: &BuildRequest,
+    ctx: &TaskCtx,
+) -> Result<PlannedBuild, TaskError> {
     let req_clone = req.clone();
     let cancel = ctx.cancel.clone();
-    let planned = tokio::task::spawn_blocking(move || {
+    let scanned = tokio::task::spawn_blocking(move || {
         let cancelled = move || cancel.is_cancelled();
         let context = BuildContext::scan(&req_clone.context, &req_clone.dockerfile, &cancelled)?;
-        let inputs = inputs_hash(&context, &req_clone, &cancelled)?;
-        Ok::<_, ContextError>((context, inputs))
+        let hasher = inputs_hasher(&context, &req_clone, &cancelled)?;
+        let bases = std::fs::read_to_string(&req_clone.dockerfile)
+            .map_err(|e| format!("read {}: {e}", req_clone.dockerfile.display()))
+            .and_then(|text| {
+                let platform = Platform::host();
+                base_images(&text, &req_clone.args, &platform, &platform)
+                    .map_err(|e| format!("{}: {e}", req_clone.dockerfile.display()))
+            });
+        Ok::<_, ContextError>((context, hasher, bases))
     })
     .await
     .map_err(|e| {
@@ -106,17 +135,50 @@ pub async fn plan_build(req: &BuildRequest, ctx: &TaskCtx) -> Result<PlannedBuil
             req.image
         ))
     })?;
-    let (context, inputs) = planned.map_err(|e| match e {
+    let (context, mut hasher, bases) = scanned.map_err(|e| match e {
         ContextError::Cancelled => {
             TaskError::fatal(format!("build image {}: cancelled", req.image))
         }
         e => TaskError::fatal(format!("build image {}: {e}", req.image)),
     })?;
+    let bases = match bases {
+        Ok(bases) => {
+            let mut resolved = Vec::with_capacity(bases.len());
+            for base in bases {
+                let id = engine
+                    .inspect_image(&base.reference)
+                    .await
+                    .map_err(|e| {
+                        engine_task_error(
+                            &format!("build image {}: resolve base image", req.image),
+                            e,
+                        )
+                    })?
+                    .map(|image| image.id);
+                resolved.push(ResolvedBase {
+                    reference: base.reference,
+                    id,
+                });
+            }
+            resolved.sort_by(|a, b| a.reference.cmp(&b.reference));
+            for base in &resolved {
+                field(&mut hasher, "base", &base.reference);
+                field(&mut hasher, "=", base.id.as_deref().unwrap_or("absent"));
+            }
+            Ok(resolved)
+        }
+        Err(why) => {
+            field(&mut hasher, "bases", "unknown");
+            Err(why)
+        }
+    };
+    let inputs = hex::encode(hasher.finalize());
     let reference = reference_for(&req.repository, &inputs);
     Ok(PlannedBuild {
         context: Arc::new(context),
         inputs,
         reference,
+        bases,
     })
 }
 
@@ -128,30 +190,33 @@ pub fn reference_for(repository: &str, inputs: &str) -> String {
     )
 }
 
-fn inputs_hash(
+/// A length-prefixed field, so no two different inputs feed the same bytes.
+fn field(h: &mut Sha256, tag: &str, value: &str) {
+    h.update(tag.as_bytes());
+    h.update((value.len() as u64).to_le_bytes());
+    h.update(value.as_bytes());
+}
+
+/// The hash of everything but the base images, not yet finalised.
+fn inputs_hasher(
     context: &BuildContext,
     req: &BuildRequest,
     cancelled: &(dyn Fn() -> bool + Sync),
-) -> Result<String, ContextError> {
+) -> Result<Sha256, ContextError> {
     let mut h = Sha256::new();
     h.update(INPUTS_SCHEME);
     context.hash_into(&mut h, cancelled)?;
-    let mut meta = |tag: &str, value: &str| {
-        h.update(tag.as_bytes());
-        h.update((value.len() as u64).to_le_bytes());
-        h.update(value.as_bytes());
-    };
-    meta("target", req.target.as_deref().unwrap_or(""));
+    field(&mut h, "target", req.target.as_deref().unwrap_or(""));
     for (k, v) in &req.args {
-        meta("arg", k);
-        meta("=", v);
+        field(&mut h, "arg", k);
+        field(&mut h, "=", v);
     }
     for (k, v) in &req.labels {
-        meta("label", k);
-        meta("=", v);
+        field(&mut h, "label", k);
+        field(&mut h, "=", v);
     }
-    meta("coverage", if req.coverage { "1" } else { "0" });
-    Ok(hex::encode(h.finalize()))
+    field(&mut h, "coverage", if req.coverage { "1" } else { "0" });
+    Ok(h)
 }
 
 /// Builds `req` unless an image with the same inputs exists (then [`Done::Cached`]).
@@ -160,15 +225,25 @@ pub async fn build_image(
     req: &BuildRequest,
     ctx: &TaskCtx,
 ) -> Result<(BuiltImage, Done), TaskError> {
-    let planned = plan_build(req, ctx).await?;
+    let planned = plan_build(engine, req, ctx).await?;
     let PlannedBuild {
         context,
         inputs,
         reference,
+        bases,
     } = planned;
     let what = format!("build image {} ({reference})", req.image);
+    let trust_cache = match &bases {
+        Ok(_) => true,
+        Err(why) => {
+            ctx.progress(format!(
+                "cannot tell the base images ({why}): building without the cache"
+            ));
+            false
+        }
+    };
 
-    if !req.no_cache {
+    if !req.no_cache && trust_cache {
         let existing = engine
             .inspect_image(&reference)
             .await
@@ -177,7 +252,7 @@ pub async fn build_image(
             && image.labels.get(INPUTS_LABEL) == Some(&inputs)
         {
             ctx.progress(format!(
-                "{reference} is up to date ({})",
+                "cached: inputs sha256:{inputs} unchanged ({reference}, image {})",
                 short_id(&image.id)
             ));
             return Ok((
@@ -200,6 +275,13 @@ pub async fn build_image(
         context.entries().len(),
         context.dockerfile_name()
     ));
+    for base in bases.iter().flatten() {
+        log.note(&format!(
+            "# base {} {}",
+            base.reference,
+            base.id.as_deref().unwrap_or("(not present locally)")
+        ));
+    }
 
     let mut labels = req.labels.clone();
     labels.insert(INPUTS_LABEL.to_string(), inputs.clone());

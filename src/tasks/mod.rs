@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod context;
 pub mod coverage;
 pub mod diagnostics;
+pub mod dockerfile;
 pub mod load;
 pub mod status;
 pub mod tls;
