@@ -478,9 +478,10 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 fn step(cfg: &Config, store: &mut Store, sim: &mut Sim) {
-    namespaces(store, sim);
+    namespaces(cfg, store, sim);
     crds(cfg, store, sim);
     garbage_collect(store);
+    foreground_deletion(store);
     deployments(store, sim);
     replicasets(cfg, store, sim);
     statefulsets(cfg, store, sim);
@@ -496,21 +497,11 @@ fn step(cfg: &Config, store: &mut Store, sim: &mut Sim) {
     sim.pods.retain(|uid, _| live.contains(uid));
 }
 
-fn namespaces(store: &mut Store, _sim: &mut Sim) {
+fn namespaces(cfg: &Config, store: &mut Store, sim: &mut Sim) {
     for ns in store.list("namespaces", None) {
         let name = meta_str(&ns, "name").to_string();
         if is_deleting(&ns) {
-            // Terminating: empty the namespace, then remove it.
-            for gr in store.group_resources() {
-                if gr == "namespaces" {
-                    continue;
-                }
-                for o in store.list(&gr, Some(&name)) {
-                    let (ons, oname) = key_of(&o);
-                    store.remove(&gr, &ons, &oname);
-                }
-            }
-            store.remove("namespaces", "", &name);
+            terminate_namespace(cfg, store, sim, &ns);
             continue;
         }
         if store.get("serviceaccounts", &name, "default").is_none() {
@@ -537,6 +528,45 @@ fn namespaces(store: &mut Store, _sim: &mut Sim) {
     }
 }
 
+/// A Terminating namespace: its content is deleted (objects with finalizers wait for them
+/// to go); once it is empty, and has been Terminating for `KUBE_DOUBLE_NS_TERMINATE_MS` (so
+/// clients can see the state, as they can on a real cluster), it is removed.
+fn terminate_namespace(cfg: &Config, store: &mut Store, sim: &mut Sim, ns: &Value) {
+    let name = meta_str(ns, "name").to_string();
+    let since = *sim
+        .first_seen
+        .entry(format!("terminating/{}", meta_str(ns, "uid")))
+        .or_insert_with(Instant::now);
+    let mut left = 0;
+    for gr in store.group_resources() {
+        if gr == "namespaces" {
+            continue;
+        }
+        for o in store.list(&gr, Some(&name)) {
+            let has_finalizers = o
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if !has_finalizers {
+                let (ons, oname) = key_of(&o);
+                store.remove(&gr, &ons, &oname);
+                continue;
+            }
+            left += 1;
+            if !is_deleting(&o) {
+                let mut new = (*o).clone();
+                new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                store.commit(&gr, new);
+            }
+        }
+    }
+    if left == 0 && since.elapsed() >= cfg.ns_terminate {
+        store.remove("namespaces", "", &name);
+    }
+}
+
+/// The apiserver's CRD controllers: the names are accepted at once (Established False,
+/// `Installing`), and the CRD is Established after `KUBE_DOUBLE_CRD_DELAY_MS`.
 fn crds(cfg: &Config, store: &mut Store, sim: &mut Sim) {
     for crd in store.list(CRD_GR, None) {
         let uid = meta_str(&crd, "uid").to_string();
@@ -549,9 +579,7 @@ fn crds(cfg: &Config, store: &mut Store, sim: &mut Sim) {
         if is_established(&crd) && accepted == names {
             continue;
         }
-        if seen.elapsed() < cfg.crd_delay && !is_established(&crd) {
-            continue;
-        }
+        let establish = is_established(&crd) || seen.elapsed() >= cfg.crd_delay;
         let mut conds = conditions_of(&crd);
         set_condition(
             &mut conds,
@@ -561,11 +589,16 @@ fn crds(cfg: &Config, store: &mut Store, sim: &mut Sim) {
             "no conflicts found",
             false,
         );
+        let (status, reason) = if establish {
+            ("True", "InitialNamesAccepted")
+        } else {
+            ("False", "Installing")
+        };
         set_condition(
             &mut conds,
             "Established",
-            "True",
-            "InitialNamesAccepted",
+            status,
+            reason,
             "the initial names have been accepted",
             false,
         );
@@ -581,6 +614,83 @@ fn crds(cfg: &Config, store: &mut Store, sim: &mut Sim) {
             json!({"acceptedNames": names, "conditions": conds, "storedVersions": storage});
         put_status(store, CRD_GR, &crd, status, "kube-apiserver");
     }
+}
+
+/// Foreground deletion, as the garbage collector does it: the dependents of an object with
+/// the `foregroundDeletion` finalizer are deleted (in the foreground themselves when they
+/// have dependents); once none is left the finalizer goes, and with it the object.
+fn foreground_deletion(store: &mut Store) {
+    for gr in store.group_resources() {
+        for owner in store.list(&gr, None) {
+            let finalizers: Vec<Value> = owner
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if !is_deleting(&owner) || !finalizers.iter().any(|f| f == ops::FOREGROUND_FINALIZER) {
+                continue;
+            }
+            let deps = dependents(store, meta_str(&owner, "uid"));
+            if deps.is_empty() {
+                let (ns, name) = key_of(&owner);
+                let rest: Vec<Value> = finalizers
+                    .into_iter()
+                    .filter(|f| f != ops::FOREGROUND_FINALIZER)
+                    .collect();
+                if rest.is_empty() {
+                    store.remove(&gr, &ns, &name);
+                } else {
+                    let mut new = (*owner).clone();
+                    new["metadata"]["finalizers"] = json!(rest);
+                    store.commit(&gr, new);
+                }
+                continue;
+            }
+            for (dep_gr, dep) in deps {
+                if is_deleting(&dep) {
+                    continue;
+                }
+                let nested = !dependents(store, meta_str(&dep, "uid")).is_empty();
+                let has_finalizers = dep
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
+                if nested || has_finalizers {
+                    let mut new = (*dep).clone();
+                    new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                    if nested {
+                        let list = crate::util::obj_at(&mut new, "metadata")
+                            .entry("finalizers")
+                            .or_insert(json!([]));
+                        if let Some(a) = list.as_array_mut() {
+                            a.push(json!(ops::FOREGROUND_FINALIZER));
+                        }
+                    }
+                    store.commit(&dep_gr, new);
+                } else {
+                    let (ns, name) = key_of(&dep);
+                    store.remove(&dep_gr, &ns, &name);
+                }
+            }
+        }
+    }
+}
+
+/// Every object with an owner reference to `uid`, with its group-resource.
+fn dependents(store: &Store, uid: &str) -> Vec<(String, Arc<Value>)> {
+    let mut out = vec![];
+    for gr in store.group_resources() {
+        for o in store.list(&gr, None) {
+            let owned = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+            if owned {
+                out.push((gr.clone(), o));
+            }
+        }
+    }
+    out
 }
 
 /// Deletes objects whose controlling owner is gone (background cascading deletion).

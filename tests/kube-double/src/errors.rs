@@ -36,9 +36,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // Some failures (a typed patch that cannot be built) carry no reason at all.
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }
@@ -87,28 +90,47 @@ impl ApiError {
         .with_details(details(rt, name))
     }
 
-    /// Server-side apply conflicts with other field managers.
-    pub fn apply_conflicts(
-        rt: &ResourceType,
-        name: &str,
-        conflicts: &[(String, String, String)],
-    ) -> Self {
-        let n = conflicts.len();
-        let mut lines = vec![];
-        let mut causes = vec![];
-        for (manager, api_version, field) in conflicts {
-            let msg = format!("conflict with \"{manager}\" using {api_version}");
-            lines.push(format!("{msg}: {field}"));
-            causes.push(json!({"reason": "FieldManagerConflict", "message": msg, "field": field}));
-        }
-        let message = if n == 1 {
-            format!("Apply failed with 1 conflict: {}", lines[0])
-        } else {
-            format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+    /// Server-side apply conflicts with other field managers, worded as the apiserver's
+    /// field manager words them: `(manager, operation, apiVersion, field path)`; an Update
+    /// manager is named with the apiVersion it used, an Apply manager by name only.
+    pub fn apply_conflicts(conflicts: &[(String, String, String, String)]) -> Self {
+        let who = |manager: &str, operation: &str, api_version: &str| {
+            if operation == "Update" {
+                format!("\"{manager}\" using {api_version}")
+            } else {
+                format!("\"{manager}\"")
+            }
         };
-        let mut d = details(rt, name);
-        d["causes"] = json!(causes);
-        ApiError::new(409, "Conflict", message).with_details(d)
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(m, op, v, field)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with {}", who(m, op, v)), "field": field})
+            })
+            .collect();
+        let message = match conflicts {
+            [(m, op, v, field)] => {
+                format!("Apply failed with 1 conflict: conflict with {}: {field}", who(m, op, v))
+            }
+            _ => {
+                // Grouped by manager, managers sorted, as the apiserver prints them.
+                let mut by_manager: std::collections::BTreeMap<String, Vec<&str>> =
+                    Default::default();
+                for (m, op, v, field) in conflicts {
+                    by_manager.entry(who(m, op, v)).or_default().push(field);
+                }
+                let mut lines = vec![];
+                for (manager, fields) in by_manager {
+                    lines.push(format!("conflicts with {manager}:"));
+                    lines.extend(fields.iter().map(|f| format!("- {f}")));
+                }
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    conflicts.len(),
+                    lines.join("\n")
+                )
+            }
+        };
+        ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -116,23 +138,66 @@ impl ApiError {
     }
 
     pub fn invalid(rt: &ResourceType, name: &str, field: &str, detail: &str) -> Self {
+        Self::invalid_because(rt, name, field, "FieldValueInvalid", detail)
+    }
+
+    /// A 422 with one cause; `reason` is the cause type (`FieldValueInvalid`,
+    /// `FieldValueTooLong`, `FieldValueRequired`…).
+    pub fn invalid_because(
+        rt: &ResourceType,
+        name: &str,
+        field: &str,
+        reason: &str,
+        detail: &str,
+    ) -> Self {
         let kind = if rt.group.is_empty() {
             rt.kind.clone()
         } else {
             format!("{}.{}", rt.kind, rt.group)
         };
         let cause = format!("{field}: {detail}");
+        let mut d = json!({
+            "name": name,
+            "kind": rt.kind,
+            "causes": [{"reason": reason, "message": detail, "field": field}],
+        });
+        // StatusDetails.group is omitted when empty (the core group).
+        if !rt.group.is_empty() {
+            d["group"] = json!(rt.group);
+        }
         ApiError::new(
             422,
             "Invalid",
             format!("{kind} \"{name}\" is invalid: {cause}"),
         )
-        .with_details(json!({
-            "name": name,
-            "group": rt.group,
-            "kind": rt.kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}],
-        }))
+        .with_details(d)
+    }
+
+    /// Server-side apply of a body that does not fit the type's schema. The apiserver
+    /// answers 500 with no reason; retrying cannot help. `errors` are `<path>: <why>`.
+    pub fn typed_patch(ns: &str, name: &str, api_version: &str, kind: &str, errors: &[String]) -> Self {
+        let what = match errors {
+            [one] => one.clone(),
+            many => format!("errors:\n  {}", many.join("\n  ")),
+        };
+        ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({ns}/{name}; {api_version}, Kind={kind}): {what}"
+            ),
+        )
+    }
+
+    /// An admission webhook that could not be called (failurePolicy Fail).
+    pub fn webhook_failed(webhook: &str, why: &str) -> Self {
+        let msg = format!("failed calling webhook \"{webhook}\": {why}");
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {msg}"),
+        )
+        .with_details(json!({"causes": [{"message": msg}]}))
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {

@@ -475,6 +475,31 @@ fn present(rt: &ResourceType, obj: &Value) -> Value {
     v
 }
 
+/// A list item: built-in lists carry no kind and apiVersion in their items (the typed
+/// list's items are bare structs); custom resource lists are unstructured and keep them.
+fn list_item(rt: &ResourceType, obj: &Value) -> Value {
+    let mut v = present(rt, obj);
+    if !rt.custom
+        && let Some(m) = v.as_object_mut()
+    {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    v
+}
+
+/// `propagationPolicy` from the query or from a DeleteOptions body.
+fn propagation(req: &Req) -> Result<ops::Propagation, ApiError> {
+    let from_body = if req.body.is_empty() {
+        None
+    } else {
+        req.parse_body()?["propagationPolicy"]
+            .as_str()
+            .map(String::from)
+    };
+    ops::Propagation::parse(req.param("propagationPolicy").or(from_body.as_deref()))
+}
+
 async fn resource(
     shared: &Arc<Shared>,
     req: &Req,
@@ -482,7 +507,14 @@ async fn resource(
     version: &str,
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
-    let target = resolve(&lock(shared), group, version, rest)?;
+    let target = {
+        let store = lock(shared);
+        // A group-version nobody serves is not an API path at all: the apiserver's plain 404.
+        if store.registry.in_group_version(group, version).is_empty() {
+            return Ok(text_response(404, "404 page not found\n"));
+        }
+        resolve(&store, group, version, rest)?
+    };
     let Target { rt, ns, name, sub } = target;
     let ns = ns.as_deref();
     let manager = req.manager();
@@ -523,6 +555,12 @@ async fn resource(
                 None => text,
             };
             Ok(text_response(200, text))
+        }
+        (&Method::POST, Some(name), Some("token")) => {
+            let body = req.parse_body()?;
+            let store = lock(shared);
+            let token = crate::token::request(&store, &rt, ns.unwrap_or(""), name, &body)?;
+            Ok(json_response(201, &token))
         }
         (&Method::POST, None, None) => {
             if rt.create_only {
@@ -648,13 +686,15 @@ async fn resource(
             ))
         }
         (&Method::DELETE, Some(name), None) => {
+            let policy = propagation(req)?;
             let mut store = lock(shared);
-            let obj = ops::delete(&mut store, &rt, ns, name, dry_run)?;
+            let obj = ops::delete(&mut store, &rt, ns, name, dry_run, policy)?;
             Ok(json_response(200, &present(&rt, &obj)))
         }
         (&Method::DELETE, None, None) => {
             let label = LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?;
             let field = FieldSelector::parse(req.param("fieldSelector").unwrap_or(""))?;
+            let policy = propagation(req)?;
             let mut store = lock(shared);
             let victims: Vec<String> = store
                 .list(&rt.group_resource(), ns)
@@ -664,9 +704,9 @@ async fn resource(
                 .collect();
             let mut items = vec![];
             for name in victims {
-                items.push(present(
+                items.push(list_item(
                     &rt,
-                    &*ops::delete(&mut store, &rt, ns, &name, dry_run)?,
+                    &*ops::delete(&mut store, &rt, ns, &name, dry_run, policy)?,
                 ));
             }
             Ok(json_response(
@@ -757,7 +797,7 @@ fn list(
         .list(&rt.group_resource(), ns)
         .iter()
         .filter(|o| label.matches(o) && field.matches(o))
-        .map(|o| present(rt, o))
+        .map(|o| list_item(rt, o))
         .collect();
     let rv = store.rv().to_string();
     let columns = printer_columns(&store, rt);

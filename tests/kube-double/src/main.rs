@@ -27,7 +27,7 @@
 //!   hostname without `-control-plane`), `KUBE_DOUBLE_NODES` (comma-separated node names; the
 //!   first is the node the double runs in; default: the hostname), `KUBE_DOUBLE_SANS` (extra
 //!   certificate names), `KUBE_DOUBLE_ADMIN_CONF`, `KUBE_DOUBLE_PKI_DIR`;
-//! - `KUBE_DOUBLE_CRD_DELAY_MS` (300), `KUBE_DOUBLE_POD_START_MS` (200),
+//! - `KUBE_DOUBLE_CRD_DELAY_MS` (300), `KUBE_DOUBLE_NS_TERMINATE_MS` (1000), `KUBE_DOUBLE_POD_START_MS` (200),
 //!   `KUBE_DOUBLE_READY_MS` (500), `KUBE_DOUBLE_JOB_COMPLETE_MS` (800),
 //!   `KUBE_DOUBLE_CRASH_INTERVAL_MS` (1000), `KUBE_DOUBLE_TICK_MS` (100);
 //! - `KUBE_DOUBLE_CTR` (default `ctr`), `KUBE_DOUBLE_IMAGE_CHECK` (`on`, or `off` to treat
@@ -39,6 +39,7 @@
 //! `double.kprov.dev/logs: "<log text>"`, `double.kprov.dev/progress-deadline-exceeded: "true"`,
 //! `double.kprov.dev/skip-image-check: "true"`.
 
+mod admission;
 mod certs;
 mod controller;
 mod errors;
@@ -48,10 +49,13 @@ mod nodeports;
 mod ops;
 mod patch;
 mod registry;
+mod schema;
 mod selector;
 mod store;
 mod table;
+mod token;
 mod util;
+mod validation;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -76,6 +80,8 @@ pub struct Config {
     pub pki_dir: PathBuf,
     pub sans: Vec<String>,
     pub crd_delay: Duration,
+    /// How long a deleted namespace stays Terminating at least (once it is empty).
+    pub ns_terminate: Duration,
     pub pod_start: Duration,
     pub ready_after: Duration,
     pub job_complete: Duration,
@@ -188,6 +194,7 @@ async fn load_config() -> Result<Config, String> {
         pki_dir: env_or("KUBE_DOUBLE_PKI_DIR", "/etc/kubernetes/pki").into(),
         sans,
         crd_delay: env_ms("KUBE_DOUBLE_CRD_DELAY_MS", 300),
+        ns_terminate: env_ms("KUBE_DOUBLE_NS_TERMINATE_MS", 1000),
         pod_start: env_ms("KUBE_DOUBLE_POD_START_MS", 200),
         ready_after: env_ms("KUBE_DOUBLE_READY_MS", 500),
         job_complete: env_ms("KUBE_DOUBLE_JOB_COMPLETE_MS", 800),

@@ -245,7 +245,7 @@ fn next_node_port(store: &Store) -> u64 {
 }
 
 /// The defaulting the apiserver applies on every write, for the fields the double relies on.
-fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
+fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &mut Value) {
     let uid = meta_str(obj, "uid").to_string();
     let name = meta_str(obj, "name").to_string();
     match (rt.group.as_str(), rt.plural.as_str()) {
@@ -312,8 +312,19 @@ fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
                 .and_then(Value::as_str)
                 .unwrap_or("ClusterIP")
                 .to_string();
+            // An update keeps what was allocated: the ClusterIP and each port's nodePort
+            // (a re-apply that leaves them out must not move them).
+            let old_ip = old
+                .and_then(|o| o.pointer("/spec/clusterIP"))
+                .and_then(Value::as_str);
+            let old_ports: Vec<Value> = old
+                .and_then(|o| o.pointer("/spec/ports"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let ip = match obj.pointer("/spec/clusterIP").and_then(Value::as_str) {
                 Some(ip) if !ip.is_empty() => ip.to_string(),
+                _ if old_ip.is_some_and(|ip| !ip.is_empty()) => old_ip.unwrap_or_default().to_string(),
                 _ if svc_type == "ExternalName" => String::new(),
                 _ => next_cluster_ip(store),
             };
@@ -344,14 +355,27 @@ fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
                 if (svc_type == "NodePort" || svc_type == "LoadBalancer")
                     && !p.contains_key("nodePort")
                 {
-                    p.insert("nodePort".into(), json!(node_port));
-                    node_port += 1;
+                    let same = old_ports.iter().find(|o| {
+                        o["port"] == p["port"] && o["protocol"] == p["protocol"]
+                    });
+                    match same.and_then(|o| o.get("nodePort")).filter(|n| n.is_u64()) {
+                        Some(kept) => {
+                            p.insert("nodePort".into(), kept.clone());
+                        }
+                        None => {
+                            p.insert("nodePort".into(), json!(node_port));
+                            node_port += 1;
+                        }
+                    }
                 }
             }
             if svc_type == "NodePort" || svc_type == "LoadBalancer" {
                 spec.entry("externalTrafficPolicy")
                     .or_insert(json!("Cluster"));
             }
+            obj_at(obj, "status")
+                .entry("loadBalancer")
+                .or_insert(json!({}));
         }
         ("", "namespaces") => {
             obj_at(obj, "metadata.labels")
@@ -399,6 +423,18 @@ fn apply_defaults(store: &Store, rt: &ResourceType, obj: &mut Value) {
                 names_obj
                     .entry("listKind")
                     .or_insert(json!(format!("{kind}List")));
+            }
+            // What the apiserver stores at creation, before its controllers accept the names.
+            if obj.get("status").is_none_or(Value::is_null) {
+                let stored: Vec<Value> = obj
+                    .pointer("/spec/versions")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| v["storage"] == true)
+                    .map(|v| v["name"].clone())
+                    .collect();
+                obj["status"] = json!({"acceptedNames": {"kind": "", "plural": ""}, "conditions": null, "storedVersions": stored});
             }
         }
         _ => {}
@@ -474,7 +510,7 @@ fn finish_write(
         }
         meta.remove("selfLink");
     }
-    apply_defaults(store, rt, &mut new);
+    apply_defaults(store, rt, old.map(|o| &**o), &mut new);
     if rt.generation {
         let generation = match old {
             None => 1,
@@ -489,6 +525,11 @@ fn finish_write(
         };
         new["metadata"]["generation"] = json!(generation);
     }
+    if opts.subresource != Some("status") {
+        crate::validation::check(store, rt, old.map(|o| &**o), &new)?;
+    }
+    let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+    crate::admission::admit(store, rt, operation, opts.subresource, &new)?;
     if let Some(old) = old
         && **old == new
     {
@@ -607,6 +648,17 @@ pub fn replace(
     finish_write(store, rt, Some(&old), body, opts)
 }
 
+/// The openAPIV3Schema of the CRD version `rt` serves, when `rt` is a custom resource.
+fn custom_resource_schema(store: &Store, rt: &ResourceType) -> Option<Value> {
+    let crd = store.get(CRD_GR, "", &rt.group_resource())?;
+    crd.pointer("/spec/versions")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == rt.version.as_str())?
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
+}
+
 /// PATCH of every kind; returns the object and whether an apply created it.
 #[allow(clippy::too_many_arguments)] // the request's parts, as the handler has them
 pub fn patch(
@@ -630,6 +682,18 @@ pub fn patch(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
+        let crd_schema = custom_resource_schema(store, rt);
+        let undeclared =
+            crate::schema::undeclared(rt, existing.as_deref(), &applied, crd_schema.as_ref());
+        if !undeclared.is_empty() {
+            return Err(ApiError::typed_patch(
+                ns.unwrap_or(""),
+                name,
+                &rt.api_version(),
+                &rt.kind,
+                &undeclared,
+            ));
+        }
         let creating = existing.is_none();
         if creating {
             if opts.subresource.is_some() {
@@ -645,7 +709,7 @@ pub fn patch(
             force,
             opts.subresource,
             status_sub,
-            |c| ApiError::apply_conflicts(rt, name, c),
+            ApiError::apply_conflicts,
         )?;
         let out = finish_write(store, rt, existing.as_ref(), obj, opts)?;
         return Ok((out, creating));
@@ -684,19 +748,72 @@ pub fn patch(
     Ok((finish_write(store, rt, Some(&old), new, opts)?, false))
 }
 
-/// DELETE: finalizers delay removal; namespaces go Terminating and are emptied by the controller.
+/// How a DELETE treats the object's dependents (`propagationPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    /// Remove the object now; the garbage collector removes its dependents afterwards.
+    Background,
+    /// Keep the object, with a deletionTimestamp and the `foregroundDeletion` finalizer,
+    /// until the garbage collector has removed its dependents.
+    Foreground,
+    /// Remove the object and leave its dependents, without the owner reference.
+    Orphan,
+}
+
+impl Propagation {
+    pub fn parse(s: Option<&str>) -> Result<Self, ApiError> {
+        match s {
+            None | Some("") | Some("Background") => Ok(Propagation::Background),
+            Some("Foreground") => Ok(Propagation::Foreground),
+            Some("Orphan") => Ok(Propagation::Orphan),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "DeleteOptions.propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+        }
+    }
+}
+
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Marks an object as being deleted (the apiserver bumps a tracked generation then too).
+fn mark_deleting(rt: &ResourceType, old: &Value, extra_finalizer: Option<&str>) -> Value {
+    let mut new = old.clone();
+    new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+    if rt.plural != "namespaces" {
+        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    }
+    if rt.generation {
+        new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
+    }
+    if let Some(f) = extra_finalizer {
+        let list = obj_at(&mut new, "metadata")
+            .entry("finalizers")
+            .or_insert(json!([]));
+        if let Some(a) = list.as_array_mut()
+            && !a.iter().any(|x| x == f)
+        {
+            a.push(json!(f));
+        }
+    }
+    new
+}
+
+/// DELETE: finalizers delay removal; namespaces go Terminating and are emptied by the
+/// controller; `propagation` decides what happens to dependents.
 pub fn delete(
     store: &mut Store,
     rt: &ResourceType,
     ns: Option<&str>,
     name: &str,
     dry_run: bool,
+    propagation: Propagation,
 ) -> Result<Arc<Value>, ApiError> {
     let gr = rt.group_resource();
     let ns_key = ns.unwrap_or("");
     let old = store
         .get(&gr, ns_key, name)
         .ok_or_else(|| ApiError::not_found(rt, name))?;
+    crate::admission::admit(store, rt, "DELETE", None, &old)?;
     if dry_run {
         return Ok(old);
     }
@@ -704,24 +821,30 @@ pub fn delete(
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
+    let deleting = old.pointer("/metadata/deletionTimestamp").is_some();
     if rt.plural == "namespaces" && rt.group.is_empty() {
-        if old.pointer("/metadata/deletionTimestamp").is_some() {
+        if deleting {
             return Ok(old);
         }
-        let mut new = (*old).clone();
-        new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let mut new = mark_deleting(rt, &old, None);
         new["status"]["phase"] = json!("Terminating");
         return Ok(store.commit(&gr, new));
     }
-    if has_finalizers {
-        if old.pointer("/metadata/deletionTimestamp").is_some() {
+    if propagation == Propagation::Foreground {
+        if deleting && has_finalizers {
             return Ok(old);
         }
-        let mut new = (*old).clone();
-        new["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-        new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        let new = mark_deleting(rt, &old, Some(FOREGROUND_FINALIZER));
         return Ok(store.commit(&gr, new));
+    }
+    if has_finalizers {
+        if deleting {
+            return Ok(old);
+        }
+        return Ok(store.commit(&gr, mark_deleting(rt, &old, None)));
+    }
+    if propagation == Propagation::Orphan {
+        orphan_dependents(store, &old);
     }
     let gone = store.remove(&gr, ns_key, name).expect("checked above");
     if gr == CRD_GR {
@@ -739,6 +862,36 @@ pub fn delete(
         }
     }
     Ok(gone)
+}
+
+/// Drops the owner references to `owner` from every object, so the garbage collector leaves
+/// them alone.
+fn orphan_dependents(store: &mut Store, owner: &Value) {
+    let uid = meta_str(owner, "uid").to_string();
+    for gr in store.group_resources() {
+        for o in store.list(&gr, None) {
+            let Some(refs) = o.pointer("/metadata/ownerReferences").and_then(Value::as_array)
+            else {
+                continue;
+            };
+            if !refs.iter().any(|r| r["uid"] == uid.as_str()) {
+                continue;
+            }
+            let mut new = (*o).clone();
+            let kept: Vec<Value> = refs
+                .iter()
+                .filter(|r| r["uid"] != uid.as_str())
+                .cloned()
+                .collect();
+            let meta = obj_at(&mut new, "metadata");
+            if kept.is_empty() {
+                meta.remove("ownerReferences");
+            } else {
+                meta.insert("ownerReferences".into(), json!(kept));
+            }
+            store.commit(&gr, new);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -465,7 +465,7 @@ pub fn server_side_apply(
     force: bool,
     subresource: Option<&str>,
     status_sub: bool,
-    conflict: impl Fn(&[(String, String, String)]) -> ApiError,
+    conflict: impl Fn(&[(String, String, String, String)]) -> ApiError,
 ) -> Result<Value, ApiError> {
     let scope = match (subresource, status_sub) {
         (Some("status"), _) => Some(true),
@@ -488,7 +488,12 @@ pub fn server_side_apply(
     {
         for p in e.paths.intersection(&new_paths) {
             if value_at(&obj, p) != value_at(applied, p) {
-                conflicts.push((e.manager.clone(), e.api_version.clone(), path_text(p)));
+                conflicts.push((
+                    e.manager.clone(),
+                    e.operation.clone(),
+                    e.api_version.clone(),
+                    path_text(p),
+                ));
             }
         }
     }
@@ -633,7 +638,7 @@ pub fn strip_managed(v: &Value) -> Value {
 mod tests {
     use super::*;
 
-    fn conflict(c: &[(String, String, String)]) -> ApiError {
+    fn conflict(c: &[(String, String, String, String)]) -> ApiError {
         ApiError::bad_request(format!("{c:?}"))
     }
 

@@ -21,6 +21,9 @@ pub struct ResourceType {
     pub create_only: bool,
     /// Whether `metadata.generation` is tracked (workloads, CRDs, custom resources).
     pub generation: bool,
+    /// Served for a CRD: list items keep their kind and apiVersion, as the apiserver's
+    /// unstructured lists do (built-in lists drop them).
+    pub custom: bool,
     /// `.spec.replicas` path etc. for a CRD's scale subresource.
     pub scale_paths: Option<(String, String, Option<String>)>,
 }
@@ -84,6 +87,7 @@ impl ResourceType {
             let (kind, group, version, verbs) = match sub.as_str() {
                 "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
                 "log" => ("Pod", "", "v1", vec!["get"]),
+                "token" => ("TokenRequest", "authentication.k8s.io", "v1", vec!["create"]),
                 "finalize" => (self.kind.as_str(), "", "", vec!["update"]),
                 _ => (self.kind.as_str(), "", "", vec!["get", "patch", "update"]),
             };
@@ -151,7 +155,7 @@ const BUILTINS: &[Builtin] = &[
     b("v1", "PodTemplate", "podtemplates", NS, &[], &[], false),
     b("v1", "ResourceQuota", "resourcequotas", NS, &["quota"], &["status"], false),
     b("v1", "Secret", "secrets", NS, &[], &[], false),
-    b("v1", "ServiceAccount", "serviceaccounts", NS, &["sa"], &[], false),
+    b("v1", "ServiceAccount", "serviceaccounts", NS, &["sa"], &["token"], false),
     b("v1", "Service", "services", NS, &["svc"], &["status"], true),
     b("apps/v1", "ControllerRevision", "controllerrevisions", NS, &[], &[], false),
     b("apps/v1", "DaemonSet", "daemonsets", NS, &["ds"], &["status"], true),
@@ -217,6 +221,7 @@ pub fn builtins() -> Vec<ResourceType> {
                 },
                 subresources: b.subs.iter().map(|s| s.to_string()).collect(),
                 create_only: review,
+                custom: false,
                 scale_paths: None,
             }
         })
@@ -286,6 +291,7 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceType> {
             subresources,
             create_only: false,
             generation: true,
+            custom: true,
             scale_paths,
         });
     }
