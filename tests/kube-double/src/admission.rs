@@ -171,7 +171,11 @@ mod tests {
     fn a_bundle_that_is_not_pem_fails_the_call() {
         let store = Store::new(16);
         let hook = json!({"name": "v.x", "clientConfig": {"caBundle": "bm90IGEgY2VydA==", "service": {"name": "s", "namespace": "n"}}});
-        assert!(call(&store, &hook).unwrap_err().contains("unable to parse bytes as PEM block"));
+        assert!(
+            call(&store, &hook)
+                .unwrap_err()
+                .contains("unable to parse bytes as PEM block")
+        );
         let pem = base64::engine::general_purpose::STANDARD
             .encode("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let hook = json!({"name": "v.x", "clientConfig": {"caBundle": pem, "service": {"name": "s", "namespace": "n", "path": "/v"}}});

@@ -109,7 +109,10 @@ impl ApiError {
             .collect();
         let message = match conflicts {
             [(m, op, v, field)] => {
-                format!("Apply failed with 1 conflict: conflict with {}: {field}", who(m, op, v))
+                format!(
+                    "Apply failed with 1 conflict: conflict with {}: {field}",
+                    who(m, op, v)
+                )
             }
             _ => {
                 // Grouped by manager, managers sorted, as the apiserver prints them.
@@ -175,7 +178,13 @@ impl ApiError {
 
     /// Server-side apply of a body that does not fit the type's schema. The apiserver
     /// answers 500 with no reason; retrying cannot help. `errors` are `<path>: <why>`.
-    pub fn typed_patch(ns: &str, name: &str, api_version: &str, kind: &str, errors: &[String]) -> Self {
+    pub fn typed_patch(
+        ns: &str,
+        name: &str,
+        api_version: &str,
+        kind: &str,
+        errors: &[String],
+    ) -> Self {
         let what = match errors {
             [one] => one.clone(),
             many => format!("errors:\n  {}", many.join("\n  ")),

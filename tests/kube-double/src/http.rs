@@ -488,6 +488,21 @@ fn list_item(rt: &ResourceType, obj: &Value) -> Value {
     v
 }
 
+/// What a DELETE answers: the object while it is still there (finalizers, foreground
+/// deletion, a Terminating namespace), and for pods and custom resources (whose storage
+/// returns the deleted object); otherwise a `Success` Status naming what went.
+fn deleted(rt: &ResourceType, obj: &Value, still_there: bool) -> Value {
+    if still_there || rt.custom || (rt.group.is_empty() && rt.plural == "pods") {
+        return present(rt, obj);
+    }
+    let mut details =
+        json!({"name": meta_str(obj, "name"), "kind": rt.plural, "uid": meta_str(obj, "uid")});
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
 /// `propagationPolicy` from the query or from a DeleteOptions body.
 fn propagation(req: &Req) -> Result<ops::Propagation, ApiError> {
     let from_body = if req.body.is_empty() {
@@ -689,7 +704,13 @@ async fn resource(
             let policy = propagation(req)?;
             let mut store = lock(shared);
             let obj = ops::delete(&mut store, &rt, ns, name, dry_run, policy)?;
-            Ok(json_response(200, &present(&rt, &obj)))
+            let still_there = store
+                .get(&rt.group_resource(), ns.unwrap_or(""), name)
+                .is_some();
+            Ok(json_response(
+                200,
+                &deleted(&rt, &obj, still_there || dry_run),
+            ))
         }
         (&Method::DELETE, None, None) => {
             let label = LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?;

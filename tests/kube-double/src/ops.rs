@@ -179,6 +179,7 @@ fn default_pod_spec(spec: &mut Map<String, Value>, restart_default: &str) {
                 .or_insert_with(|| json!("/dev/termination-log"));
             c.entry("terminationMessagePolicy")
                 .or_insert_with(|| json!("File"));
+            c.entry("resources").or_insert_with(|| json!({}));
             for p in c
                 .get_mut("ports")
                 .and_then(Value::as_array_mut)
@@ -244,6 +245,39 @@ fn next_node_port(store: &Store) -> u64 {
         .unwrap_or(32_767)
 }
 
+/// A webhook configuration's defaults, as the apiserver stores them.
+fn default_webhooks(rt: &ResourceType, obj: &mut Value) {
+    let mutating = rt.kind == "MutatingWebhookConfiguration";
+    for hook in obj
+        .get_mut("webhooks")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        let Some(h) = hook.as_object_mut() else {
+            continue;
+        };
+        h.entry("failurePolicy").or_insert(json!("Fail"));
+        h.entry("matchPolicy").or_insert(json!("Equivalent"));
+        h.entry("namespaceSelector").or_insert(json!({}));
+        h.entry("objectSelector").or_insert(json!({}));
+        h.entry("timeoutSeconds").or_insert(json!(10));
+        if mutating {
+            h.entry("reinvocationPolicy").or_insert(json!("Never"));
+        }
+        for rule in h
+            .get_mut("rules")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(r) = rule.as_object_mut() {
+                r.entry("scope").or_insert(json!("*"));
+            }
+        }
+    }
+}
+
 /// The defaulting the apiserver applies on every write, for the fields the double relies on.
 fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &mut Value) {
     let uid = meta_str(obj, "uid").to_string();
@@ -281,6 +315,9 @@ fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &m
             spec.entry("backoffLimit").or_insert(json!(6));
             spec.entry("completionMode").or_insert(json!("NonIndexed"));
             spec.entry("suspend").or_insert(json!(false));
+            spec.entry("manualSelector").or_insert(json!(false));
+            spec.entry("podReplacementPolicy")
+                .or_insert(json!("TerminatingOrFailed"));
             let manual = spec
                 .get("manualSelector")
                 .and_then(Value::as_bool)
@@ -296,6 +333,16 @@ fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &m
                     ("job-name", name.as_str()),
                 ] {
                     labels.entry(k).or_insert(json!(v));
+                }
+                // A Job without labels of its own gets its pod template's.
+                let template_labels = Value::Object(labels.clone());
+                let meta = obj_at(obj, "metadata");
+                if meta
+                    .get("labels")
+                    .and_then(Value::as_object)
+                    .is_none_or(|l| l.is_empty())
+                {
+                    meta.insert("labels".into(), template_labels);
                 }
             }
             default_template(obj, "Never");
@@ -324,7 +371,9 @@ fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &m
                 .unwrap_or_default();
             let ip = match obj.pointer("/spec/clusterIP").and_then(Value::as_str) {
                 Some(ip) if !ip.is_empty() => ip.to_string(),
-                _ if old_ip.is_some_and(|ip| !ip.is_empty()) => old_ip.unwrap_or_default().to_string(),
+                _ if old_ip.is_some_and(|ip| !ip.is_empty()) => {
+                    old_ip.unwrap_or_default().to_string()
+                }
                 _ if svc_type == "ExternalName" => String::new(),
                 _ => next_cluster_ip(store),
             };
@@ -355,9 +404,9 @@ fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &m
                 if (svc_type == "NodePort" || svc_type == "LoadBalancer")
                     && !p.contains_key("nodePort")
                 {
-                    let same = old_ports.iter().find(|o| {
-                        o["port"] == p["port"] && o["protocol"] == p["protocol"]
-                    });
+                    let same = old_ports
+                        .iter()
+                        .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"]);
                     match same.and_then(|o| o.get("nodePort")).filter(|n| n.is_u64()) {
                         Some(kept) => {
                             p.insert("nodePort".into(), kept.clone());
@@ -402,6 +451,7 @@ fn apply_defaults(store: &Store, rt: &ResourceType, old: Option<&Value>, obj: &m
                 obj["type"] = json!("Opaque");
             }
         }
+        ("admissionregistration.k8s.io", _) => default_webhooks(rt, obj),
         ("", "persistentvolumeclaims") => {
             let spec = obj_at(obj, "spec");
             spec.entry("volumeMode").or_insert(json!("Filesystem"));
@@ -783,7 +833,8 @@ fn mark_deleting(rt: &ResourceType, old: &Value, extra_finalizer: Option<&str>) 
         new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
     }
     if rt.generation {
-        new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
+        new["metadata"]["generation"] =
+            json!(old["metadata"]["generation"].as_i64().unwrap_or(0) + 1);
     }
     if let Some(f) = extra_finalizer {
         let list = obj_at(&mut new, "metadata")
@@ -870,7 +921,9 @@ fn orphan_dependents(store: &mut Store, owner: &Value) {
     let uid = meta_str(owner, "uid").to_string();
     for gr in store.group_resources() {
         for o in store.list(&gr, None) {
-            let Some(refs) = o.pointer("/metadata/ownerReferences").and_then(Value::as_array)
+            let Some(refs) = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
             else {
                 continue;
             };

@@ -87,7 +87,12 @@ impl ResourceType {
             let (kind, group, version, verbs) = match sub.as_str() {
                 "scale" => ("Scale", "autoscaling", "v1", vec!["get", "patch", "update"]),
                 "log" => ("Pod", "", "v1", vec!["get"]),
-                "token" => ("TokenRequest", "authentication.k8s.io", "v1", vec!["create"]),
+                "token" => (
+                    "TokenRequest",
+                    "authentication.k8s.io",
+                    "v1",
+                    vec!["create"],
+                ),
                 "finalize" => (self.kind.as_str(), "", "", vec!["update"]),
                 _ => (self.kind.as_str(), "", "", vec!["get", "patch", "update"]),
             };

@@ -114,7 +114,13 @@ fn typed_round_trip(group: &str, kind: &str, v: &Value) -> Option<Result<Value, 
 
 /// Compares the input with its typed round trip. `field` is the name of the list an element
 /// belongs to, which picks the element's key for the path.
-fn walk_typed(input: &Value, round: &Value, path: &str, field: Option<&str>, errs: &mut Vec<String>) {
+fn walk_typed(
+    input: &Value,
+    round: &Value,
+    path: &str,
+    field: Option<&str>,
+    errs: &mut Vec<String>,
+) {
     match input {
         Value::Object(map) => {
             for (k, v) in map {
@@ -134,7 +140,13 @@ fn walk_typed(input: &Value, round: &Value, path: &str, field: Option<&str>, err
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let here = format!("{path}{}", element(field.unwrap_or(""), item, i, &[]));
-                walk_typed(item, round.get(i).unwrap_or(&Value::Null), &here, None, errs);
+                walk_typed(
+                    item,
+                    round.get(i).unwrap_or(&Value::Null),
+                    &here,
+                    None,
+                    errs,
+                );
             }
         }
         _ => {}
@@ -145,8 +157,15 @@ fn walk_typed(input: &Value, round: &Value, path: &str, field: Option<&str>, err
 /// `x-kubernetes-list-map-keys`); other lists are addressed by index.
 fn builtin_list_keys(field: &str, item: &Value) -> &'static [&'static str] {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" | "schedulingGates" | "webhooks" => &["name"],
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates"
+        | "webhooks" => &["name"],
         "volumeMounts" => &["mountPath"],
         "volumeDevices" => &["devicePath"],
         "ports" if item.get("containerPort").is_some() => &["containerPort", "protocol"],
@@ -214,9 +233,18 @@ fn check_metadata(meta: &Value, path: &str, errs: &mut Vec<String>) {
 
 /// Checks one field of an object against the object's schema; false when it is undeclared
 /// (the caller stops walking that object, as structured-merge-diff does).
-fn walk_field(key: &str, value: &Value, parent: &Value, path: &str, errs: &mut Vec<String>) -> bool {
+fn walk_field(
+    key: &str,
+    value: &Value,
+    parent: &Value,
+    path: &str,
+    errs: &mut Vec<String>,
+) -> bool {
     let here = format!("{path}.{key}");
-    if let Some(child) = parent.pointer(&format!("/properties/{}", key.replace('~', "~0").replace('/', "~1"))) {
+    if let Some(child) = parent.pointer(&format!(
+        "/properties/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    )) {
         walk_schema(value, child, &here, errs);
         return true;
     }
@@ -330,7 +358,9 @@ mod tests {
         let d = deployment(json!({"imagePulPolicy": "Never"}), json!({}));
         assert_eq!(
             undeclared(&rt("Deployment"), None, &d, None),
-            vec![".spec.template.spec.containers[name=\"web\"].imagePulPolicy: field not declared in schema"]
+            vec![
+                ".spec.template.spec.containers[name=\"web\"].imagePulPolicy: field not declared in schema"
+            ]
         );
     }
 
@@ -340,7 +370,10 @@ mod tests {
         let partial = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}});
         assert!(undeclared(&rt("Deployment"), Some(&old), &partial, None).is_empty());
         let bad = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicaz": 3}});
-        assert_eq!(undeclared(&rt("Deployment"), Some(&old), &bad, None).len(), 1);
+        assert_eq!(
+            undeclared(&rt("Deployment"), Some(&old), &bad, None).len(),
+            1
+        );
     }
 
     #[test]
@@ -364,7 +397,9 @@ mod tests {
                      "labels": {"type": "object", "additionalProperties": {"type": "string"}}}},
             "status": {"type": "object", "properties": {"phase": {"type": "string"}}}}});
         let cr = |spec: Value| json!({"apiVersion": "x.io/v1", "kind": "W", "metadata": {"name": "w"}, "spec": spec, "status": {"phase": "A"}});
-        let ok = cr(json!({"size": 1, "items": [{"id": "a"}], "free": {"x": {"y": 1}}, "labels": {"k": "v"}}));
+        let ok = cr(
+            json!({"size": 1, "items": [{"id": "a"}], "free": {"x": {"y": 1}}, "labels": {"k": "v"}}),
+        );
         assert!(undeclared(&rt("ConfigMap"), None, &ok, Some(&schema)).is_empty());
         let bad = cr(json!({"size": 1, "colour": "red", "items": [{"id": "a", "extra": 1}]}));
         assert_eq!(

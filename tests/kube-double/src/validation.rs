@@ -61,10 +61,7 @@ fn job_template(
     new: &Value,
 ) -> Result<(), ApiError> {
     let Some(old) = old else { return Ok(()) };
-    let (before, after) = (
-        old.pointer("/spec/template"),
-        new.pointer("/spec/template"),
-    );
+    let (before, after) = (old.pointer("/spec/template"), new.pointer("/spec/template"));
     if before == after {
         return Ok(());
     }
