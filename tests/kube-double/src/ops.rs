@@ -1101,4 +1101,106 @@ mod tests {
         assert_eq!(obj["data"]["k"], "dg==");
         assert!(obj.get("stringData").is_none());
     }
+
+    fn apply(s: &mut Store, plural: &str, body: Value) -> Result<Arc<Value>, ApiError> {
+        let opts = WriteOpts {
+            manager: "kprov",
+            dry_run: false,
+            subresource: None,
+        };
+        let name = meta_str(&body, "name").to_string();
+        patch(
+            s,
+            &rt(plural),
+            Some("default"),
+            &name,
+            PatchType::Apply,
+            body,
+            true,
+            &opts,
+        )
+        .map(|(o, _)| o)
+    }
+
+    #[test]
+    fn a_service_reapplied_without_its_node_port_keeps_it_and_its_resource_version() {
+        let mut s = store_with_default_ns();
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+                         "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        let first = apply(&mut s, "services", svc.clone()).unwrap();
+        let again = apply(&mut s, "services", svc).unwrap();
+        assert_eq!(
+            again["spec"]["ports"][0]["nodePort"],
+            first["spec"]["ports"][0]["nodePort"]
+        );
+        assert_eq!(
+            again["metadata"]["resourceVersion"],
+            first["metadata"]["resourceVersion"]
+        );
+        let taken = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "t"},
+                           "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": first["spec"]["ports"][0]["nodePort"]}]}});
+        let err = apply(&mut s, "services", taken).unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        assert!(
+            err.message.ends_with("provided port is already allocated"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_jobs_pod_template_is_immutable() {
+        let mut s = store_with_default_ns();
+        let job = |image: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": image}]}}}})
+        };
+        apply(&mut s, "jobs", job("a:1")).unwrap();
+        apply(&mut s, "jobs", job("a:1")).expect("the same template again is fine");
+        let err = apply(&mut s, "jobs", job("a:2")).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert!(
+            err.message
+                .starts_with("Job.batch \"j\" is invalid: spec.template: Invalid value: ")
+        );
+        assert!(err.message.ends_with(": field is immutable"));
+    }
+
+    #[test]
+    fn foreground_deletion_keeps_the_object_until_the_collector_is_done() {
+        let mut s = store_with_default_ns();
+        let d = apply(&mut s, "deployments", deploy("a:1")).unwrap();
+        let gone = delete(
+            &mut s,
+            &rt("deployments"),
+            Some("default"),
+            "web",
+            false,
+            Propagation::Foreground,
+        )
+        .unwrap();
+        assert_eq!(
+            gone["metadata"]["finalizers"],
+            json!([FOREGROUND_FINALIZER])
+        );
+        assert!(gone["metadata"]["deletionTimestamp"].is_string());
+        assert_eq!(
+            gone["metadata"]["generation"],
+            d["metadata"]["generation"].as_i64().unwrap() + 1
+        );
+        assert!(s.get("deployments.apps", "default", "web").is_some());
+    }
+
+    #[test]
+    fn an_undeclared_field_fails_the_apply_with_the_typed_patch_error() {
+        let mut s = store_with_default_ns();
+        let mut d = deploy("a:1");
+        d["spec"]["replicaz"] = json!(2);
+        let err = apply(&mut s, "deployments", d).unwrap_err();
+        assert_eq!((err.code, err.reason), (500, ""));
+        assert_eq!(
+            err.message,
+            "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.replicaz: field not declared in schema"
+        );
+    }
 }
