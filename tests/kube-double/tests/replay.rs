@@ -488,6 +488,9 @@ async fn the_double_answers_as_the_recorded_apiserver_does() {
         ("KUBE_DOUBLE_CRD_DELAY_MS", "2s"),
         ("KUBE_DOUBLE_NS_TERMINATE_MS", "30s"),
         ("KUBE_DOUBLE_BOOKMARK_MS", "1s"),
+        // A foreground deletion takes the collector two ticks (dependents, then the owner);
+        // slower ticks keep 28's GET, sent right after 27's DELETE, well inside them.
+        ("KUBE_DOUBLE_TICK_MS", "250ms"),
     ]);
     let client = Client::new(&double.ca_pem(), double.addr);
     let mut versions = Versions::default();
