@@ -45,13 +45,22 @@ impl Scratch {
     /// The kind double behind a wrapper fixing its environment: this engine, and the first
     /// `fail_creates` creates failing as the seeds saw kind fail.
     fn kind(&self, fail_creates: Option<u32>) -> KindCli {
+        let env: Vec<(&str, String)> = fail_creates
+            .map(|n| vec![("KIND_DOUBLE_FAIL_CREATES", n.to_string())])
+            .unwrap_or_default();
+        self.kind_with(&env)
+    }
+
+    /// The kind double behind a wrapper exporting this engine, its state dir and `env`.
+    fn kind_with(&self, env: &[(&str, String)]) -> KindCli {
         let wrapper = self.dir.path().join("kind");
-        let mut script = format!("#!/bin/sh\nexport DOCKER_HOST='{}'\n", self.host);
-        if let Some(n) = fail_creates {
-            script.push_str(&format!(
-                "export KIND_DOUBLE_FAIL_CREATES={n} KIND_DOUBLE_STATE_DIR='{}'\n",
-                self.dir.path().join("kind-state").display()
-            ));
+        let mut script = format!(
+            "#!/bin/sh\nexport DOCKER_HOST='{}' KIND_DOUBLE_STATE_DIR='{}'\n",
+            self.host,
+            self.dir.path().join("kind-state").display()
+        );
+        for (k, v) in env {
+            script.push_str(&format!("export {k}='{v}'\n"));
         }
         script.push_str(&format!(
             "exec '{}' \"$@\"\n",
@@ -111,6 +120,46 @@ impl Drop for Scratch {
 fn read_yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// The server of context `kind-<name>`'s cluster in a kubeconfig file.
+fn server_of(path: &Path, name: &str) -> String {
+    let kc = read_yaml(path);
+    let key = format!("kind-{name}");
+    kc["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == key.as_str())
+        .unwrap_or_else(|| panic!("no cluster {key} in {kc}"))["cluster"]["server"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn context_names(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = read_yaml(path)["contexts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The host port Docker published a container's 6443 on (its first binding).
+fn published_api_port(host: &str, container: &str) -> String {
+    common::run_ok(common::docker(host).args([
+        "inspect",
+        "--format",
+        "{{(index (index .NetworkSettings.Ports \"6443/tcp\") 0).HostPort}}",
+        container,
+    ]))
+    .trim()
+    .to_string()
+}
+
+const OTHER_KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: other\n  cluster: {server: 'https://other:6443'}\nusers:\n- name: other\n  user: {token: t}\ncontexts:\n- name: other\n  context: {cluster: other, user: other}\ncurrent-context: other\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_created_cluster_gets_a_private_kind_context_and_is_reused_only_when_asked() {
@@ -412,4 +461,181 @@ async fn an_existing_cluster_is_used_through_its_kubeconfig_and_context() {
         .await
         .unwrap_err();
     assert!(e.0.contains("no context \"nope\""), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubeconfig_keeps_the_server_kind_wrote() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "kind-server");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    // kind writes https://<apiServerAddress or [::1]>:PORT; this double writes localhost (the
+    // sandbox publishes on 127.0.0.1 only), which kprov used to rewrite to 127.0.0.1.
+    let kind = s.kind_with(&[("KIND_DOUBLE_SERVER_HOST", "localhost".into())]);
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    let (info, _) = cluster::ensure_cluster_with(
+        &engine,
+        &s.request(ClusterSpec::default()),
+        &ctx,
+        Some(kind.clone()),
+    )
+    .await
+    .unwrap();
+    let port = published_api_port(&host, &info.nodes[0]);
+    assert_eq!(
+        server_of(&s.kubeconfig(), &s.name),
+        format!("https://localhost:{port}")
+    );
+    let kube = Kube::connect(Some(&info.kubeconfig), Some(&info.context))
+        .await
+        .unwrap();
+    assert!(kube.version().await.unwrap().starts_with("v1."));
+
+    // Reused through kind: kind's kubeconfig again, into a file that did not have it.
+    let other = s.dir.path().join("other-kubeconfig");
+    let mut req = s.request(ClusterSpec::default());
+    req.reuse = true;
+    req.kubeconfig = other.clone();
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    cluster::ensure_cluster_with(&engine, &req, &ctx, Some(kind))
+        .await
+        .unwrap();
+    assert_eq!(
+        server_of(&other, &s.name),
+        format!("https://localhost:{port}")
+    );
+}
+
+/// A container labelled as kind labels a node (busybox, not a node: nothing but the labels,
+/// the published port and an admin.conf), for clusters the sandbox cannot make.
+fn fake_node(s: &Scratch, node: &str, role: &str, publish: Option<&str>) {
+    let admin = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://{}-control-plane:6443\n  name: {}\ncontexts:\n- context:\n    cluster: {}\n    user: kubernetes-admin\n  name: kubernetes-admin@{}\ncurrent-context: kubernetes-admin@{}\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: Q0VSVA==\n    client-key-data: S0VZ\n",
+        s.name, s.name, s.name, s.name, s.name
+    );
+    let mut cmd = common::docker(&s.host);
+    cmd.args(["run", "--detach", "--name", node])
+        .args(common::test_labels())
+        .args(["--label", &format!("io.x-k8s.kind.cluster={}", s.name)])
+        .args(["--label", &format!("io.x-k8s.kind.role={role}")])
+        .args(["--env", &format!("ADMIN={admin}")]);
+    if let Some(p) = publish {
+        cmd.args(["--publish", p]);
+    }
+    cmd.args([
+        common::BASE_IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /etc/kubernetes && printf '%s' \"$ADMIN\" > /etc/kubernetes/admin.conf && exec sleep 3600",
+    ]);
+    common::run_ok(&mut cmd);
+    // Ready once admin.conf is there.
+    for _ in 0..100 {
+        let out = common::docker(&s.host)
+            .args(["exec", node, "test", "-s", "/etc/kubernetes/admin.conf"])
+            .status()
+            .unwrap();
+        if out.success() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{node} wrote no admin.conf");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_the_kind_cli_the_server_is_where_kind_would_publish_it() {
+    let host = common::require_docker!();
+    common::ensure_test_images(&host);
+    let engine = Engine::connect_to(&host).await.unwrap();
+
+    // HA: the load balancer serves the API, the control planes publish nothing.
+    let ha = Scratch::new(&host, "reuse-ha");
+    let lb = format!("{}-external-load-balancer", ha.name);
+    fake_node(&ha, &lb, "external-load-balancer", Some("127.0.0.2::6443"));
+    for i in 0..2 {
+        let node = kprov::adapters::kind::node_name(&ha.name, "control-plane", i);
+        fake_node(&ha, &node, "control-plane", None);
+    }
+    let mut req = ha.request(ClusterSpec::default());
+    req.reuse = true;
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    let (info, _) = cluster::ensure_cluster_with(&engine, &req, &ctx, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server_of(&ha.kubeconfig(), &ha.name),
+        format!("https://127.0.0.2:{}", published_api_port(&host, &lb))
+    );
+    assert_eq!(info.nodes.len(), 3);
+    let kc = read_yaml(&ha.kubeconfig());
+    assert_eq!(kc["users"][0]["user"]["client-key-data"], "S0VZ");
+
+    // IPv6: kind binds ::1, and the server is https://[::1]:PORT.
+    let v6 = Scratch::new(&host, "reuse-ipv6");
+    let cp = format!("{}-control-plane", v6.name);
+    fake_node(&v6, &cp, "control-plane", Some("[::1]::6443"));
+    let mut req = v6.request(ClusterSpec::default());
+    req.reuse = true;
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    cluster::ensure_cluster_with(&engine, &req, &ctx, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        server_of(&v6.kubeconfig(), &v6.name),
+        format!("https://[::1]:{}", published_api_port(&host, &cp))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlinked_kubeconfig_is_written_through_and_stays_a_link() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "kubeconfig-link");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    let target = s.dir.path().join("dotfiles/kubeconfig");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, OTHER_KUBECONFIG).unwrap();
+    std::fs::create_dir_all(s.kubeconfig().parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/kubeconfig", s.kubeconfig()).unwrap();
+    let is_link = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    };
+    let kind = s.kind(None);
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    let (info, _) = cluster::ensure_cluster_with(
+        &engine,
+        &s.request(ClusterSpec::default()),
+        &ctx,
+        Some(kind.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(is_link(&s.kubeconfig()), "the link was replaced");
+    assert_eq!(
+        context_names(&target),
+        [info.context.clone(), "other".into()]
+    );
+    let kube = Kube::connect(Some(&s.kubeconfig()), Some(&info.context))
+        .await
+        .unwrap();
+    assert!(kube.version().await.unwrap().starts_with("v1."));
+
+    cluster::delete_cluster_with(
+        &engine,
+        &s.name,
+        Some(&s.kubeconfig()),
+        Some(&kind),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(is_link(&s.kubeconfig()), "the link was replaced on delete");
+    assert_eq!(context_names(&target), ["other"]);
+    let left: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["kubeconfig"], "no locks or temp files left");
 }

@@ -222,6 +222,32 @@ impl KindCli {
             .collect())
     }
 
+    /// `kind get kubeconfig --name N`: the kubeconfig kind writes for the cluster (its server is
+    /// the API server's published host address: the load balancer's in an HA cluster, as
+    /// `networking.apiServerAddress` asked, `[::1]` for IPv6).
+    pub async fn get_kubeconfig(
+        &self,
+        name: &str,
+        cancel: &CancellationToken,
+    ) -> Result<String, KindError> {
+        let argv: Vec<OsString> = vec![
+            "get".into(),
+            "kubeconfig".into(),
+            "--name".into(),
+            name.into(),
+        ];
+        let out = self
+            .run(
+                &format!("get the kubeconfig of kind cluster {name}"),
+                &argv,
+                None,
+                cancel,
+                &mut |_| {},
+            )
+            .await?;
+        Ok(out.stdout)
+    }
+
     /// `kind version`.
     pub async fn version(&self, cancel: &CancellationToken) -> Result<String, KindError> {
         let out = self
@@ -398,7 +424,8 @@ fn home_dir() -> PathBuf {
 }
 
 /// kind's kubeconfig for a cluster, from the node's admin.conf: the cluster, user and context
-/// all named `kind-<cluster>`, the server replaced by `server` (the published 6443 port).
+/// all named `kind-<cluster>`, the server replaced by `server` (`https://` and the API server's
+/// published address, [`api_server_endpoint`]). For when the kind CLI is not there to ask.
 pub fn kind_kubeconfig(admin_conf: &str, cluster: &str, server: &str) -> Result<Value, KindError> {
     let action = format!("read {ADMIN_CONF} of cluster {cluster}");
     let conf: Value =
@@ -427,6 +454,71 @@ pub fn kind_kubeconfig(admin_conf: &str, cluster: &str, server: &str) -> Result<
         "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
         "current-context": name,
     }))
+}
+
+/// The `kind-<cluster>` cluster, user and context of a kubeconfig kind printed
+/// (`kind get kubeconfig`), as an entry for [`write_kubeconfig`]: kept as kind wrote them.
+pub fn kind_entries(kubeconfig: &str, cluster: &str) -> Result<Value, KindError> {
+    let action = format!("read the kubeconfig kind gave for cluster {cluster}");
+    let conf: Value =
+        serde_saphyr::from_str(kubeconfig).map_err(|e| KindError::new(&action, e.to_string()))?;
+    let name = Value::String(context_name(cluster));
+    let mut entry = json!({"apiVersion": "v1", "kind": "Config", "current-context": name});
+    for key in ["clusters", "users", "contexts"] {
+        let found = conf
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|list| list.iter().find(|e| e.get("name") == Some(&name)))
+            .cloned()
+            .ok_or_else(|| KindError::new(&action, format!("it has no {key} entry {name}")))?;
+        entry[key] = json!([found]);
+    }
+    if entry
+        .pointer("/clusters/0/cluster/server")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(KindError::new(
+            &action,
+            format!("cluster {name} has no server"),
+        ));
+    }
+    Ok(entry)
+}
+
+/// The role label of an HA cluster's load balancer, which then serves the API to the host.
+pub const LOAD_BALANCER: &str = "external-load-balancer";
+
+/// Where the host reaches the API server published by this node (kind's rule for the node
+/// that serves it: the load balancer, else the one control plane), as `host:port` from the
+/// node's inspect JSON: the `desktop.docker.io/ports/6443/tcp` label when set, else the first
+/// binding of `6443/tcp` with the address Docker bound (`127.0.0.1`, `::1` as `[::1]`, or
+/// whatever `networking.apiServerAddress` asked).
+pub fn api_server_endpoint(inspect: &Value) -> Option<String> {
+    let label = format!("desktop.docker.io/ports/{API_SERVER_PORT}/tcp");
+    if let Some(v) = inspect
+        .pointer("/Config/Labels")
+        .and_then(|l| l.get(&label))
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+    {
+        return Some(v.to_string());
+    }
+    let binding = inspect
+        .pointer("/NetworkSettings/Ports")?
+        .get(format!("{API_SERVER_PORT}/tcp"))?
+        .as_array()?
+        .first()?;
+    let ip = binding.get("HostIp").and_then(Value::as_str).unwrap_or("");
+    let port = binding.get("HostPort").and_then(Value::as_str)?;
+    if port.is_empty() || port == "0" {
+        return None;
+    }
+    Some(if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    })
 }
 
 /// Merges `entry` (one cluster, user and context, as [`kind_kubeconfig`] makes) into `existing`
@@ -515,17 +607,53 @@ async fn edit_kubeconfig(
         .map_err(|e| KindError::new("edit the kubeconfig", e.to_string()))?
 }
 
+/// The file a kubeconfig path names, its symlinks followed (a dangling link names the file it
+/// would create, as writing through it would). Relative links resolve against their own
+/// directory.
+fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "too many levels of symbolic links from {}",
+        path.display()
+    )))
+}
+
 fn edit_kubeconfig_blocking(
     path: &Path,
     edit: impl FnOnce(&mut Value) -> bool,
 ) -> Result<bool, KindError> {
     let action = format!("write kubeconfig {}", path.display());
     let err = |detail: String| KindError::new(&action, detail);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+    // A symlinked kubeconfig (~/.kube/config -> a dotfiles checkout) stays a link: its target
+    // is what gets written.
+    let target = resolve_links(path).map_err(|e| err(e.to_string()))?;
+    for file in [path, target.as_path()] {
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
     }
+    // kind and kubectl lock `<the path they were given>.lock`; a writer given the target locks
+    // its own. Both are held (the given path's first), so neither kind of writer interleaves.
     let _lock = KubeconfigLock::acquire(path).map_err(err)?;
+    let _target_lock = if target != path {
+        Some(KubeconfigLock::acquire(&target).map_err(err)?)
+    } else {
+        None
+    };
+    let path = target.as_path();
     let mut value = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => json!({}),
         Ok(text) => serde_saphyr::from_str::<Value>(&text).map_err(|e| {
@@ -779,6 +907,151 @@ users:
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn kinds_own_entries_are_kept_as_kind_wrote_them() {
+        let printed = "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0E=
+    server: https://[::1]:40123
+    tls-server-name: t1-control-plane
+  name: kind-t1
+contexts:
+- context:
+    cluster: kind-t1
+    user: kind-t1
+  name: kind-t1
+current-context: kind-t1
+kind: Config
+preferences: {}
+users:
+- name: kind-t1
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZ
+";
+        let entry = kind_entries(printed, "t1").unwrap();
+        assert_eq!(
+            entry["clusters"],
+            json!([{"name": "kind-t1", "cluster": {
+                "certificate-authority-data": "Q0E=",
+                "server": "https://[::1]:40123",
+                "tls-server-name": "t1-control-plane"}}])
+        );
+        assert_eq!(entry["users"][0]["user"]["client-key-data"], "S0VZ");
+        assert_eq!(entry["current-context"], "kind-t1");
+        let e = kind_entries(printed, "t2").unwrap_err();
+        assert!(
+            e.to_string().contains("no clusters entry \"kind-t2\""),
+            "{e}"
+        );
+        let e = kind_entries(
+            &printed.replace("server: https://[::1]:40123", "server: ''"),
+            "t1",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("has no server"), "{e}");
+    }
+
+    #[test]
+    fn the_api_server_endpoint_is_the_address_docker_published() {
+        let binding = |ip: &str| json!({"NetworkSettings": {"Ports": {"6443/tcp": [{"HostIp": ip, "HostPort": "40123"}]}}});
+        assert_eq!(
+            api_server_endpoint(&binding("127.0.0.1")).as_deref(),
+            Some("127.0.0.1:40123")
+        );
+        assert_eq!(
+            api_server_endpoint(&binding("192.168.1.7")).as_deref(),
+            Some("192.168.1.7:40123")
+        );
+        assert_eq!(
+            api_server_endpoint(&binding("::1")).as_deref(),
+            Some("[::1]:40123")
+        );
+        let mut desktop = binding("127.0.0.1");
+        desktop["Config"] =
+            json!({"Labels": {"desktop.docker.io/ports/6443/tcp": "10.0.1.7:6443"}});
+        assert_eq!(
+            api_server_endpoint(&desktop).as_deref(),
+            Some("10.0.1.7:6443")
+        );
+        assert_eq!(
+            api_server_endpoint(&json!({"NetworkSettings": {"Ports": {"6443/tcp": null}}})),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_kubeconfig_stays_a_link_and_its_target_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        std::fs::create_dir_all(&dotfiles).unwrap();
+        std::fs::write(
+            dotfiles.join("kubeconfig"),
+            "apiVersion: v1\nkind: Config\ncontexts:\n- name: keep\n  context: {cluster: c, user: u}\n",
+        )
+        .unwrap();
+        let kube = dir.path().join("home/.kube");
+        std::fs::create_dir_all(&kube).unwrap();
+        // A chain: config -> current (relative) -> dotfiles/kubeconfig (absolute).
+        std::os::unix::fs::symlink(dotfiles.join("kubeconfig"), kube.join("current")).unwrap();
+        std::os::unix::fs::symlink("current", kube.join("config")).unwrap();
+        let path = kube.join("config");
+        let entry = kind_kubeconfig(ADMIN_CONF_SAMPLE, "t1", "https://127.0.0.1:1").unwrap();
+        write_kubeconfig(&path, &entry).await.unwrap();
+        for link in ["config", "current"] {
+            assert!(
+                std::fs::symlink_metadata(kube.join(link))
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "{link} is still a link"
+            );
+        }
+        let back: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(dotfiles.join("kubeconfig")).unwrap())
+                .unwrap();
+        let names: Vec<&str> = back["contexts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["keep", "kind-t1"]);
+        assert!(forget_kubeconfig(&path, "t1").await.unwrap());
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let back = std::fs::read_to_string(dotfiles.join("kubeconfig")).unwrap();
+        assert!(!back.contains("kind-t1"), "{back}");
+        // Nothing left beside the link or the target: no locks, no temp files.
+        for d in [&kube, &dotfiles] {
+            let mut left: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            left.sort();
+            assert!(
+                left == ["config", "current"] || left == ["kubeconfig"],
+                "{left:?}"
+            );
+        }
+        // A dangling link: the file it names is created, the link kept.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("new/kubeconfig"), &dangling).unwrap();
+        write_kubeconfig(&dangling, &entry).await.unwrap();
+        assert!(dir.path().join("new/kubeconfig").is_file());
+        assert!(
+            std::fs::symlink_metadata(&dangling)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[tokio::test]

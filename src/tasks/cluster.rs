@@ -16,9 +16,12 @@
 //! - A cluster exists when a container carries kind's label `io.x-k8s.kind.cluster=N`. It is
 //!   reused only with `reuse`; otherwise the error names the fix. A reused cluster must have the
 //!   mounts and port mappings this run asks for.
-//! - The kubeconfig is made as kind makes it: `/etc/kubernetes/admin.conf` read out of the
-//!   control-plane container, the server rewritten to the published 6443 port, entries named
-//!   `kind-N`, merged into `kubeconfig` under `<path>.lock`, mode 0600.
+//! - The kubeconfig is kind's: `kind get kubeconfig --name N` (the server is kind's: the
+//!   address and port Docker published 6443 on, of the load balancer in an HA cluster), its
+//!   `kind-N` entries merged into `kubeconfig` under `<path>.lock`, mode 0600, through a
+//!   symlinked path to its target. Without the CLI (reusing a cluster) it is made as kind makes
+//!   it: the first control plane's `/etc/kubernetes/admin.conf`, the server from the published
+//!   binding of the load balancer, else of the one control plane.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -304,7 +307,7 @@ pub async fn ensure_cluster_with(
         }
         let mut config = config.clone();
         choose_free_host_ports(&mut config)?;
-        create(engine, req, &config, ctx, kind_cli).await?;
+        create(engine, req, &config, ctx, kind_cli.as_ref()).await?;
         Done::Ran
     } else if !req.reuse {
         let names: Vec<&str> = existing.iter().map(|c| c.name.as_str()).collect();
@@ -327,7 +330,14 @@ pub async fn ensure_cluster_with(
         ctx.progress(format!("reusing cluster {}", req.name));
         Done::Cached
     };
-    let mut info = inspect_cluster(engine, &req.name, &req.kubeconfig, &ctx.cancel).await?;
+    let mut info = inspect_cluster(
+        engine,
+        &req.name,
+        &req.kubeconfig,
+        kind_cli.as_ref(),
+        &ctx.cancel,
+    )
+    .await?;
     info.created = done == Done::Ran;
     if done == Done::Cached {
         check_reusable(engine, &config, &info).await?;
@@ -374,7 +384,7 @@ async fn create(
     req: &ClusterRequest,
     config: &Value,
     ctx: &TaskCtx,
-    cli: Option<KindCli>,
+    cli: Option<&KindCli>,
 ) -> Result<(), TaskError> {
     let cli = cli.ok_or_else(|| {
         TaskError::fatal(format!(
@@ -434,7 +444,6 @@ async fn create(
     unreachable!("the loop returns on its last attempt")
 }
 
-/// Finds a kind cluster's nodes by label, reads its kubeconfig as kind does, writes it.
 /// The node containers of kind cluster `name` (stopped ones too): control-plane nodes first,
 /// then by name. The one place that finds a cluster's nodes by kind's labels.
 pub async fn list_nodes(
@@ -451,10 +460,13 @@ pub async fn list_nodes(
     Ok(nodes)
 }
 
+/// Finds a kind cluster's nodes by label and their published ports, and writes its kubeconfig
+/// (kind's, from `kind_cli`; without it, made as kind makes it).
 pub async fn inspect_cluster(
     engine: &Engine,
     name: &str,
     kubeconfig: &Path,
+    kind_cli: Option<&KindCli>,
     cancel: &CancellationToken,
 ) -> Result<ClusterInfo, TaskError> {
     let nodes = list_nodes(engine, name).await?;
@@ -464,18 +476,11 @@ pub async fn inspect_cluster(
             kind::cluster_label(name)
         )));
     }
-    let is_cp = |c: &crate::adapters::docker::ContainerInfo| {
-        c.labels.get(kind::ROLE_LABEL).map(String::as_str) == Some(kind::CONTROL_PLANE)
+    let role = |c: &crate::adapters::docker::ContainerInfo| {
+        c.labels.get(kind::ROLE_LABEL).cloned().unwrap_or_default()
     };
-    let cp = nodes.iter().find(|c| is_cp(c)).ok_or_else(|| {
-        TaskError::fatal(format!(
-            "find cluster {name}: no node labelled {}={}",
-            kind::ROLE_LABEL,
-            kind::CONTROL_PLANE
-        ))
-    })?;
     let mut host_ports = BTreeMap::new();
-    let mut api_port = None;
+    let mut inspects = BTreeMap::new();
     for node in &nodes {
         let inspect = engine
             .inspect_container_json(&node.name)
@@ -484,32 +489,66 @@ pub async fn inspect_cluster(
                 TaskError::fatal(format!("inspect node {}: it disappeared", node.name))
             })?;
         for (container, host) in kind::published_ports(&inspect) {
-            if container == kind::API_SERVER_PORT && node.name == cp.name {
-                api_port = Some(host);
-            } else if container != kind::API_SERVER_PORT {
+            if container != kind::API_SERVER_PORT {
                 host_ports.insert(container, host);
             }
         }
+        inspects.insert(node.name.clone(), inspect);
     }
-    let api_port = api_port.ok_or_else(|| {
-        TaskError::fatal(format!(
-            "read the kubeconfig of cluster {name}: {} publishes no port for 6443",
-            cp.name
-        ))
-    })?;
-    let out = engine
-        .exec(&cp.name, &["cat", kind::ADMIN_CONF], cancel)
-        .await?;
-    if !out.success() {
-        return Err(TaskError::fatal(format!(
-            "read {} from {}: exit {}: {}",
-            kind::ADMIN_CONF,
-            cp.name,
-            out.exit_code,
-            out.tail(5)
-        )));
-    }
-    let entry = kind::kind_kubeconfig(&out.stdout, name, &format!("https://127.0.0.1:{api_port}"))?;
+    let entry = match kind_cli {
+        // kind's own kubeconfig, as `kind create` wrote it: its server is kind's choice.
+        Some(cli) => {
+            let text = cli.get_kubeconfig(name, cancel).await?;
+            kind::kind_entries(&text, name)?
+        }
+        // Without the CLI, made as kind makes it: the first control plane's admin.conf, the
+        // server where the load balancer (else the one control plane) publishes 6443.
+        None => {
+            let planes: Vec<_> = nodes
+                .iter()
+                .filter(|c| role(c) == kind::CONTROL_PLANE)
+                .collect();
+            let cp = planes.first().ok_or_else(|| {
+                TaskError::fatal(format!(
+                    "find cluster {name}: no node labelled {}={}",
+                    kind::ROLE_LABEL,
+                    kind::CONTROL_PLANE
+                ))
+            })?;
+            let endpoint_node = match nodes.iter().find(|c| role(c) == kind::LOAD_BALANCER) {
+                Some(lb) => lb,
+                None if planes.len() == 1 => cp,
+                None => {
+                    return Err(TaskError::fatal(format!(
+                        "read the kubeconfig of cluster {name}: {} control-plane nodes and no {} node",
+                        planes.len(),
+                        kind::LOAD_BALANCER
+                    )));
+                }
+            };
+            let endpoint =
+                kind::api_server_endpoint(&inspects[&endpoint_node.name]).ok_or_else(|| {
+                    TaskError::fatal(format!(
+                        "read the kubeconfig of cluster {name}: {} publishes no port for {}",
+                        endpoint_node.name,
+                        kind::API_SERVER_PORT
+                    ))
+                })?;
+            let out = engine
+                .exec(&cp.name, &["cat", kind::ADMIN_CONF], cancel)
+                .await?;
+            if !out.success() {
+                return Err(TaskError::fatal(format!(
+                    "read {} from {}: exit {}: {}",
+                    kind::ADMIN_CONF,
+                    cp.name,
+                    out.exit_code,
+                    out.tail(5)
+                )));
+            }
+            kind::kind_kubeconfig(&out.stdout, name, &format!("https://{endpoint}"))?
+        }
+    };
     kind::write_kubeconfig(kubeconfig, &entry).await?;
     Ok(ClusterInfo {
         name: name.to_string(),
