@@ -13,16 +13,27 @@
 //!    - the ID under other names only: `ctr -n k8s.io images tag --force <id> <name>`;
 //!    - otherwise the node needs the image. (Without the CRI plugin's ID reference, the wanted
 //!      name's manifest is read to compare its config digest with the ID.)
+//!    - the name's target is the engine's ID itself, or the name carries [`ENGINE_ID_LABEL`]
+//!      with it (see below): nothing to do either. The config digest is what both of Docker's
+//!      image stores agree on: the classic store's ID is the config digest (the CRI plugin's
+//!      `sha256:<config>` reference); the containerd store's ID is the index digest, which
+//!      kprov records on the node's image when it imports one.
 //!
 //!    Names are normalised as kind does: `docker.io/` prefix, `library/` for one-segment
 //!    names, `:latest` when no tag; names with a registry host (`localhost/…`, `host:5000/…`)
 //!    are kept verbatim.
-//! 3. ONE export stream (`docker save`) feeds every node that needs the image at once: each node
-//!    gets a bounded channel of chunks and an exec of
-//!    `ctr --namespace=k8s.io images import --all-platforms --digests --snapshotter=S -` with
-//!    the channel on its stdin. Memory is bounded by the channels (no temp file); the slowest
-//!    node sets the pace, and a node that stops reading for [`LoadOptions::stall_timeout`] is
-//!    cut off (reported failed) so it cannot stall the others. Stdin is shut down on every path.
+//! 3. ONE export stream (`docker save`) feeds every node that needs the image at once, cut down
+//!    on the way to the one platform the nodes run ([`SinglePlatform`]): an `index.json` that
+//!    names a multi-platform index, as Docker's containerd image store saves one with the
+//!    other platforms' blobs absent, is rewritten to name that platform's manifest (as
+//!    `docker save --platform` does). Each node gets a bounded channel of chunks and an exec of
+//!    `ctr --namespace=k8s.io images import --platform=<node platform> --digests
+//!    --snapshotter=S -` with the channel on its stdin (not kind's `--all-platforms`, which
+//!    fails on the absent blobs: kind #3795, #4224). Memory is bounded by the channels (no
+//!    temp file); the slowest node sets the pace, and a node that stops reading for
+//!    [`LoadOptions::stall_timeout`] is cut off (reported failed) so it cannot stall the
+//!    others. Stdin is shut down on every path. [`load_archive`] streams any archive the same
+//!    way (`kind load image-archive`).
 //! 4. Every node's failure is reported, not only the first; exit codes come from the execs.
 
 use std::collections::BTreeMap;
@@ -30,16 +41,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::docker::{Engine, ExecOutput};
+use crate::adapters::oci::{ArchiveError, Platform, Selected, SinglePlatform};
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::build::{BuiltImage, engine_task_error, short_id};
 
 /// The containerd namespace the kubelet's images live in.
 pub const K8S_NAMESPACE: &str = "k8s.io";
 const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
+/// Label kprov puts on a node's image imported from an index it cut to one platform: the
+/// engine's ID of the image (the index digest), which the node's image no longer shows.
+pub const ENGINE_ID_LABEL: &str = "dev.kprov.engine-id";
 
 /// Tuning for [`load_image_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,16 +197,41 @@ pub async fn load_image_with(
 
     if !import.is_empty() {
         let started = Instant::now();
-        let outcome = fan_out(engine, image, &import, opts, ctx).await;
+        let outcome = fan_out(engine, export_source(engine, image), &import, opts, ctx).await;
         if ctx.cancel.is_cancelled() {
             return Err(TaskError::fatal(format!("{what}: cancelled")));
         }
         report.exported_bytes = outcome.exported_bytes;
-        if let Some(e) = outcome.export_error {
-            transient &= e.is_transient();
-            failures.insert(0, format!("{e}"));
+        if let Some(e) = &outcome.export_error {
+            transient &= e.transient;
+            failures.insert(0, e.message.clone());
         }
+        // The engine's ID of an image saved from an index (Docker's containerd store) is the
+        // index digest, which the node never sees after the archive was cut to one platform:
+        // it is kept as a label of the node's image, for the next presence check.
+        let from_index = outcome
+            .selected
+            .iter()
+            .any(|s| s.from_index.as_deref() == Some(image.id.as_str()));
         for ((node, _), result) in import.iter().zip(outcome.nodes) {
+            let result = match result {
+                Ok(()) if from_index => {
+                    let label = format!("{ENGINE_ID_LABEL}={}", image.id);
+                    let cmd = [
+                        "ctr",
+                        "-n",
+                        K8S_NAMESPACE,
+                        "images",
+                        "label",
+                        name.as_str(),
+                        label.as_str(),
+                    ];
+                    run_checked(engine, node, &cmd, &ctx.cancel)
+                        .await
+                        .map(|_| ())
+                }
+                r => r,
+            };
             match result {
                 Ok(()) => {
                     report.nodes.insert(node.clone(), NodeAction::Imported);
@@ -224,6 +265,83 @@ pub async fn load_image_with(
         nodes.len(),
         failures.join("\n  ")
     );
+    Err(if transient {
+        TaskError::transient(message)
+    } else {
+        TaskError::fatal(message)
+    })
+}
+
+/// What [`load_archive`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveReport {
+    /// The nodes imported into, sorted.
+    pub nodes: Vec<String>,
+    /// Archive bytes read (once, whatever the number of nodes).
+    pub bytes: u64,
+    /// The images the archive was cut down to, one per `index.json` entry (empty for a
+    /// classic `manifest.json` archive).
+    pub selected: Vec<Selected>,
+}
+
+/// Streams an image archive into every node of `cluster`, as `kind load image-archive` does
+/// (no presence check), cut down to the nodes' platform on the way ([`SinglePlatform`]).
+pub async fn load_archive(
+    engine: &Engine,
+    cluster: &str,
+    archive: ArchiveSource,
+    opts: &LoadOptions,
+    ctx: &TaskCtx,
+) -> Result<ArchiveReport, TaskError> {
+    let what = format!("load an image archive into cluster {cluster}");
+    let nodes = find_nodes(engine, cluster).await.map_err(|e| match e {
+        NodesError::Engine(e) => engine_task_error(&what, e),
+        NodesError::None(why) => TaskError::fatal(format!("{what}: {why}")),
+    })?;
+    let dump = ["containerd", "config", "dump"];
+    let snapshotters = futures::future::join_all(nodes.iter().map(|node| async move {
+        let out = run_checked(engine, node, &dump, &ctx.cancel).await?;
+        snapshotter_from_config(&out.stdout).map_err(|message| NodeError {
+            message,
+            transient: false,
+        })
+    }))
+    .await;
+    let mut targets = Vec::new();
+    let mut failures = Vec::new();
+    for (node, s) in nodes.iter().zip(snapshotters) {
+        match s {
+            Ok(s) => targets.push((node.clone(), s)),
+            Err(e) => failures.push(format!("{node}: {}", e.message)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(TaskError::fatal(format!("{what}: {}", failures.join("; "))));
+    }
+    let outcome = fan_out(engine, archive, &targets, opts, ctx).await;
+    if ctx.cancel.is_cancelled() {
+        return Err(TaskError::fatal(format!("{what}: cancelled")));
+    }
+    let mut failures = Vec::new();
+    let mut transient = true;
+    if let Some(e) = &outcome.export_error {
+        transient &= e.transient;
+        failures.push(e.message.clone());
+    }
+    for ((node, _), r) in targets.iter().zip(&outcome.nodes) {
+        if let Err(e) = r {
+            transient &= e.transient;
+            failures.push(format!("{node}: {}", e.message));
+        }
+    }
+    if failures.is_empty() {
+        return Ok(ArchiveReport {
+            nodes: targets.into_iter().map(|(n, _)| n).collect(),
+            bytes: outcome.exported_bytes,
+            selected: outcome.selected,
+        });
+    }
+    let message = format!("{what}: {}", failures.join("\n  "));
     Err(if transient {
         TaskError::transient(message)
     } else {
@@ -278,10 +396,11 @@ enum NodeState {
     Missing { snapshotter: String },
 }
 
+/// A node's (or the archive's) failure, and whether a retry may help.
 #[derive(Debug, Clone)]
-struct NodeError {
-    message: String,
-    transient: bool,
+pub struct NodeError {
+    pub message: String,
+    pub transient: bool,
 }
 
 async fn inspect_node(
@@ -297,7 +416,11 @@ async fn inspect_node(
         run_checked(engine, node, &list, cancel),
         run_checked(engine, node, &dump, cancel)
     );
-    let listing = parse_images_ls(&listing?.stdout);
+    let listing_text = listing?.stdout;
+    if labelled_with_engine_id(&listing_text, name, &image.id) {
+        return Ok(NodeState::Present);
+    }
+    let listing = parse_images_ls(&listing_text);
     match presence(&listing, &image.id, name) {
         Presence::Present => return Ok(NodeState::Present),
         Presence::UnderOtherNames => return Ok(NodeState::UnderOtherNames),
@@ -361,15 +484,34 @@ fn checked(
 
 struct FanOutOutcome {
     exported_bytes: u64,
-    export_error: Option<crate::adapters::docker::EngineError>,
+    export_error: Option<NodeError>,
+    /// What the archive was cut down to (see [`SinglePlatform`]).
+    selected: Vec<Selected>,
     /// One result per target, in order.
     nodes: Vec<Result<(), NodeError>>,
 }
 
-/// One export stream, teed into every target's import exec through bounded channels.
+/// A source of archive bytes; an error says what broke and whether a retry may help.
+pub type ArchiveSource = BoxStream<'static, Result<Bytes, NodeError>>;
+
+/// `docker save` of `image` as an [`ArchiveSource`].
+fn export_source(engine: &Engine, image: &BuiltImage) -> ArchiveSource {
+    engine
+        .export_image(&image.reference)
+        .map(|r| {
+            r.map_err(|e| NodeError {
+                message: e.to_string(),
+                transient: e.is_transient(),
+            })
+        })
+        .boxed()
+}
+
+/// One archive stream, cut down to the nodes' platform ([`SinglePlatform`]) as it passes, and
+/// teed into every target's import exec through bounded channels.
 async fn fan_out(
     engine: &Engine,
-    image: &BuiltImage,
+    source: ArchiveSource,
     targets: &[(String, String)],
     opts: &LoadOptions,
     ctx: &TaskCtx,
@@ -387,51 +529,60 @@ async fn fan_out(
     let mut stalled: Vec<Option<String>> = vec![None; targets.len()];
 
     let producer = async {
-        let mut export = engine.export_image(&image.reference);
+        let mut source = source;
+        let mut rewriter = SinglePlatform::new(Platform::host());
         let mut bytes = 0u64;
         let mut export_error = None;
         loop {
             let chunk = tokio::select! {
                 _ = abort.cancelled() => break,
-                chunk = export.next() => chunk,
+                chunk = source.next() => chunk,
             };
-            let chunk = match chunk {
-                None => break,
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
+            let (out, last) = match chunk {
+                None => (rewriter.finish().map_err(archive_error), true),
+                Some(Ok(chunk)) => {
+                    bytes += chunk.len() as u64;
+                    (rewriter.push(chunk).map_err(archive_error), false)
+                }
+                Some(Err(e)) => (Err(e), true),
+            };
+            let out = match out {
+                Ok(out) => out,
+                Err(e) => {
                     export_error = Some(e);
                     abort.cancel();
                     break;
                 }
             };
-            bytes += chunk.len() as u64;
-            for (slot, stall) in senders.iter_mut().zip(stalled.iter_mut()) {
-                let Some((tx, node_cancel)) = slot else {
-                    continue;
-                };
-                match tokio::time::timeout(opts.stall_timeout, tx.send(chunk.clone())).await {
-                    Ok(Ok(())) => {}
-                    // The import ended early; its own result says why.
-                    Ok(Err(_)) => *slot = None,
-                    Err(_) => {
-                        *stall = Some(format!(
-                            "the import accepted no data for {}s and was cut off",
-                            opts.stall_timeout.as_secs_f64()
-                        ));
-                        node_cancel.cancel();
-                        *slot = None;
+            for chunk in out {
+                for (slot, stall) in senders.iter_mut().zip(stalled.iter_mut()) {
+                    let Some((tx, node_cancel)) = slot else {
+                        continue;
+                    };
+                    match tokio::time::timeout(opts.stall_timeout, tx.send(chunk.clone())).await {
+                        Ok(Ok(())) => {}
+                        // The import ended early; its own result says why.
+                        Ok(Err(_)) => *slot = None,
+                        Err(_) => {
+                            *stall = Some(format!(
+                                "the import accepted no data for {}s and was cut off",
+                                opts.stall_timeout.as_secs_f64()
+                            ));
+                            node_cancel.cancel();
+                            *slot = None;
+                        }
                     }
                 }
             }
-            if senders.iter().all(Option::is_none) {
+            if last || senders.iter().all(Option::is_none) {
                 break;
             }
         }
         // Dropping the senders ends every import's stdin.
         senders.clear();
-        (bytes, export_error)
+        (bytes, export_error, rewriter.selected().to_vec())
     };
-    let ((exported_bytes, export_error), results) =
+    let ((exported_bytes, export_error, selected), results) =
         tokio::join!(producer, futures::future::join_all(imports));
     let nodes = results
         .into_iter()
@@ -455,7 +606,15 @@ async fn fan_out(
     FanOutOutcome {
         exported_bytes,
         export_error,
+        selected,
         nodes,
+    }
+}
+
+fn archive_error(e: ArchiveError) -> NodeError {
+    NodeError {
+        message: format!("image archive: {e}"),
+        transient: false,
     }
 }
 
@@ -468,13 +627,16 @@ async fn import_into(
     ctx: &TaskCtx,
 ) -> Result<(), NodeError> {
     let snapshotter_flag = format!("--snapshotter={snapshotter}");
+    // The one platform the nodes run, not --all-platforms: an image saved from Docker's
+    // containerd store lists platforms whose blobs it does not hold (kind #3795, #4224).
+    let platform_flag = format!("--platform={}", Platform::host());
     let namespace_flag = format!("--namespace={K8S_NAMESPACE}");
     let cmd = [
         "ctr",
         namespace_flag.as_str(),
         "images",
         "import",
-        "--all-platforms",
+        platform_flag.as_str(),
         "--digests",
         snapshotter_flag.as_str(),
         "-",
@@ -540,6 +702,20 @@ fn parse_images_ls(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// True when the `ctr images ls` row of `name` carries [`ENGINE_ID_LABEL`]`=id` (LABELS, the
+/// last column, is `k=v,k=v` or `-`).
+fn labelled_with_engine_id(text: &str, name: &str, id: &str) -> bool {
+    let wanted = format!("{ENGINE_ID_LABEL}={id}");
+    text.lines().any(|line| {
+        let mut cols = line.split_whitespace();
+        cols.next() == Some(name)
+            && line
+                .split_whitespace()
+                .last()
+                .is_some_and(|labels| labels.split(',').any(|l| l == wanted))
+    })
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Presence {
     Present,
@@ -558,6 +734,8 @@ fn presence(listing: &[(String, String)], id: &str, name: &str) -> Presence {
     };
     match (target_of(id), target_of(name)) {
         (Some(by_id), Some(by_name)) if by_id == by_name => Presence::Present,
+        // The node's image is exactly what the engine calls the image (an index or manifest).
+        (_, Some(by_name)) if by_name == id => Presence::Present,
         (Some(_), _) => Presence::UnderOtherNames,
         (None, Some(by_name)) => Presence::Check(by_name),
         (None, None) => Presence::Missing,
@@ -699,6 +877,38 @@ docker.io/library/other:v1             application/vnd.docker.distribution.manif
             Presence::Missing
         );
         assert!(parse_images_ls("REF TYPE DIGEST SIZE PLATFORMS LABELS\n").is_empty());
+        // The name's target is the engine's ID itself (an index, as the containerd store
+        // names images).
+        let index = format!("sha256:{}", "2".repeat(64));
+        assert_eq!(
+            presence(&listing, &index, "docker.io/library/other:v1"),
+            Presence::Present
+        );
+    }
+
+    #[test]
+    fn the_engine_id_label_is_read_from_the_name_row() {
+        let text = format!(
+            "REF TYPE DIGEST SIZE PLATFORMS LABELS\n\
+             docker.io/library/app:v1 application/vnd.oci.image.manifest.v1+json sha256:11 2.1 MiB linux/amd64 \
+             io.cri-containerd.image=managed,{ENGINE_ID_LABEL}=sha256:idx\n\
+             docker.io/library/b:v1 application/vnd.oci.image.manifest.v1+json sha256:22 2.1 MiB linux/amd64 -\n"
+        );
+        assert!(labelled_with_engine_id(
+            &text,
+            "docker.io/library/app:v1",
+            "sha256:idx"
+        ));
+        assert!(!labelled_with_engine_id(
+            &text,
+            "docker.io/library/app:v1",
+            "sha256:other"
+        ));
+        assert!(!labelled_with_engine_id(
+            &text,
+            "docker.io/library/b:v1",
+            "sha256:idx"
+        ));
     }
 
     /// `containerd config dump` of containerd 1.6 (Debian 12's 1.6.20, the test node's), cut down
