@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use kprov::adapters::docker::Engine;
 use kprov::adapters::kube::{Kube, Object, ObjectRef};
-use kprov::profile::model::TlsSpec;
+use kprov::profile::model::{CertificateSpec, TlsSpec};
 use kprov::tasks::apply::{self, Manifest};
 use kprov::tasks::diagnostics::DiagnosticsSpec;
 use kprov::tasks::tls;
@@ -584,7 +584,7 @@ async fn a_misspelt_field_is_refused_at_apply_with_its_manifest_line_and_never_r
     assert!(!err.transient, "{}", err.message);
     assert!(
         err.message.contains(
-            "apply Deployment kprov-test/typo (manifests/typo.yaml:16:9, field .spec.template.spec.containers[0].imagePulPolicy)"
+            "apply Deployment kprov-test/typo (manifests/typo.yaml:16:9, field .spec.template.spec.containers[name=\"app\"].imagePulPolicy)"
         ),
         "{}",
         err.message
@@ -730,8 +730,34 @@ async fn generated_tls_material_is_stable_across_two_runs() {
         ca_config_map: "inter-service-ca".into(),
         services: vec!["datastorage".into(), "holmesgpt-api".into()],
         signing_keys: vec!["datastorage-signing".into()],
+        certificates: vec![CertificateSpec {
+            secret: "datastorage-tls-by-name".into(),
+            namespace: None,
+            sans: vec![],
+        }],
+        ca_file: None,
     };
-    let first = tls::tls_objects(&kube, &spec, "kprov-test").await.unwrap();
+    // A certificate with its own Secret name and SANs (kubernaut's `datastorage-tls` serves
+    // `data-storage-service`, not `datastorage`).
+    let sans = vec![
+        "data-storage-service".to_string(),
+        "data-storage-service.kprov-test.svc".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    let leaves = tls::leaves(&spec, "kprov-test", std::slice::from_ref(&sans));
+    let first = tls::tls_objects(&kube, &spec, "kprov-test", &leaves)
+        .await
+        .unwrap();
+    let named = first
+        .iter()
+        .find(|o| o.name() == "datastorage-tls-by-name")
+        .expect("the named certificate's Secret");
+    assert_eq!(
+        named
+            .get("/metadata/annotations/kprov.dev~1sans")
+            .and_then(|v| v.as_str()),
+        Some(sans.join(",").as_str())
+    );
     apply::apply_objects(&kube, &first, &ctx).await.unwrap();
     let version = |o: Object| o.resource_version().unwrap().to_string();
     let mut before = Vec::new();
@@ -739,7 +765,9 @@ async fn generated_tls_material_is_stable_across_two_runs() {
         before.push(version(kube.get(&o.object_ref()).await.unwrap().unwrap()));
     }
     // A second run reads the material back from the cluster and applies the very same objects.
-    let second = tls::tls_objects(&kube, &spec, "kprov-test").await.unwrap();
+    let second = tls::tls_objects(&kube, &spec, "kprov-test", &leaves)
+        .await
+        .unwrap();
     assert_eq!(first, second);
     apply::apply_objects(&kube, &second, &ctx).await.unwrap();
     for (o, rv) in second.iter().zip(&before) {

@@ -22,6 +22,8 @@ pub struct HttpProber {
 impl HttpProber {
     /// `timeout` bounds each probe (connect and answer).
     pub fn new(timeout: Duration) -> Result<HttpProber, String> {
+        // reqwest is built without a provider of its own: kprov's one provider is ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -54,6 +56,41 @@ impl HttpProber {
             }
             Err(e) => Ok(Probe::NotReady(describe(&e))),
         }
+    }
+}
+
+/// An answer to a request a profile's step makes: the status and the body's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl HttpProber {
+    /// One request (a profile's `http` step). `Err` is a request that got no answer, in words.
+    pub async fn call(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<&str>,
+    ) -> Result<Answer, String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+        let mut req = self.client.request(method, url);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_owned());
+        }
+        let resp = req.send().await.map_err(|e| describe(&e))?;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap_or_default();
+        Ok(Answer {
+            status,
+            body: body.chars().take(500).collect(),
+        })
     }
 }
 

@@ -15,10 +15,12 @@ use std::{
 };
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::{
     Client, Config,
-    api::{Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams},
+    api::{
+        Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+    },
     config::{KubeConfigOptions, Kubeconfig},
     core::{ApiResource, GroupVersionKind},
     discovery::{Scope, pinned_kind},
@@ -220,12 +222,15 @@ impl KubeError {
             .iter()
             .map(|c| c.field.clone())
             .find(|f| !f.is_empty());
-        let (transient, message) = if let Some(path) = undeclared_field(&status.message) {
+        let undeclared = undeclared_fields(&status.message);
+        let (transient, message) = if let Some(path) = undeclared.first() {
             field = Some(path.clone());
+            let fields: Vec<String> = undeclared.iter().map(|f| format!("`{f}`")).collect();
             let message = format!(
-                "the server's schema has no field `{path}` (misspelt, or not in this API \
-                 version): the API answered {code}: {}",
-                status.message
+                "the server's schema has no field {} (misspelt, or not in this API version): \
+                 the API answered {code}: {}",
+                fields.join(", "),
+                status.message.replace('\n', " ")
             );
             (false, message)
         } else if let Some(c) = cause("FieldManagerConflict") {
@@ -296,14 +301,19 @@ impl KubeError {
     }
 }
 
-/// `.spec.replicaz` from "failed to create typed patch object (ns/x; apps/v1, Kind=Deployment):
-/// .spec.replicaz: field not declared in schema".
-fn undeclared_field(message: &str) -> Option<String> {
-    let end = message.find(UNDECLARED_FIELD)?;
-    let head = &message[..end];
-    let start = head.rfind("): ").map(|i| i + 3).unwrap_or(0);
-    let path = head[start..].trim();
-    (!path.is_empty()).then(|| path.to_owned())
+/// The field paths of "failed to create typed patch object (ns/x; apps/v1, Kind=Deployment):
+/// .spec.replicaz: field not declared in schema", or of its several-line form ("…: errors:\n
+/// .a: field not declared in schema\n  .b: field not declared in schema").
+fn undeclared_fields(message: &str) -> Vec<String> {
+    message
+        .lines()
+        .filter_map(|line| {
+            let head = &line[..line.find(UNDECLARED_FIELD)?];
+            let start = head.rfind("): ").map_or(0, |i| i + 3);
+            let path = head[start..].trim();
+            (!path.is_empty()).then(|| path.to_owned())
+        })
+        .collect()
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -532,6 +542,64 @@ impl Kube {
         }
     }
 
+    /// Sets an object's status through its `/status` subresource (server-side apply as
+    /// `kprov`, forced): a main-resource apply never changes status on a real server.
+    pub async fn apply_status(&self, r: &ObjectRef, status: &Value) -> Result<Object, KubeError> {
+        let (api, kind) = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        let body = serde_json::json!({
+            "apiVersion": r.api_version, "kind": r.kind,
+            "metadata": {"name": r.name}, "status": status,
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let stored = api
+            .patch_subresource("status", &r.name, &params, &Patch::Apply(&body))
+            .await
+            .map_err(|e| KubeError::from_kube(format!("set the status of {r}"), e))?;
+        to_object(stored, "cluster", &kind)
+    }
+
+    /// Restarts a workload's rollout as `kubectl rollout restart` does: a merge patch of the
+    /// pod template's `kubectl.kubernetes.io/restartedAt` annotation (no field kprov applied
+    /// is touched).
+    pub async fn restart_rollout(&self, r: &ObjectRef, at: &str) -> Result<(), KubeError> {
+        let (api, _) = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": at}}}}});
+        api.patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| KubeError::from_kube(format!("restart the rollout of {r}"), e))?;
+        Ok(())
+    }
+
+    /// A token for a ServiceAccount (the TokenRequest API), for `audiences` and `seconds`.
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+        seconds: i64,
+    ) -> Result<String, KubeError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"audiences": audiences, "expirationSeconds": seconds},
+        });
+        let what = format!("request a token for ServiceAccount {namespace}/{name}");
+        let answer: Value = api
+            .create_subresource("token", name, &PostParams::default(), &request)
+            .await
+            .map_err(|e| KubeError::from_kube(&what, e))?;
+        answer
+            .pointer("/status/token")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| KubeError::fatal(what, "the answer has no status.token"))
+    }
+
     /// The object, or `None` when it does not exist.
     pub async fn get(&self, r: &ObjectRef) -> Result<Option<Object>, KubeError> {
         let (api, kind) = self
@@ -730,6 +798,7 @@ mod tests {
     fn an_undeclared_field_is_permanent_and_names_the_field_path() {
         for (name, field) in [
             ("09-ssa-unknown-field-strict", ".spec.replicaz"),
+            ("10-ssa-unknown-field-warn", ""),
             ("11-ssa-unknown-field-default", ""),
             ("40-ssa-cr-unknown-field-strict", ".spec.colour"),
         ] {

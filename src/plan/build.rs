@@ -1,20 +1,28 @@
 //! Profile → the task DAG, with the edges DESIGN.md gives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-use super::{PlannedTask, TaskKind};
+use super::{PlannedTask, TaskKind, uses};
 use crate::profile::Profile;
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Use a cluster kprov did not create (`--kubeconfig`/`--context`): no create, no loads.
     pub existing_cluster: bool,
+    /// Where the profile's paths resolve (`--source`), to find the run-time values its
+    /// templates use. Empty: the current directory.
+    pub source: PathBuf,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
-    #[error("dependency cycle between components and hooks: {}", .0.join(" -> "))]
+    #[error("dependency cycle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    #[error("{what} names {name:?}, which is no component, hook or step")]
+    UnknownUnit { what: String, name: String },
+    #[error("{what} uses run-time value {name:?}, which `runtime:` does not declare")]
+    UnknownValue { what: String, name: String },
 }
 
 pub const CLUSTER: &str = "cluster:create";
@@ -36,12 +44,102 @@ pub fn load_id(image: &str) -> String {
     format!("load:{image}")
 }
 
-pub fn workload_id(profile: &Profile, name: &str) -> String {
+/// The task id of a component (`deploy:x`), hook (`hook:x`) or step (`step:x`).
+pub fn unit_id(profile: &Profile, name: &str) -> String {
     if profile.spec.hooks.contains_key(name) {
         format!("hook:{name}")
+    } else if profile.spec.steps.contains_key(name) {
+        format!("step:{name}")
     } else {
         format!("deploy:{name}")
     }
+}
+
+pub fn value_id(name: &str) -> String {
+    format!("value:{name}")
+}
+
+/// What one component, hook, step or run-time value waits for before it can run.
+struct Unit<'a> {
+    kind: TaskKind,
+    subject: &'a str,
+    images: &'a [String],
+    /// Task ids: the units it follows and the values it uses.
+    after: Vec<String>,
+}
+
+/// Every unit, keyed by task id, with the ids it follows resolved.
+fn units<'a>(
+    profile: &'a Profile,
+    opts: &PlanOptions,
+) -> Result<BTreeMap<String, Unit<'a>>, PlanError> {
+    let spec = &profile.spec;
+    let used = uses::runtime_uses(profile, &opts.source);
+    let known = |what: &str, name: &String| {
+        let exists = spec.components.contains_key(name)
+            || spec.hooks.contains_key(name)
+            || spec.steps.contains_key(name);
+        exists
+            .then(|| unit_id(profile, name))
+            .ok_or_else(|| PlanError::UnknownUnit {
+                what: what.to_string(),
+                name: name.clone(),
+            })
+    };
+    let mut out = BTreeMap::new();
+    let mut add = |id: String,
+                   kind: TaskKind,
+                   subject: &'a str,
+                   images: &'a [String],
+                   after: &[String]|
+     -> Result<(), PlanError> {
+        let mut deps = after
+            .iter()
+            .map(|a| known(&id, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        for v in used.get(&id).into_iter().flatten() {
+            if !spec.runtime.contains_key(v) {
+                return Err(PlanError::UnknownValue {
+                    what: id.clone(),
+                    name: v.clone(),
+                });
+            }
+            deps.push(value_id(v));
+        }
+        out.insert(
+            id,
+            Unit {
+                kind,
+                subject,
+                images,
+                after: deps,
+            },
+        );
+        Ok(())
+    };
+    for (n, c) in &spec.components {
+        add(
+            unit_id(profile, n),
+            TaskKind::Deploy,
+            n,
+            &c.images,
+            &c.depends_on,
+        )?;
+    }
+    for (n, h) in &spec.hooks {
+        add(unit_id(profile, n), TaskKind::Hook, n, &h.images, &h.after)?;
+    }
+    for (n, st) in &spec.steps {
+        add(unit_id(profile, n), TaskKind::Step, n, &[], &st.after)?;
+    }
+    for (n, v) in &spec.runtime {
+        let mut after = v.after.clone();
+        if let Some(j) = &v.job_output {
+            after.push(j.hook.clone());
+        }
+        add(value_id(n), TaskKind::Value, n, &[], &after)?;
+    }
+    Ok(out)
 }
 
 fn task(id: String, kind: TaskKind, deps: Vec<String>, subject: Option<&str>) -> PlannedTask {
@@ -117,30 +215,31 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
             loaded.insert(name.clone(), load_id(name));
         }
     }
-    // Components and hooks, each after its images, the setup and its own dependencies.
-    let mut pending: BTreeMap<&str, (TaskKind, &Vec<String>, &Vec<String>)> = BTreeMap::new();
-    for (n, comp) in &spec.components {
-        pending.insert(n, (TaskKind::Deploy, &comp.images, &comp.depends_on));
-    }
-    for (n, hook) in &spec.hooks {
-        pending.insert(n, (TaskKind::Hook, &hook.images, &hook.after));
-    }
+    // Components, hooks, steps and run-time values, each after its images, the setup and
+    // what it follows or uses, in dependency order.
+    let mut pending = units(profile, opts)?;
     let mut workloads = Vec::new();
     while !pending.is_empty() {
         let next = pending
             .iter()
-            .find(|(_, (_, _, after))| after.iter().all(|a| !pending.contains_key(a.as_str())))
-            .map(|(n, _)| *n);
-        let Some(name) = next else {
+            .find(|(_, u)| u.after.iter().all(|a| !pending.contains_key(a)))
+            .map(|(id, _)| id.clone());
+        let Some(id) = next else {
             return Err(PlanError::Cycle(cycle(&pending)));
         };
-        let (kind, images, after) = pending.remove(name).expect("found above");
+        let unit = pending.remove(&id).expect("found above");
         let mut deps: Vec<String> = setup.clone();
-        deps.extend(images.iter().filter_map(|i| loaded.get(i).cloned()));
-        deps.extend(after.iter().map(|a| workload_id(profile, a)));
-        let id = workload_id(profile, name);
-        tasks.push(task(id.clone(), kind, deps, Some(name)));
-        workloads.push(id);
+        deps.extend(unit.images.iter().filter_map(|i| loaded.get(i).cloned()));
+        deps.extend(unit.after.iter().cloned());
+        let deps: Vec<String> = deps
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        tasks.push(task(id.clone(), unit.kind, deps, Some(unit.subject)));
+        if unit.kind != TaskKind::Value {
+            workloads.push(id);
+        }
     }
     if workloads.is_empty() {
         workloads = setup;
@@ -149,17 +248,17 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     Ok(tasks)
 }
 
-/// One cycle among the workloads that could not be ordered, as `a -> b -> a`.
-fn cycle(pending: &BTreeMap<&str, (TaskKind, &Vec<String>, &Vec<String>)>) -> Vec<String> {
-    let start = *pending.keys().next().expect("non-empty");
+/// One cycle among the units that could not be ordered, as `deploy:a -> value:t -> deploy:a`.
+fn cycle(pending: &BTreeMap<String, Unit<'_>>) -> Vec<String> {
+    let start = pending.keys().next().expect("non-empty").as_str();
     let mut path = vec![start];
     let mut at = start;
     loop {
         let next = pending[at]
-            .2
+            .after
             .iter()
             .map(String::as_str)
-            .find(|a| pending.contains_key(a))
+            .find(|a| pending.contains_key(*a))
             .expect("stuck means a pending dep");
         if let Some(pos) = path.iter().position(|p| *p == next) {
             let mut c: Vec<String> = path[pos..].iter().map(|s| s.to_string()).collect();

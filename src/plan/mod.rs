@@ -54,6 +54,10 @@ pub enum TaskKind {
     Deploy,
     /// Apply a hook (a Job) and wait for it to complete.
     Hook,
+    /// Read a value produced at run time (a token, a field, a Job's output).
+    Value,
+    /// A step after what it follows is ready (apply CRs, patch status, call, restart, command).
+    Step,
     /// The single wait point: every workload ready.
     Wait,
 }
@@ -70,6 +74,8 @@ impl TaskKind {
             TaskKind::Load => "load",
             TaskKind::Deploy => "deploy",
             TaskKind::Hook => "hook",
+            TaskKind::Value => "value",
+            TaskKind::Step => "step",
             TaskKind::Wait => "wait",
         }
     }
@@ -80,7 +86,11 @@ impl TaskKind {
                 Phase::Cluster
             }
             TaskKind::Load => Phase::Load,
-            TaskKind::Deploy | TaskKind::Hook | TaskKind::Wait => Phase::Deploy,
+            TaskKind::Deploy
+            | TaskKind::Hook
+            | TaskKind::Value
+            | TaskKind::Step
+            | TaskKind::Wait => Phase::Deploy,
         }
     }
     pub fn class(self) -> Class {
@@ -96,8 +106,9 @@ mod build;
 pub mod estimate;
 pub mod render;
 pub mod strategy;
+pub mod uses;
 
-pub use build::{PlanError, PlanOptions, tasks_for};
+pub use build::{PlanError, PlanOptions, tasks_for, unit_id};
 pub use estimate::Estimates;
 pub use strategy::Strategy;
 

@@ -9,15 +9,16 @@
 pub mod load;
 pub mod model;
 pub mod template;
+pub mod tree;
 mod validate;
 pub mod yamlpos;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
 };
 
-pub use load::{ProfileError, ProfileErrors};
+pub use load::{ProfileError, ProfileErrors, SourceFile};
 pub use model::*;
 pub use validate::validate;
 
@@ -29,8 +30,11 @@ pub struct Profile {
     pub spec: ProfileFile,
     /// The file each named entry came from (`components.redis` → file).
     pub origins: HashMap<String, PathBuf>,
-    /// Every file read, with its text, for locating errors.
-    pub files: Vec<(PathBuf, String)>,
+    /// Every file read, with its text and tree, for locating errors.
+    pub files: Vec<SourceFile>,
+    /// Entries left out for their errors (`components.redis`, `cluster`): only a profile read
+    /// by [`load_checked`] has any, and references to them are not reported as unknown.
+    pub broken: BTreeSet<String>,
 }
 
 impl Profile {
@@ -81,19 +85,14 @@ impl Profile {
         }
     }
 
-    /// The file an entry came from, and its text.
-    pub fn origin(&self, section: &str, name: &str) -> (&Path, Option<&str>) {
+    /// The file an entry came from, as read.
+    pub fn origin(&self, section: &str, name: &str) -> (&Path, Option<&SourceFile>) {
         let file = self
             .origins
             .get(&format!("{section}.{name}"))
             .map(PathBuf::as_path)
             .unwrap_or(&self.path);
-        let text = self
-            .files
-            .iter()
-            .find(|(p, _)| p == file)
-            .map(|(_, t)| t.as_str());
-        (file, text)
+        (file, self.files.iter().find(|f| f.path == file))
     }
 
     /// The values a manifest template may use, for one component's `values`.
@@ -118,6 +117,22 @@ impl Profile {
         }
         for (k, x) in values {
             v.insert(format!("values.{k}"), x.clone());
+        }
+        // Run-time values are known only when their task has run: until then (validation,
+        // `kprov render`) a placeholder names the producer.
+        for name in self.spec.runtime.keys() {
+            v.insert(
+                format!("runtime.{name}"),
+                format!("<runtime.{name} from value:{name}>"),
+            );
+        }
+        if self.spec.config.tls.is_some() {
+            for name in ["caBundle", "caBundleBase64"] {
+                v.insert(
+                    format!("runtime.{name}"),
+                    format!("<runtime.{name} from apply:config>"),
+                );
+            }
         }
         v
     }
@@ -145,9 +160,36 @@ pub fn find(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// Load `<dir>/<service>.yaml` with its includes. Syntax and schema errors only; call
-/// [`validate`] for references and files.
+/// Load `<dir>/<service>.yaml` with its includes. Syntax and schema errors only; see
+/// [`load_checked`] for references and files.
 pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
+    let (profile, errors) = load_partial(dir, service)?;
+    if errors.is_empty() {
+        Ok(profile)
+    } else {
+        Err(ProfileErrors(errors))
+    }
+}
+
+/// Load a profile and check it against the source tree: every syntax, schema and semantic
+/// error, the semantic checks run on every entry that has no schema error of its own.
+pub fn load_checked(dir: &Path, service: &str, source: &Path) -> Result<Profile, ProfileErrors> {
+    let (profile, mut errors) = load_partial(dir, service)?;
+    // A file that is not YAML at all leaves the rest without the entries it holds: checking
+    // references then would report every one of them as unknown.
+    if !profile.files.iter().any(|f| f.tree.is_none()) {
+        errors.extend(validate(&profile, source));
+    }
+    if errors.is_empty() {
+        Ok(profile)
+    } else {
+        Err(ProfileErrors(errors))
+    }
+}
+
+/// The profile as far as it could be read, with the errors found reading it; an error only
+/// when there is no profile of that name.
+fn load_partial(dir: &Path, service: &str) -> Result<(Profile, Vec<ProfileError>), ProfileErrors> {
     let path = ["yaml", "yml"]
         .iter()
         .map(|ext| dir.join(format!("{service}.{ext}")))
@@ -171,8 +213,8 @@ pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
             },
         }]));
     };
-    let merged = load::load_merged(&path).map_err(ProfileErrors)?;
-    Ok(Profile {
+    let merged = load::load_merged(&path);
+    let profile = Profile {
         service: merged
             .profile
             .service
@@ -182,7 +224,9 @@ pub fn load(dir: &Path, service: &str) -> Result<Profile, ProfileErrors> {
         spec: merged.profile,
         origins: merged.origins,
         files: merged.files,
-    })
+        broken: merged.broken,
+    };
+    Ok((profile, merged.errors))
 }
 
 /// Expand a path or glob (relative to `source`) into the files it names, sorted.

@@ -33,6 +33,12 @@ pub struct ProfileFile {
     pub components: BTreeMap<String, ComponentSpec>,
     #[serde(default)]
     pub hooks: BTreeMap<String, HookSpec>,
+    /// Values produced at run time, for later templates as `{{ runtime.NAME }}`.
+    #[serde(default)]
+    pub runtime: BTreeMap<String, RuntimeSpec>,
+    /// Steps run once what they follow is ready (seeding, status patches, calls, restarts).
+    #[serde(default)]
+    pub steps: BTreeMap<String, StepSpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -127,7 +133,7 @@ pub struct BuildSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConfigSpec {
     #[serde(default)]
-    pub namespaces: Vec<String>,
+    pub namespaces: Vec<NamespaceSpec>,
     #[serde(default)]
     pub config_maps: Vec<ConfigMapSpec>,
     #[serde(default)]
@@ -136,6 +142,33 @@ pub struct ConfigSpec {
     /// Plain manifest files (RBAC, ...), templated, relative to `--source`.
     #[serde(default)]
     pub manifests: Vec<String>,
+}
+
+/// A namespace: its name alone, or with labels and annotations.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum NamespaceSpec {
+    Name(String),
+    Full(NamespaceDetail),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceDetail {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl NamespaceSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            NamespaceSpec::Name(n) => n,
+            NamespaceSpec::Full(d) => &d.name,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -175,6 +208,150 @@ pub struct TlsSpec {
     /// Names of RSA-2048 signing-key Secrets (`tls.key`, `tls.crt`), e.g. `datastorage-signing`.
     #[serde(default)]
     pub signing_keys: Vec<String>,
+    /// Leaf certificates, each with its own Secret name and SAN list (templated).
+    #[serde(default)]
+    pub certificates: Vec<CertificateSpec>,
+    /// A host file the CA's PEM is written to (templated, e.g.
+    /// `{{ kubeconfigDir }}/inter-service-ca.pem`), for host-side clients.
+    pub ca_file: Option<String>,
+}
+
+/// One leaf certificate: a kubernetes.io/tls Secret signed by the CA.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificateSpec {
+    /// The Secret's name, e.g. `datastorage-tls`.
+    pub secret: String,
+    pub namespace: Option<String>,
+    /// DNS names and IP addresses (templated: `data-storage-service.{{ namespace }}.svc`).
+    pub sans: Vec<String>,
+}
+
+/// An object kprov reads or changes by name (`kind: ActionType`, `apiVersion: kubernaut.ai/v1`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectSpec {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    /// Default: the profile's namespace (ignored for cluster-scoped kinds).
+    pub namespace: Option<String>,
+}
+
+/// A value produced at run time. Exactly one source is set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeSpec {
+    /// A TokenRequest for a ServiceAccount.
+    pub service_account_token: Option<TokenSpec>,
+    /// A field of an object, once the field is set.
+    pub field: Option<FieldSpec>,
+    /// A key of a Secret or ConfigMap (a Secret's data decoded).
+    pub key: Option<KeySpec>,
+    /// What a hook's Job produced.
+    pub job_output: Option<JobOutputSpec>,
+    /// Components, hooks or steps that must be done before the value can be read (default:
+    /// the configuration batch).
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Deadline for the value to appear (humantime; default 2m).
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TokenSpec {
+    /// The ServiceAccount's name.
+    pub name: String,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Default 3600.
+    pub expiration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FieldSpec {
+    #[serde(flatten)]
+    pub object: ObjectSpec,
+    /// A dotted path (`.metadata.uid`, `.status.workflowId`, `.spec.ports[0].nodePort`).
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KeySpec {
+    /// `Secret` (default) or `ConfigMap`.
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobOutputSpec {
+    /// The hook whose Job produced it.
+    pub hook: String,
+    /// A ConfigMap the Job writes, and the key to read...
+    pub config_map: Option<String>,
+    pub key: Option<String>,
+    /// ...or a regular expression matched against the Job's log: its first capture group (or
+    /// the whole match) is the value.
+    pub log_pattern: Option<String>,
+}
+
+/// A step run once what it follows is ready. Exactly one action is set.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StepSpec {
+    /// Components (waited for until ready), hooks and steps (done) this step follows.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Manifests to apply (custom resources, webhook configurations), templated.
+    #[serde(default)]
+    pub apply: Vec<String>,
+    /// Status to set through the `/status` subresource, per object.
+    #[serde(default)]
+    pub patch_status: Vec<StatusPatchSpec>,
+    /// An HTTP request from the host, retried until it answers as expected.
+    pub http: Option<HttpStepSpec>,
+    /// Workloads whose rollout is restarted (as `kubectl rollout restart`).
+    #[serde(default)]
+    pub rollout_restart: Vec<ObjectSpec>,
+    /// A host command (argv, never a shell string) with KUBECONFIG, KPROV_CONTEXT and
+    /// KPROV_HOST_PORT_<NAME> in its environment.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Deadline (humantime; default 5m), covering the wait for what it follows.
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StatusPatchSpec {
+    #[serde(flatten)]
+    pub object: ObjectSpec,
+    /// The status fields to set (templated strings inside are rendered).
+    pub status: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpStepSpec {
+    /// Default GET.
+    pub method: Option<String>,
+    /// Templated: `http://127.0.0.1:{{ hostPorts.ds }}/api/v1/workflows`.
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// Statuses that count as done (default: any 2xx).
+    #[serde(default)]
+    pub expect_status: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -8,10 +8,11 @@ use std::{
     time::Duration,
 };
 
+use super::steps;
 use crate::adapters::{docker::Engine, kube::Kube, kube::Object};
 use crate::engine::{BoxFuture, Done, TaskCtx, TaskError, Work};
 use crate::plan::{PlannedTask, TaskKind};
-use crate::profile::Profile;
+use crate::profile::{Profile, template};
 use crate::tasks::{
     apply::{self, Manifest},
     build::{self, BuildRequest, BuiltImage},
@@ -67,8 +68,12 @@ pub struct RunState {
     kube: OnceLock<Kube>,
     /// The CRD names `apply:crds` applied, for `wait:crds`.
     crd_names: OnceLock<Vec<String>>,
-    /// What each component's deploy applied, for the final wait (rendered once).
+    /// What each component, hook and step applied, for the final wait (rendered once).
     applied: Mutex<BTreeMap<String, Vec<Object>>>,
+    /// Values produced at run time (`{{ runtime.NAME }}`), secrets included: never logged.
+    runtime: Mutex<BTreeMap<String, String>>,
+    /// Where `config.tls.caFile` wrote the CA, for the run record.
+    pub ca_file: OnceLock<PathBuf>,
 }
 
 impl RunState {
@@ -81,18 +86,62 @@ impl RunState {
             kube: OnceLock::new(),
             crd_names: OnceLock::new(),
             applied: Mutex::default(),
+            runtime: Mutex::default(),
+            ca_file: OnceLock::new(),
         }
     }
 
-    fn profile(&self) -> &Profile {
+    fn set_ca_file(&self, path: PathBuf) {
+        let _ = self.ca_file.set(path);
+    }
+
+    pub(super) fn profile(&self) -> &Profile {
         &self.req.profile
+    }
+
+    pub(super) fn set_runtime(&self, name: &str, value: String) {
+        self.runtime
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), value);
+    }
+
+    pub(super) fn applied(&self, name: &str) -> Vec<Object> {
+        let applied = self.applied.lock().expect("not poisoned");
+        applied.get(name).cloned().unwrap_or_default()
+    }
+
+    pub(super) fn set_applied(&self, name: &str, objects: Vec<Object>) {
+        self.applied
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), objects);
+    }
+
+    /// The template values of this run so far: the profile's, the built images, the host
+    /// ports and the run-time values produced (over their placeholders), and `values`.
+    pub(super) fn values(&self, values: &BTreeMap<String, String>) -> template::Values {
+        let images: BTreeMap<String, String> = self
+            .images
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.reference.clone()))
+            .collect();
+        let mut vals = self
+            .profile()
+            .template_values(values, &images, &self.host_ports());
+        for (k, v) in self.runtime.lock().expect("not poisoned").iter() {
+            vals.insert(format!("runtime.{k}"), v.clone());
+        }
+        vals
     }
 
     fn path(&self, rel: &str) -> PathBuf {
         self.profile().resolve(&self.req.source, rel)
     }
 
-    fn kube(&self) -> Result<&Kube, TaskError> {
+    pub(super) fn kube(&self) -> Result<&Kube, TaskError> {
         self.kube
             .get()
             .ok_or_else(|| TaskError::fatal("no cluster connection (the cluster task did not run)"))
@@ -126,7 +175,7 @@ impl RunState {
             .collect()
     }
 
-    fn host_ports(&self) -> BTreeMap<String, u16> {
+    pub(super) fn host_ports(&self) -> BTreeMap<String, u16> {
         let Some(c) = self.cluster.get() else {
             return BTreeMap::new();
         };
@@ -138,22 +187,13 @@ impl RunState {
             .collect()
     }
 
-    /// A component's or hook's manifests, templated and parsed; coverage applied.
-    fn render(
+    /// A component's, hook's or step's manifests, templated and parsed; coverage applied.
+    pub(super) fn render(
         &self,
         manifests: &[String],
         values: &BTreeMap<String, String>,
     ) -> Result<Vec<Object>, TaskError> {
-        let images: BTreeMap<String, String> = self
-            .images
-            .lock()
-            .expect("not poisoned")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.reference.clone()))
-            .collect();
-        let vals = self
-            .profile()
-            .template_values(values, &images, &self.host_ports());
+        let vals = self.values(values);
         let instrumented = self.instrumented();
         let mut objects = Vec::new();
         for m in manifests {
@@ -185,7 +225,7 @@ impl RunState {
         Ok(objects)
     }
 
-    fn diagnostics(&self, name: &str) -> diagnostics::DiagnosticsSpec {
+    pub(super) fn diagnostics(&self, name: &str) -> diagnostics::DiagnosticsSpec {
         diagnostics::DiagnosticsSpec {
             dir: self.req.log_dir.join(format!("diagnostics-{name}")),
             engine: self.req.existing.is_none().then(|| self.engine.clone()),
@@ -207,23 +247,18 @@ impl RunState {
         &self,
         name: &str,
         objects: &[Object],
-        http: Option<&String>,
-        timeout: Duration,
-        workloads: bool,
+        ready: (Option<&String>, Duration, bool),
+        values: &BTreeMap<String, String>,
     ) -> Result<WaitTarget, TaskError> {
-        let url = match http {
-            Some(u) => {
-                let vals = self.profile().template_values(
-                    &BTreeMap::new(),
-                    &BTreeMap::new(),
-                    &self.host_ports(),
-                );
-                Some(crate::profile::template::render(u, &vals).map_err(|e| {
+        let (http, timeout, workloads) = ready;
+        // Rendered with the same values the manifests get (and validation checked).
+        let url =
+            match http {
+                Some(u) => Some(template::render(u, &self.values(values)).map_err(|e| {
                     TaskError::fatal(format!("{name}: ready.http: {}", e[0].message))
-                })?)
-            }
-            None => None,
-        };
+                })?),
+                None => None,
+            };
         Ok(WaitTarget {
             component: name.to_string(),
             objects: if workloads {
@@ -270,6 +305,8 @@ impl Work for TaskWork {
                 }
                 TaskKind::Deploy => deploy(s, subject, ctx).await,
                 TaskKind::Hook => hook(s, subject, ctx).await,
+                TaskKind::Value => steps::runtime_value(s, subject, ctx).await,
+                TaskKind::Step => steps::step(s, subject, ctx).await,
                 TaskKind::Wait => wait_all(s, ctx).await,
             }
         })
@@ -422,17 +459,9 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let p = s.profile();
     let ns = p.namespace().to_string();
     let c = &p.spec.config;
-    let mut namespaces: Vec<String> = c.namespaces.clone();
-    if ns != "default" && !namespaces.contains(&ns) {
-        namespaces.insert(0, ns.clone());
-    }
     let kube = s.kube()?;
     // Namespaces first: everything else in the batch lives in them.
-    let ns_objects: Vec<Object> = namespaces
-        .iter()
-        .map(|n| Object::new(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}), "config.namespaces"))
-        .collect();
-    apply::apply_objects(kube, &ns_objects, ctx).await?;
+    apply::apply_objects(kube, &namespace_objects(p), ctx).await?;
     let mut batch = Vec::new();
     for cm in &c.config_maps {
         let mut data = cm.data.clone();
@@ -470,11 +499,7 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
         ));
     }
     if let Some(t) = &c.tls {
-        batch.extend(
-            tls::tls_objects(kube, t, &ns)
-                .await
-                .map_err(TaskError::from)?,
-        );
+        batch.extend(tls_material(s, t, ctx).await?);
     }
     batch.extend(s.render(&c.manifests, &BTreeMap::new())?);
     ctx.progress(format!("applying {} objects", batch.len()));
@@ -482,14 +507,100 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     Ok(Done::Ran)
 }
 
+/// The profile's namespace and `config.namespaces`, with their labels and annotations.
+fn namespace_objects(p: &Profile) -> Vec<Object> {
+    let mut specs = p.spec.config.namespaces.clone();
+    let ns = p.namespace();
+    if ns != "default" && !specs.iter().any(|n| n.name() == ns) {
+        specs.insert(0, crate::profile::NamespaceSpec::Name(ns.to_string()));
+    }
+    specs
+        .iter()
+        .map(|n| {
+            let mut meta = serde_json::json!({"name": n.name()});
+            if let crate::profile::NamespaceSpec::Full(d) = n {
+                if !d.labels.is_empty() {
+                    meta["labels"] = serde_json::json!(d.labels);
+                }
+                if !d.annotations.is_empty() {
+                    meta["annotations"] = serde_json::json!(d.annotations);
+                }
+            }
+            Object::new(
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
+                "config.namespaces",
+            )
+        })
+        .collect()
+}
+
+/// The CA and certificates of `config.tls`; the CA's PEM becomes `runtime.caBundle` (and
+/// `caBundleBase64`, as webhook configurations take it) and is written to `caFile` if set.
+async fn tls_material(
+    s: &RunState,
+    t: &crate::profile::TlsSpec,
+    ctx: &TaskCtx,
+) -> Result<Vec<Object>, TaskError> {
+    use base64::Engine as _;
+    let ns = s.profile().namespace();
+    let mut vals = s.values(&BTreeMap::new());
+    if let Some(dir) = s.req.kubeconfig.parent() {
+        vals.insert("kubeconfigDir".into(), dir.display().to_string());
+    }
+    let render = |what: &str, text: &str| {
+        template::render(text, &vals)
+            .map_err(|e| TaskError::fatal(format!("config.tls: {what}: {}", e[0].message)))
+    };
+    let mut sans = Vec::new();
+    for c in &t.certificates {
+        let rendered: Result<Vec<String>, TaskError> =
+            c.sans.iter().map(|san| render(&c.secret, san)).collect();
+        sans.push(rendered?);
+    }
+    let leaves = tls::leaves(t, ns, &sans);
+    let objects = tls::tls_objects(s.kube()?, t, ns, &leaves)
+        .await
+        .map_err(TaskError::from)?;
+    let pem = tls::ca_pem(&objects, t)
+        .ok_or_else(|| TaskError::fatal("config.tls: no CA certificate was made"))?;
+    if let Some(file) = &t.ca_file {
+        let path = PathBuf::from(render("caFile", file)?);
+        write_ca_file(&path, &pem)
+            .map_err(|e| TaskError::fatal(format!("write the CA to {}: {e}", path.display())))?;
+        ctx.progress(format!("CA written to {}", path.display()));
+        s.set_ca_file(path);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD.encode(pem.as_bytes());
+    s.set_runtime(crate::plan::uses::CA_BUNDLE_BASE64, b64);
+    s.set_runtime(crate::plan::uses::CA_BUNDLE, pem);
+    Ok(objects)
+}
+
+/// Writes the CA's PEM for host-side clients: 0600, through a temp file and a rename.
+fn write_ca_file(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = path.with_extension(format!("kprov-{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let comp = &s.profile().spec.components[name];
     let objects = s.render(&comp.manifests, &comp.values)?;
     apply::apply_objects(s.kube()?, &objects, ctx).await?;
-    s.applied
-        .lock()
-        .expect("not poisoned")
-        .insert(name.to_string(), objects);
+    s.set_applied(name, objects);
     Ok(Done::Ran)
 }
 
@@ -498,35 +609,61 @@ async fn hook(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
     let objects = s.render(&hook.manifests, &hook.values)?;
     let kube = s.kube()?;
     apply::apply_objects(kube, &objects, ctx).await?;
-    let target = s.wait_target(
-        name,
-        &objects,
-        None,
-        RunState::timeout(hook.timeout.as_ref()),
-        true,
-    )?;
+    let timeout = RunState::timeout(hook.timeout.as_ref());
+    let target = s.wait_target(name, &objects, (None, timeout, true), &hook.values)?;
+    s.set_applied(name, objects);
     wait::wait_ready(kube, &[target], ctx, &s.diagnostics(name)).await?;
     Ok(Done::Ran)
+}
+
+impl RunState {
+    /// What makes component `name` ready: its applied workloads and its HTTP check, with
+    /// `timeout` from now.
+    pub(super) fn component_target(
+        &self,
+        name: &str,
+        comp: &crate::profile::ComponentSpec,
+        timeout: Duration,
+    ) -> Result<WaitTarget, TaskError> {
+        let applied = self
+            .applied
+            .lock()
+            .expect("not poisoned")
+            .get(name)
+            .cloned();
+        let objects = match applied {
+            Some(objects) => objects,
+            None => self.render(&comp.manifests, &comp.values)?,
+        };
+        let ready = (comp.ready.http.as_ref(), timeout, comp.ready.workloads);
+        self.wait_target(name, &objects, ready, &comp.values)
+    }
 }
 
 async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let mut targets = Vec::new();
     for (name, comp) in &s.profile().spec.components {
-        let applied = s.applied.lock().expect("not poisoned").get(name).cloned();
-        let objects = match applied {
-            Some(objects) => objects,
-            None => s.render(&comp.manifests, &comp.values)?,
-        };
-        let target = s.wait_target(
-            name,
-            &objects,
-            comp.ready.http.as_ref(),
-            RunState::timeout(comp.ready.timeout.as_ref()),
-            comp.ready.workloads,
-        )?;
+        let timeout = RunState::timeout(comp.ready.timeout.as_ref());
+        let target = s.component_target(name, comp, timeout)?;
         if !target.objects.is_empty() || target.http.is_some() {
             targets.push(target);
         }
+    }
+    // What steps applied (custom resources, webhook configurations) must exist, and any
+    // workload among it be ready.
+    for (name, st) in &s.profile().spec.steps {
+        let objects = s.applied(name);
+        if objects.is_empty() {
+            continue;
+        }
+        let mut target = s.wait_target(
+            name,
+            &objects,
+            (None, RunState::timeout(st.timeout.as_ref()), true),
+            &st.values,
+        )?;
+        target.objects = objects.iter().map(Object::object_ref).collect();
+        targets.push(target);
     }
     wait::wait_ready(s.kube()?, &targets, ctx, &s.diagnostics("wait")).await?;
     Ok(Done::Ran)

@@ -338,11 +338,19 @@ fn locate_field(obj: &Object, mut e: KubeError) -> KubeError {
     let (Some(field), Some(text)) = (&e.field, &obj.source) else {
         return e;
     };
-    let keys: Vec<&str> = field
-        .split('.')
-        .map(|k| k.split('[').next().unwrap_or(k))
-        .filter(|k| !k.is_empty())
-        .collect();
+    // `.spec.template.spec.containers[name="app"].image`: the keys, without list selectors
+    // (which may hold dots of their own).
+    let mut bare = String::new();
+    let mut depth = 0;
+    for c in field.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            c if depth == 0 => bare.push(c),
+            _ => {}
+        }
+    }
+    let keys: Vec<&str> = bare.split('.').filter(|k| !k.is_empty()).collect();
     let file = obj
         .origin
         .rsplit_once(':')

@@ -80,43 +80,88 @@ fn ca_params(spec: &TlsSpec) -> CertificateParams {
     p
 }
 
+/// One leaf certificate to issue: its Secret and SANs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub secret: String,
+    pub namespace: String,
+    pub sans: Vec<String>,
+}
+
+/// The leaves of `spec`: `<svc>-tls` with the reference SANs for each of `services`, then each
+/// of `certificates` with its own Secret name and SANs (`sans`, already templated, in order).
+pub fn leaves(spec: &TlsSpec, namespace: &str, certificate_sans: &[Vec<String>]) -> Vec<Leaf> {
+    let mut out: Vec<Leaf> = spec
+        .services
+        .iter()
+        .map(|svc| Leaf {
+            secret: format!("{svc}-tls"),
+            namespace: namespace.to_string(),
+            sans: service_sans(svc, namespace),
+        })
+        .collect();
+    for (c, sans) in spec.certificates.iter().zip(certificate_sans) {
+        out.push(Leaf {
+            secret: c.secret.clone(),
+            namespace: c.namespace.clone().unwrap_or_else(|| namespace.to_string()),
+            sans: sans.clone(),
+        });
+    }
+    out
+}
+
 /// The objects to apply: the CA key Secret, the CA ConfigMap, leaf and signing Secrets.
 pub async fn tls_objects(
     kube: &Kube,
     spec: &TlsSpec,
     namespace: &str,
+    leaves: &[Leaf],
 ) -> Result<Vec<Object>, TlsError> {
-    let get = |kind: &str, name: &str| {
-        let r = ObjectRef::new("v1", kind, Some(namespace), name);
+    let get = |ns: &str, name: &str| {
+        let r = ObjectRef::new("v1", "Secret", Some(ns), name);
         async move { kube.get(&r).await.map_err(|e| TlsError(e.to_string())) }
     };
-    let stored_ca = get("Secret", &ca_secret_name(spec)).await?;
-    let mut leaves = BTreeMap::new();
-    for svc in &spec.services {
-        leaves.insert(svc.clone(), get("Secret", &format!("{svc}-tls")).await?);
+    let stored_ca = get(namespace, &ca_secret_name(spec)).await?;
+    let mut stored_leaves = BTreeMap::new();
+    for leaf in leaves {
+        if let Some(o) = get(&leaf.namespace, &leaf.secret).await? {
+            stored_leaves.insert((leaf.namespace.clone(), leaf.secret.clone()), o);
+        }
     }
     let mut signing = BTreeMap::new();
     for name in &spec.signing_keys {
-        signing.insert(name.clone(), get("Secret", name).await?);
+        signing.insert(name.clone(), get(namespace, name).await?);
     }
     let stored = Stored {
         ca: stored_ca.as_ref().map(secret_data),
-        leaves,
+        leaves: stored_leaves,
         signing,
     };
     // Key generation (RSA especially) is CPU work: keep it off the async workers.
     let spec = spec.clone();
     let namespace = namespace.to_string();
-    tokio::task::spawn_blocking(move || build_objects(&spec, &namespace, &stored))
+    let leaves = leaves.to_vec();
+    tokio::task::spawn_blocking(move || build_objects(&spec, &namespace, &leaves, &stored))
         .await
         .map_err(|e| TlsError(format!("generate TLS material: {e}")))?
+}
+
+/// The CA certificate (PEM) among objects [`tls_objects`] made.
+pub fn ca_pem(objects: &[Object], spec: &TlsSpec) -> Option<String> {
+    objects
+        .iter()
+        .find(|o| o.kind() == "ConfigMap" && o.name() == spec.ca_config_map)
+        .and_then(|o| o.get("/data/ca.crt"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// What the cluster already holds.
 #[derive(Default)]
 struct Stored {
     ca: Option<BTreeMap<String, String>>,
-    leaves: BTreeMap<String, Option<Object>>,
+    /// Leaf Secrets as stored, by (namespace, name).
+    leaves: BTreeMap<(String, String), Object>,
     signing: BTreeMap<String, Option<Object>>,
 }
 
@@ -144,7 +189,12 @@ fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn build_objects(spec: &TlsSpec, ns: &str, stored: &Stored) -> Result<Vec<Object>, TlsError> {
+fn build_objects(
+    spec: &TlsSpec,
+    ns: &str,
+    leaves: &[Leaf],
+    stored: &Stored,
+) -> Result<Vec<Object>, TlsError> {
     let params = ca_params(spec);
     // Reuse the stored CA when it is whole; else make a new one (and so new leaves).
     let (ca_key, ca_cert) = match stored
@@ -190,11 +240,15 @@ fn build_objects(spec: &TlsSpec, ns: &str, stored: &Stored) -> Result<Vec<Object
             ORIGIN,
         ),
     ];
-    for svc in &spec.services {
-        let sans = service_sans(svc, ns);
+    for leaf in leaves {
+        let stored_leaf = stored
+            .leaves
+            .get(&(leaf.namespace.clone(), leaf.secret.clone()));
+        let sans = leaf.sans.clone();
         let sans_note = sans.join(",");
-        let name = format!("{svc}-tls");
-        let reusable = stored.leaves.get(svc).and_then(Option::as_ref).filter(|o| {
+        let name = leaf.secret.clone();
+        let cn = sans.first().cloned().unwrap_or_else(|| name.clone());
+        let reusable = stored_leaf.filter(|o| {
             annotation(o, CA_HASH) == Some(ca_hash.as_str())
                 && annotation(o, SANS) == Some(sans_note.as_str())
         });
@@ -207,7 +261,7 @@ fn build_objects(spec: &TlsSpec, ns: &str, stored: &Stored) -> Result<Vec<Object
                     .map_err(err(format!("generate the key of {name}")))?;
                 let mut p =
                     CertificateParams::new(sans).map_err(err(format!("the SANs of {name}")))?;
-                p.distinguished_name.push(DnType::CommonName, svc.as_str());
+                p.distinguished_name.push(DnType::CommonName, cn.as_str());
                 p.key_usages = vec![
                     KeyUsagePurpose::DigitalSignature,
                     KeyUsagePurpose::KeyEncipherment,
@@ -227,7 +281,7 @@ fn build_objects(spec: &TlsSpec, ns: &str, stored: &Stored) -> Result<Vec<Object
         };
         let annotations = json!({CA_HASH: ca_hash, SANS: sans_note});
         objects.push(secret(
-            ns,
+            &leaf.namespace,
             &name,
             "kubernetes.io/tls",
             &labels,
@@ -312,6 +366,7 @@ mod tests {
             ca_config_map: "inter-service-ca".into(),
             services: vec!["datastorage".into()],
             signing_keys: vec!["datastorage-signing".into()],
+            ..Default::default()
         }
     }
 
@@ -325,14 +380,28 @@ mod tests {
         };
         Stored {
             ca: find("inter-service-ca-kprov-ca").as_ref().map(secret_data),
-            leaves: BTreeMap::from([("datastorage".into(), find("datastorage-tls"))]),
+            leaves: find("datastorage-tls")
+                .map(|o| {
+                    (
+                        (o.namespace().unwrap().to_string(), o.name().to_string()),
+                        o,
+                    )
+                })
+                .into_iter()
+                .collect(),
             signing: BTreeMap::from([("datastorage-signing".into(), find("datastorage-signing"))]),
         }
     }
 
     #[test]
     fn material_has_the_reference_shape() {
-        let objs = build_objects(&spec(), "kubernaut-system", &Stored::default()).unwrap();
+        let objs = build_objects(
+            &spec(),
+            "kubernaut-system",
+            &leaves(&spec(), "kubernaut-system", &[]),
+            &Stored::default(),
+        )
+        .unwrap();
         let names: Vec<String> = objs.iter().map(|o| o.object_ref().to_string()).collect();
         assert_eq!(
             names,
@@ -378,17 +447,36 @@ mod tests {
 
     #[test]
     fn a_second_run_on_the_same_cluster_reproduces_every_object() {
-        let first = build_objects(&spec(), "ns", &Stored::default()).unwrap();
-        let second = build_objects(&spec(), "ns", &stored_from(&first)).unwrap();
+        let first = build_objects(
+            &spec(),
+            "ns",
+            &leaves(&spec(), "ns", &[]),
+            &Stored::default(),
+        )
+        .unwrap();
+        let second = build_objects(
+            &spec(),
+            "ns",
+            &leaves(&spec(), "ns", &[]),
+            &stored_from(&first),
+        )
+        .unwrap();
         assert_eq!(first, second);
     }
 
     #[test]
     fn a_leaf_for_other_sans_is_reissued_by_the_same_ca() {
-        let first = build_objects(&spec(), "ns", &Stored::default()).unwrap();
+        let first = build_objects(
+            &spec(),
+            "ns",
+            &leaves(&spec(), "ns", &[]),
+            &Stored::default(),
+        )
+        .unwrap();
         let mut stored = stored_from(&first);
         // The same Secret found in a namespace whose SANs differ.
-        let other = build_objects(&spec(), "other", &stored).unwrap();
+        let other =
+            build_objects(&spec(), "other", &leaves(&spec(), "other", &[]), &stored).unwrap();
         assert_eq!(
             other[1].get("/data"),
             first[1].get("/data"),
@@ -399,7 +487,7 @@ mod tests {
             secret_data(&first[2])["tls.crt"]
         );
         stored.ca = None;
-        let fresh = build_objects(&spec(), "ns", &stored).unwrap();
+        let fresh = build_objects(&spec(), "ns", &leaves(&spec(), "ns", &[]), &stored).unwrap();
         assert_ne!(
             fresh[1].get("/data"),
             first[1].get("/data"),
@@ -414,7 +502,13 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_secret_data() {
-        let objs = build_objects(&spec(), "ns", &Stored::default()).unwrap();
+        let objs = build_objects(
+            &spec(),
+            "ns",
+            &leaves(&spec(), "ns", &[]),
+            &Stored::default(),
+        )
+        .unwrap();
         let printed = format!("{objs:?}");
         for o in &objs {
             for v in secret_data(o).values() {

@@ -1,0 +1,75 @@
+//! Which run-time values each component, hook, step and value uses (`{{ runtime.NAME }}` in
+//! its manifests, values and fields), so the planner can add the edge from the task that
+//! produces a value to every task that needs it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::profile::{Profile, template};
+
+/// The template prefix of run-time values.
+pub const PREFIX: &str = "runtime.";
+
+/// Built-in run-time values, produced by the configuration batch (the generated CA).
+pub const CA_BUNDLE: &str = "caBundle";
+pub const CA_BUNDLE_BASE64: &str = "caBundleBase64";
+
+/// Run-time value names used by `text`'s placeholders. Text that does not parse as a template
+/// uses nothing here (validation reports it).
+pub fn in_text(text: &str) -> BTreeSet<String> {
+    template::names(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(n, ..)| n.strip_prefix(PREFIX).map(str::to_owned))
+        .collect()
+}
+
+fn in_files(profile: &Profile, source: &Path, files: &[String]) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(profile.resolve(source, f)).ok())
+        .flat_map(|t| in_text(&t))
+        .collect()
+}
+
+fn in_strings<'a>(strings: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    strings.into_iter().flat_map(|s| in_text(s)).collect()
+}
+
+/// The run-time values each unit uses, keyed by the unit's task id (`deploy:api`, `step:seed`).
+/// Built-in values (the CA bundle) are left out: the configuration batch, which every unit
+/// follows, produces them.
+pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let spec = &profile.spec;
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, c) in &spec.components {
+        let mut u = in_files(profile, source, &c.manifests);
+        u.extend(in_strings(c.values.values()));
+        u.extend(in_strings(c.ready.http.iter()));
+        uses.insert(super::unit_id(profile, name), u);
+    }
+    for (name, h) in &spec.hooks {
+        let mut u = in_files(profile, source, &h.manifests);
+        u.extend(in_strings(h.values.values()));
+        uses.insert(super::unit_id(profile, name), u);
+    }
+    for (name, st) in &spec.steps {
+        let mut u = in_files(profile, source, &st.apply);
+        u.extend(in_strings(st.values.values()));
+        u.extend(in_strings(st.command.iter()));
+        if let Some(h) = &st.http {
+            u.extend(in_text(&h.url));
+            u.extend(in_strings(h.headers.values()));
+            u.extend(in_strings(h.body.iter()));
+        }
+        for p in &st.patch_status {
+            u.extend(in_text(&p.status.to_string()));
+        }
+        uses.insert(super::unit_id(profile, name), u);
+    }
+    for set in uses.values_mut() {
+        set.remove(CA_BUNDLE);
+        set.remove(CA_BUNDLE_BASE64);
+    }
+    uses
+}

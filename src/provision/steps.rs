@@ -1,0 +1,448 @@
+//! Run-time values and post-ready steps: the work of `value:*` and `step:*` tasks.
+//!
+//! A value is read once what it follows is done (a ServiceAccount token, a field of an object
+//! once set, a key of a Secret or ConfigMap, a hook's Job output) and kept for later templates
+//! as `{{ runtime.NAME }}`; values are secrets until proven otherwise, so they are never
+//! logged. A step first waits until the components it follows are ready, then does its one
+//! action: apply manifests, set status through `/status`, call a URL from the host, restart a
+//! rollout, or run a host command.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::works::RunState;
+use crate::adapters::{
+    http::HttpProber,
+    kube::{Kube, Object, ObjectRef},
+    process,
+};
+use crate::engine::{Done, TaskCtx, TaskError};
+use crate::profile::{
+    FieldSpec, HttpStepSpec, JobOutputSpec, KeySpec, ObjectSpec, RuntimeSpec, StepSpec, template,
+};
+use crate::tasks::wait::{self, Outcome, State};
+
+const VALUE_TIMEOUT: Duration = Duration::from_secs(120);
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn deadline(spec: Option<&String>, default: Duration) -> Instant {
+    let d = spec
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .unwrap_or(default);
+    Instant::now() + d
+}
+
+/// A dotted field path (`.status.workflowId`, `.spec.ports[0].nodePort`) as a JSON pointer.
+pub fn pointer(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.trim_start_matches('.').split('.') {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            out.push('/');
+            out.push_str(&rest[..open]);
+            rest = &rest[open..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let close = stripped.find(']').unwrap_or(stripped.len());
+                out.push('/');
+                out.push_str(&stripped[..close]);
+                rest = stripped.get(close + 1..).unwrap_or("");
+            }
+        } else {
+            out.push('/');
+            out.push_str(rest);
+        }
+    }
+    out
+}
+
+/// A JSON value as a template value: strings as they are, anything else as JSON.
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn object_ref(s: &RunState, o: &ObjectSpec) -> ObjectRef {
+    let ns = o.namespace.as_deref().unwrap_or(s.profile().namespace());
+    ObjectRef::new(&o.api_version, &o.kind, Some(ns), &o.name)
+}
+
+/// The `value:NAME` task: reads the value and keeps it for later templates.
+pub async fn runtime_value(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let spec = &s.profile().spec.runtime[name];
+    let kube = s.kube()?;
+    let until = deadline(spec.timeout.as_ref(), VALUE_TIMEOUT);
+    let value = read_value(s, kube, spec, until, ctx)
+        .await
+        .map_err(|e| TaskError::fatal(format!("value {name}: {e}")))?;
+    ctx.progress(format!("value {name}: read ({} bytes)", value.len()));
+    s.set_runtime(name, value);
+    Ok(Done::Ran)
+}
+
+async fn read_value(
+    s: &RunState,
+    kube: &Kube,
+    spec: &RuntimeSpec,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<String, String> {
+    if let Some(t) = &spec.service_account_token {
+        let ns = t.namespace.as_deref().unwrap_or(s.profile().namespace());
+        let seconds = t.expiration_seconds.unwrap_or(3600);
+        return kube
+            .service_account_token(ns, &t.name, &t.audiences, seconds)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    if let Some(f) = &spec.field {
+        return field_value(s, kube, f, until, ctx).await;
+    }
+    if let Some(k) = &spec.key {
+        return key_value(s, kube, k, until, ctx).await;
+    }
+    if let Some(j) = &spec.job_output {
+        return job_output(s, kube, j, until, ctx).await;
+    }
+    Err("it names no source (serviceAccountToken, field, key or jobOutput)".into())
+}
+
+/// Watches an object until `pick` finds what it wants in it.
+async fn watch_for(
+    kube: &Kube,
+    r: &ObjectRef,
+    until: Instant,
+    ctx: &TaskCtx,
+    pick: &(dyn Fn(&Object) -> Result<String, String> + Sync),
+) -> Result<String, String> {
+    let found = std::sync::Mutex::new(None);
+    let judge = |o: Option<&Object>, _: &[Object]| match o {
+        None => State::Pending(format!("{r} does not exist")),
+        Some(o) => match pick(o) {
+            Ok(v) => {
+                *found.lock().expect("not poisoned") = Some(v);
+                State::Ready
+            }
+            Err(why) => State::Pending(why),
+        },
+    };
+    match wait::watch_until(kube, r, until, &ctx.cancel, &judge).await {
+        Outcome::Ready => Ok(found
+            .into_inner()
+            .expect("not poisoned")
+            .unwrap_or_default()),
+        other => Err(other.describe()),
+    }
+}
+
+async fn field_value(
+    s: &RunState,
+    kube: &Kube,
+    f: &FieldSpec,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<String, String> {
+    let r = object_ref(s, &f.object);
+    let at = pointer(&f.path);
+    let pick = |o: &Object| match o.get(&at) {
+        Some(v) if !v.is_null() => Ok(as_text(v)),
+        _ => Err(format!("{r} has no {} yet", f.path)),
+    };
+    watch_for(kube, &r, until, ctx, &pick).await
+}
+
+async fn key_value(
+    s: &RunState,
+    kube: &Kube,
+    k: &KeySpec,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<String, String> {
+    let kind = k.kind.as_deref().unwrap_or("Secret");
+    let ns = k.namespace.as_deref().unwrap_or(s.profile().namespace());
+    let r = ObjectRef::new("v1", kind, Some(ns), &k.name);
+    let secret = kind == "Secret";
+    let pick = |o: &Object| {
+        let found = o.get(&format!("/data/{}", k.key)).and_then(Value::as_str);
+        match found {
+            None => Err(format!("{r} has no key {} yet", k.key)),
+            Some(v) if secret => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .map_err(|e| format!("{r} key {}: not base64: {e}", k.key))?;
+                String::from_utf8(bytes).map_err(|_| format!("{r} key {}: not text", k.key))
+            }
+            Some(v) => Ok(v.to_string()),
+        }
+    };
+    watch_for(kube, &r, until, ctx, &pick).await
+}
+
+async fn job_output(
+    s: &RunState,
+    kube: &Kube,
+    j: &JobOutputSpec,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<String, String> {
+    let ns = s.profile().namespace().to_string();
+    if let (Some(cm), Some(key)) = (&j.config_map, &j.key) {
+        let k = KeySpec {
+            kind: Some("ConfigMap".into()),
+            name: cm.clone(),
+            namespace: None,
+            key: key.clone(),
+        };
+        return key_value(s, kube, &k, until, ctx).await;
+    }
+    let Some(pattern) = &j.log_pattern else {
+        return Err("jobOutput needs configMap and key, or logPattern".into());
+    };
+    let re = regex::Regex::new(pattern).map_err(|e| format!("logPattern: {e}"))?;
+    let jobs: Vec<Object> = s
+        .applied(&j.hook)
+        .into_iter()
+        .filter(|o| o.kind() == "Job")
+        .collect();
+    for job in &jobs {
+        let job_ns = job.namespace().unwrap_or(&ns);
+        let selector = format!("job-name={}", job.name());
+        let pods = kube
+            .list("v1", "Pod", Some(job_ns), Some(&selector))
+            .await
+            .map_err(|e| e.to_string())?;
+        for pod in &pods {
+            let containers = pod
+                .get("/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for c in containers {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                let log = kube
+                    .logs(job_ns, pod.name(), name, 10_000, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some(m) = re.captures(&log) {
+                    let v = m.get(1).or_else(|| m.get(0)).expect("a match");
+                    return Ok(v.as_str().to_string());
+                }
+            }
+        }
+    }
+    Err(format!(
+        "no line of the logs of hook {}'s Job matches {pattern:?}",
+        j.hook
+    ))
+}
+
+/// The `step:NAME` task: waits for the components it follows, then does its action.
+pub async fn step(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let st = &s.profile().spec.steps[name];
+    let until = deadline(st.timeout.as_ref(), STEP_TIMEOUT);
+    wait_for_components(s, name, st, until, ctx).await?;
+    let kube = s.kube()?;
+    if !st.apply.is_empty() {
+        let objects = s.render(&st.apply, &st.values)?;
+        crate::tasks::apply::apply_objects(kube, &objects, ctx).await?;
+        s.set_applied(name, objects);
+    }
+    for p in &st.patch_status {
+        let r = object_ref(s, &p.object);
+        let status = render_json(s, &p.status, &st.values)
+            .map_err(|e| TaskError::fatal(format!("step {name}: status of {r}: {e}")))?;
+        kube.apply_status(&r, &status).await?;
+        ctx.progress(format!("{r}: status set"));
+    }
+    if let Some(h) = &st.http {
+        call(s, name, h, &st.values, until, ctx).await?;
+    }
+    for o in &st.rollout_restart {
+        let r = object_ref(s, o);
+        let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        kube.restart_rollout(&r, &at).await?;
+        ctx.progress(format!("{r}: rollout restarted"));
+    }
+    if !st.command.is_empty() {
+        command(s, name, st, ctx).await?;
+    }
+    Ok(Done::Ran)
+}
+
+/// Waits until every component `st` follows is ready (hooks and steps are done already).
+async fn wait_for_components(
+    s: &RunState,
+    name: &str,
+    st: &StepSpec,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<(), TaskError> {
+    let mut targets = Vec::new();
+    for c in st.after.iter() {
+        if let Some(comp) = s.profile().spec.components.get(c) {
+            let left = until.saturating_duration_since(Instant::now());
+            let target = s.component_target(c, comp, left)?;
+            if !target.objects.is_empty() || target.http.is_some() {
+                targets.push(target);
+            }
+        }
+    }
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let kube = s.kube()?;
+    let diagnostics = s.diagnostics(&format!("step-{name}"));
+    wait::wait_ready(kube, &targets, ctx, &diagnostics).await
+}
+
+/// Renders the templated strings inside a JSON value.
+fn render_json(
+    s: &RunState,
+    v: &Value,
+    values: &BTreeMap<String, String>,
+) -> Result<Value, String> {
+    let vals = s.values(values);
+    let text = template::render(&v.to_string(), &vals).map_err(|es| {
+        es.into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    serde_json::from_str(&text).map_err(|e| format!("not JSON once rendered: {e}"))
+}
+
+fn render_str(
+    s: &RunState,
+    text: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    template::render(text, &s.values(values)).map_err(|es| {
+        es.into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The HTTP request of a step, retried (backoff to 2 s) until its answer is expected.
+async fn call(
+    s: &RunState,
+    name: &str,
+    h: &HttpStepSpec,
+    values: &BTreeMap<String, String>,
+    until: Instant,
+    ctx: &TaskCtx,
+) -> Result<(), TaskError> {
+    let bad = |e: String| TaskError::fatal(format!("step {name}: {e}"));
+    let url = render_str(s, &h.url, values).map_err(bad)?;
+    let mut headers = Vec::new();
+    for (k, v) in &h.headers {
+        headers.push((k.clone(), render_str(s, v, values).map_err(bad)?));
+    }
+    let body = h
+        .body
+        .as_deref()
+        .map(|b| render_str(s, b, values))
+        .transpose()
+        .map_err(bad)?;
+    let method = h.method.as_deref().unwrap_or("GET");
+    let client = HttpProber::new(Duration::from_secs(10)).map_err(bad)?;
+    let expected = |status: u16| {
+        if h.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            h.expect_status.contains(&status)
+        }
+    };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let last = match client.call(method, &url, &headers, body.as_deref()).await {
+            Ok(a) if expected(a.status) => {
+                ctx.progress(format!("{method} {url}: {}", a.status));
+                return Ok(());
+            }
+            Ok(a) => format!("answered {}: {}", a.status, a.body.trim()),
+            Err(why) => why,
+        };
+        if Instant::now() + delay > until {
+            return Err(bad(format!("{method} {url}: {last}")));
+        }
+        ctx.progress(format!("{method} {url}: {last}; again in {delay:?}"));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = ctx.cancel.cancelled() => return Err(bad("cancelled".into())),
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The host command of a step, with the cluster's coordinates in its environment.
+async fn command(s: &RunState, name: &str, st: &StepSpec, ctx: &TaskCtx) -> Result<(), TaskError> {
+    let bad = |e: String| TaskError::fatal(format!("step {name}: {e}"));
+    let argv: Vec<String> = st
+        .command
+        .iter()
+        .map(|a| render_str(s, a, &st.values))
+        .collect::<Result<_, _>>()
+        .map_err(bad)?;
+    let program =
+        process::which(&argv[0]).ok_or_else(|| bad(format!("{} is not on PATH", argv[0])))?;
+    let cluster = s
+        .cluster
+        .get()
+        .ok_or_else(|| bad("no cluster (the cluster task did not run)".into()))?;
+    let mut env = vec![
+        (
+            "KUBECONFIG".to_string(),
+            cluster.kubeconfig.display().to_string(),
+        ),
+        ("KPROV_CONTEXT".to_string(), cluster.context.clone()),
+        (
+            "KPROV_NAMESPACE".to_string(),
+            s.profile().namespace().to_string(),
+        ),
+    ];
+    for (port, host) in s.host_ports() {
+        let var = port.to_uppercase().replace(['-', '.'], "_");
+        env.push((format!("KPROV_HOST_PORT_{var}"), host.to_string()));
+    }
+    let cmd = process::Command {
+        program,
+        args: argv[1..].iter().map(Into::into).collect(),
+        env,
+        cwd: Some(s.req.source.clone()),
+    };
+    let done = process::run(&cmd, &ctx.cancel, &mut |line| {
+        ctx.progress(line.to_string())
+    })
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    if done.status.success() {
+        return Ok(());
+    }
+    let tail: Vec<&str> = done.output.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(bad(format!(
+        "{} exited with {}:\n{}",
+        argv.join(" "),
+        done.status,
+        tail.join("\n")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_paths_become_json_pointers() {
+        assert_eq!(pointer(".metadata.uid"), "/metadata/uid");
+        assert_eq!(pointer("status.workflowId"), "/status/workflowId");
+        assert_eq!(pointer(".spec.ports[0].nodePort"), "/spec/ports/0/nodePort");
+        assert_eq!(pointer(".a[1][2].b"), "/a/1/2/b");
+    }
+}
