@@ -104,6 +104,47 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// `kprov` itself, with a profile `t` for this cluster, this kubeconfig, state and locks in
+    /// the temp dir, and `kind` as KPROV_KIND.
+    fn kprov(&self, kind: &KindCli) -> Command {
+        let profiles = self.dir.path().join("profiles");
+        std::fs::create_dir_all(&profiles).unwrap();
+        std::fs::write(
+            profiles.join("t.yaml"),
+            format!("service: t\ncluster:\n  name: {}\n", self.name),
+        )
+        .unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
+        c.current_dir(self.dir.path())
+            .env("DOCKER_HOST", &self.host)
+            .env("KPROV_KIND", kind.program())
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KPROV_LOCK_DIR", self.dir.path().join("locks"))
+            .env("KPROV_PROFILES", &profiles)
+            .env("KPROV_STATE", self.dir.path().join(".kprov"))
+            .env("KPROV_SOURCE", self.dir.path())
+            .env("CI", "true")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `kprov up --service t ARGS` with `kind`: exit code and stderr.
+    fn up(&self, kind: &KindCli, args: &[&str]) -> (i32, String) {
+        let out = self
+            .kprov(kind)
+            .args(["up", "--service", "t"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = Command::new(common::repo_root().join("scripts/sandbox"))
@@ -638,4 +679,67 @@ async fn a_symlinked_kubeconfig_is_written_through_and_stays_a_link() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["kubeconfig"], "no locks or temp files left");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_made_before_a_later_cluster_step_failed_is_deleted_or_reported() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "after-create-fails");
+    // kind creates the cluster (and writes its context), then `kind get kubeconfig` fails.
+    let failing = s.kind_with(&[("KIND_DOUBLE_FAIL_GET_KUBECONFIG", "1".into())]);
+    let (code, err) = s.up(&failing, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "get the kubeconfig of kind cluster {}: kind exited with",
+            s.name
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "deleted cluster {} (created by this run; pass --keep-on-failure to keep it)",
+            s.name
+        )),
+        "{err}"
+    );
+    assert!(s.node_containers().is_empty(), "{err}");
+    assert!(
+        !context_names(&s.kubeconfig()).contains(&format!("kind-{}", s.name)),
+        "kind's context was left: {err}"
+    );
+    // Nothing is left in the way of the next run.
+    let (code, err) = s.up(&s.kind(None), &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = {
+        let out = s
+            .kprov(&s.kind(None))
+            .args(["down", "--cluster", &s.name])
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{err}");
+
+    // --keep-on-failure keeps it and says so; the next run refuses it, saying why and how out.
+    let failing = s.kind_with(&[("KIND_DOUBLE_FAIL_GET_KUBECONFIG", "1".into())]);
+    let (code, err) = s.up(&failing, &["--keep-on-failure"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}",
+            s.name, s.name
+        )),
+        "{err}"
+    );
+    assert_eq!(s.node_containers(), [format!("{}-control-plane", s.name)]);
+    let (code, err) = s.up(&s.kind(None), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("it already exists") && err.contains("kprov down --service t"),
+        "{err}"
+    );
 }

@@ -147,34 +147,49 @@ pub async fn run(
             .iter()
             .any(|t| t.outcome == TaskOutcome::Failed);
     let mut cluster_note = None;
-    if failed && let Some(c) = state.cluster.get().filter(|c| c.created) {
-        cluster_note = Some(if opts.keep_on_failure {
-            format!(
-                "kept cluster {} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {}",
-                c.name, c.name
-            )
+    // A cluster this run created: the cluster task's, or one kind made before a later step of
+    // that task failed (or the task was dropped), which left no ClusterInfo behind.
+    let created = state
+        .cluster
+        .get()
+        .filter(|c| c.created)
+        .map(|c| (c.name.clone(), c.kubeconfig.clone()))
+        .or_else(|| {
+            let name = state.req.profile.cluster_name();
+            crate::tasks::cluster::created_by_this_process(&name).map(|k| (name, k))
+        })
+        .filter(|_| state.req.existing.is_none());
+    if failed && let Some((name, kubeconfig)) = created {
+        cluster_note = if opts.keep_on_failure {
+            // kind removes what a failed `kind create` made: only a cluster still there is kept.
+            let there = crate::tasks::cluster::list_nodes(&state.engine, &name)
+                .await
+                .map_or(true, |nodes| !nodes.is_empty());
+            there.then(|| format!(
+                "kept cluster {name} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {name}"
+            ))
         } else {
             let kind = crate::adapters::kind::KindCli::find();
             let cancel = CancellationToken::new();
             match crate::tasks::cluster::delete_cluster_with(
                 &state.engine,
-                &c.name,
-                Some(&c.kubeconfig),
+                &name,
+                Some(&kubeconfig),
                 kind.as_ref(),
                 &cancel,
             )
             .await
             {
-                Ok(_) => format!(
-                    "deleted cluster {} (created by this run; pass --keep-on-failure to keep it)",
-                    c.name
-                ),
-                Err(e) => format!(
-                    "failed to delete cluster {} (created by this run): {e}",
-                    c.name
-                ),
+                Ok(true) => Some(format!(
+                    "deleted cluster {name} (created by this run; pass --keep-on-failure to keep it)"
+                )),
+                // kind had removed it already (a failed `kind create`); its context is gone too.
+                Ok(false) => None,
+                Err(e) => Some(format!(
+                    "failed to delete cluster {name} (created by this run): {e}"
+                )),
             }
-        });
+        };
     } else if failed && let Some(c) = state.cluster.get() {
         cluster_note = Some(format!(
             "kept cluster {} (it existed before this run)",

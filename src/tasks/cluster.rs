@@ -42,6 +42,23 @@ pub const COVERAGE_MOUNT: &str = "/coverdata";
 const CREATE_ATTEMPTS: usize = 3;
 const CREATE_BACKOFF: [Duration; 2] = [Duration::from_secs(5), Duration::from_secs(10)];
 
+/// The clusters this process ran `kind create` for (name → the kubeconfig kind was given),
+/// until deleted. A run that fails after kind made its cluster — inspecting it, reading its
+/// kubeconfig, connecting to it — or whose cluster task was dropped mid-way has no
+/// [`ClusterInfo`], and still knows from here that the cluster is its own to clean up.
+static CREATED: std::sync::Mutex<BTreeMap<String, PathBuf>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The kubeconfig kind was given for cluster `name` when this process created that cluster
+/// (and has not deleted it since).
+pub fn created_by_this_process(name: &str) -> Option<PathBuf> {
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned()
+}
+
 /// What `kprov up` asks of the cluster phase.
 #[derive(Debug, Clone)]
 pub struct ClusterRequest {
@@ -307,6 +324,11 @@ pub async fn ensure_cluster_with(
         }
         let mut config = config.clone();
         choose_free_host_ports(&mut config)?;
+        // Before kind runs: whatever fails from here on, the cluster is this run's to delete.
+        CREATED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req.name.clone(), req.kubeconfig.clone());
         create(engine, req, &config, ctx, kind_cli.as_ref()).await?;
         Done::Ran
     } else if !req.reuse {
@@ -727,6 +749,10 @@ pub async fn delete_cluster_with(
     kind::forget_kubeconfig(&path, name)
         .await
         .map_err(|e| err(&e))?;
+    CREATED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(name);
     Ok(existed)
 }
 
