@@ -743,3 +743,75 @@ async fn a_cluster_made_before_a_later_cluster_step_failed_is_deleted_or_reporte
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coverage_is_collected_from_every_node() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "coverage-nodes");
+    let engine = Engine::connect_to(&host).await.unwrap();
+    let spec = ClusterSpec {
+        nodes: vec![
+            NodeSpec {
+                role: "control-plane".into(),
+                ..Default::default()
+            },
+            NodeSpec {
+                role: "worker".into(),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let (ctx, _rx) = common::task_ctx("cluster:create");
+    let (info, _) =
+        cluster::ensure_cluster_with(&engine, &s.request(spec), &ctx, Some(s.kind(None)))
+            .await
+            .unwrap();
+    assert_eq!(info.nodes.len(), 2);
+    // Each node's own /coverdata (not one shared mount): what a pod on that node wrote, and
+    // the meta-data file both binaries wrote under the same name.
+    for node in &info.nodes {
+        common::run_ok(common::docker(&host).args([
+            "exec",
+            node,
+            "sh",
+            "-c",
+            &format!(
+                "mkdir -p /coverdata && echo meta > /coverdata/covmeta.abc && echo {node} > /coverdata/covcounters.abc.{node}"
+            ),
+        ]));
+    }
+    let out = s.dir.path().join("collected");
+    let run = s
+        .kprov(&s.kind(None))
+        .args(["coverage", "--service", "t", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stdout}{stderr}");
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("cov"))
+        .collect();
+    files.sort();
+    let mut want = vec!["covmeta.abc".to_string()];
+    want.extend(info.nodes.iter().map(|n| format!("covcounters.abc.{n}")));
+    want.sort();
+    assert_eq!(files, want, "{stdout}{stderr}");
+    for node in &info.nodes {
+        assert_eq!(
+            std::fs::read_to_string(out.join(format!("covcounters.abc.{node}"))).unwrap(),
+            format!("{node}\n")
+        );
+    }
+    assert!(
+        stdout.contains(&format!(
+            "3 coverage file(s) from 2 node(s) in {}",
+            out.display()
+        )),
+        "{stdout}{stderr}"
+    );
+}

@@ -154,8 +154,9 @@ fn merge_into(node: &mut Map<String, Value>, key: &str, id: &str, items: &[Value
 }
 
 /// The kind config for a request: generated from the profile, or the user's kind config file
-/// (`spec.kindConfig`) parsed and patched with the profile's mounts and ports and the coverage
-/// mount (added to its control-plane nodes). Relative host paths resolve against `source`.
+/// (`spec.kindConfig`) parsed and patched with the profile's mounts and the coverage mount
+/// (added to every node) and its ports (to the first control plane). Relative host paths
+/// resolve against `source`.
 pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
     let spec = &req.spec;
     let mut mounts: Vec<Value> = spec
@@ -266,11 +267,10 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
                 }
             }
         }
-        if !is_cp {
-            continue;
-        }
+        // Mounts go to every node (a pod with a hostPath volume may run on any of them);
+        // cluster-wide ports to the first control plane (a host port is published once).
         merge_into(node, "extraMounts", "containerPath", &mounts);
-        if first {
+        if is_cp && first {
             merge_into(node, "extraPortMappings", "containerPort", &ports);
             first = false;
         }
@@ -911,7 +911,13 @@ nodes:
                 {"hostPath": format!("{src}/out/coverdata"), "containerPath": "/coverdata"},
                 {"hostPath": format!("{src}/policies"), "containerPath": "/policies"}])
         );
-        assert_eq!(config["nodes"][1], json!({"role": "worker"}));
+        // The worker gets the same mounts (a pod writing coverage may run there), not the ports.
+        assert_eq!(
+            config["nodes"][1],
+            json!({"role": "worker", "extraMounts": [
+                {"hostPath": format!("{src}/policies"), "containerPath": "/policies"},
+                {"hostPath": format!("{src}/out/coverdata"), "containerPath": "/coverdata"}]})
+        );
     }
 
     #[test]

@@ -124,7 +124,8 @@ fn has_coverdir(o: &Object) -> bool {
 }
 
 /// Scale the instrumented Deployments to zero (so the binaries flush coverage on exit), wait
-/// for their pods to go, copy /coverdata out of the node, and convert it when Go is here.
+/// for their pods to go, copy /coverdata out of every node into `out`, and convert it when Go
+/// is here.
 pub async fn collect_coverage(
     engine: &Engine,
     profile: &Profile,
@@ -132,15 +133,12 @@ pub async fn collect_coverage(
 ) -> anyhow::Result<String> {
     let cluster = profile.cluster_name();
     let nodes = nodes(engine, &cluster).await?;
-    let Some(node) = nodes
-        .iter()
-        .find(|n| n.labels.get("io.x-k8s.kind.role").map(String::as_str) == Some("control-plane"))
-    else {
+    if nodes.is_empty() {
         bail!(
-            "cluster {cluster} has no control-plane node (is it up? kprov status --service {})",
+            "cluster {cluster} has no nodes (is it up? kprov status --service {})",
             profile.service
         );
-    };
+    }
     let kube = connect(profile).await?;
     let ns = profile.namespace();
     let mut report = String::new();
@@ -185,22 +183,7 @@ pub async fn collect_coverage(
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("failed to create {}", out.display()))?;
-    let mut tar_bytes = Vec::new();
-    let mut stream = engine.copy_from_container(&node.name, COVERDATA);
-    while let Some(chunk) = stream.next().await {
-        tar_bytes
-            .extend_from_slice(&chunk.with_context(|| {
-                format!("failed to copy {COVERDATA} out of node {}", node.name)
-            })?);
-    }
-    let files = unpack_stripped(&tar_bytes, out)
-        .with_context(|| format!("failed to unpack coverage data into {}", out.display()))?;
-    writeln!(
-        report,
-        "copied {files} file(s) from {}:{COVERDATA} to {}",
-        node.name,
-        out.display()
-    )?;
+    report.push_str(&copy_coverdata(engine, &nodes, out).await?);
     let result = out.join(format!("coverage_e2e_{}_binary.out", profile.service));
     let go = tokio::process::Command::new("go")
         .args(["tool", "covdata", "textfmt", "-i"])
@@ -229,10 +212,84 @@ pub async fn collect_coverage(
     Ok(report)
 }
 
-/// Unpack a `docker cp` tar (rooted at the copied directory's name) into `out`.
-fn unpack_stripped(tar_bytes: &[u8], out: &Path) -> anyhow::Result<usize> {
+/// Copies /coverdata out of every node (an instrumented pod may have run on any) into the one
+/// directory `out`: Go names its coverage files uniquely (counters by binary hash, process and
+/// time; meta-data by its hash), so nodes' files do not collide, and a file two nodes both
+/// show (the one host directory mounted in each) is the same file. A node without /coverdata
+/// is named; none having it is an error.
+async fn copy_coverdata(
+    engine: &Engine,
+    nodes: &[ContainerInfo],
+    out: &Path,
+) -> anyhow::Result<String> {
+    let mut report = String::new();
+    let mut all = std::collections::BTreeSet::new();
+    let mut copied_from = Vec::new();
+    for node in nodes {
+        let mut tar_bytes = Vec::new();
+        let mut stream = engine.copy_from_container(&node.name, COVERDATA);
+        let mut missing = false;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tar_bytes.extend_from_slice(&bytes),
+                Err(e) if e.is_not_found() => {
+                    missing = true;
+                    break;
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(e).context(format!(
+                        "failed to copy {COVERDATA} out of node {}",
+                        node.name
+                    )));
+                }
+            }
+        }
+        if missing {
+            writeln!(report, "node {} has no {COVERDATA}", node.name)?;
+            continue;
+        }
+        let files = unpack_stripped(&tar_bytes, out).with_context(|| {
+            format!(
+                "failed to unpack the coverage data of node {} into {}",
+                node.name,
+                out.display()
+            )
+        })?;
+        writeln!(
+            report,
+            "copied {} file(s) from {}:{COVERDATA} to {}",
+            files.len(),
+            node.name,
+            out.display()
+        )?;
+        all.extend(files);
+        copied_from.push(node.name.as_str());
+    }
+    if copied_from.is_empty() {
+        bail!(
+            "no node has {COVERDATA} (was the cluster created with --coverage?); nodes: {}",
+            nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    writeln!(
+        report,
+        "{} coverage file(s) from {} node(s) in {}",
+        all.len(),
+        copied_from.len(),
+        out.display()
+    )?;
+    Ok(report)
+}
+
+/// Unpack a `docker cp` tar (rooted at the copied directory's name) into `out`; returns the
+/// files' paths relative to `out`.
+fn unpack_stripped(tar_bytes: &[u8], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut archive = tar::Archive::new(tar_bytes);
-    let mut files = 0;
+    let mut files = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -244,10 +301,11 @@ fn unpack_stripped(tar_bytes: &[u8], out: &Path) -> anyhow::Result<usize> {
         {
             continue;
         }
-        if entry.header().entry_type().is_file() {
-            files += 1;
+        let is_file = entry.header().entry_type().is_file();
+        entry.unpack(out.join(&rel))?;
+        if is_file {
+            files.push(rel);
         }
-        entry.unpack(out.join(rel))?;
     }
     Ok(files)
 }
