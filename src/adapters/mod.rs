@@ -3,7 +3,9 @@
 //! host-side HTTP checks (reqwest). Adapters know nothing of scheduling.
 
 pub mod docker;
+pub mod helm;
 pub mod http;
 pub mod kind;
 pub mod kube;
+pub mod kubectl;
 pub mod oci;
