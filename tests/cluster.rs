@@ -815,3 +815,21 @@ async fn coverage_is_collected_from_every_node() {
         "{stdout}{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kprov_kind_that_names_a_missing_file_says_so() {
+    let host = common::require_docker!();
+    let s = Scratch::new(&host, "kprov-kind-missing");
+    let missing = s.dir.path().join("no-such-dir/kind");
+    let (code, err) = s.up(&KindCli::at(&missing), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "KPROV_KIND is {}, which does not exist",
+            missing.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is not installed"), "{err}");
+    assert!(s.node_containers().is_empty());
+}

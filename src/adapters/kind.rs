@@ -132,17 +132,47 @@ pub struct KindCli {
 }
 
 impl KindCli {
-    /// `$KPROV_KIND`, else `kind` on PATH; `None` when neither exists.
+    /// `$KPROV_KIND`, else `kind` on PATH; `None` when neither exists (a `KPROV_KIND` that names
+    /// no executable counts as none: [`KindCli::locate`] says why).
     pub fn find() -> Option<KindCli> {
-        if let Some(p) = std::env::var_os("KPROV_KIND").filter(|p| !p.is_empty()) {
+        KindCli::locate().ok().flatten()
+    }
+
+    /// `$KPROV_KIND`, else `kind` on PATH; `Ok(None)` when kind is not on PATH, an error when
+    /// `KPROV_KIND` is set but names no executable file (it is never silently passed over).
+    pub fn locate() -> Result<Option<KindCli>, KindError> {
+        KindCli::locate_from(std::env::var_os("KPROV_KIND"), std::env::var_os("PATH"))
+    }
+
+    /// [`KindCli::locate`] with the values of `KPROV_KIND` and `PATH` given.
+    pub fn locate_from(
+        kprov_kind: Option<OsString>,
+        path: Option<OsString>,
+    ) -> Result<Option<KindCli>, KindError> {
+        if let Some(p) = kprov_kind.filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            return p.is_file().then_some(KindCli { program: p });
+            let problem = match p.metadata() {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "which does not exist",
+                Err(_) => "which cannot be read",
+                Ok(m) if !m.is_file() => "which is not a file",
+                Ok(_) if !is_executable(&p) => "which is not executable",
+                Ok(_) => return Ok(Some(KindCli { program: p })),
+            };
+            return Err(KindError::new(
+                "find the kind CLI",
+                format!(
+                    "KPROV_KIND is {}, {problem} (point it at the kind binary, or unset it to use kind on PATH)",
+                    p.display()
+                ),
+            ));
         }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
+        let Some(path) = path else {
+            return Ok(None);
+        };
+        Ok(std::env::split_paths(&path)
             .map(|d| d.join("kind"))
             .find(|p| is_executable(p))
-            .map(|program| KindCli { program })
+            .map(|program| KindCli { program }))
     }
 
     pub fn at(program: impl Into<PathBuf>) -> KindCli {
@@ -1178,6 +1208,41 @@ users:
             published_ports(&inspect),
             BTreeMap::from([(6443, 41234), (30080, 8080)])
         );
+    }
+
+    #[test]
+    fn a_kprov_kind_that_names_no_executable_says_so() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let on_path = dir.path().join("bin");
+        std::fs::create_dir_all(&on_path).unwrap();
+        let kind = on_path.join("kind");
+        std::fs::write(&kind, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&kind, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = Some(on_path.clone().into_os_string());
+        let missing = dir.path().join("nope/kind");
+        let e = KindCli::locate_from(Some(missing.clone().into()), path.clone()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "find the kind CLI: KPROV_KIND is {}, which does not exist (point it at the kind binary, or unset it to use kind on PATH)",
+                missing.display()
+            )
+        );
+        let e = KindCli::locate_from(Some(on_path.clone().into()), path.clone()).unwrap_err();
+        assert!(e.to_string().contains("which is not a file"), "{e}");
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let e = KindCli::locate_from(Some(plain.into()), path.clone()).unwrap_err();
+        assert!(e.to_string().contains("which is not executable"), "{e}");
+        // Set and right; unset or empty: PATH; neither: none.
+        let found = KindCli::locate_from(Some(kind.clone().into()), None).unwrap();
+        assert_eq!(found.unwrap().program(), kind);
+        for unset in [None, Some(OsString::new())] {
+            let found = KindCli::locate_from(unset, path.clone()).unwrap();
+            assert_eq!(found.unwrap().program(), kind);
+        }
+        assert!(KindCli::locate_from(None, None).unwrap().is_none());
     }
 
     #[test]

@@ -298,13 +298,14 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
 }
 
 /// Creates the cluster (or reuses it, with `req.reuse`) and writes its kubeconfig.
-/// kind is `$KPROV_KIND` or `kind` on PATH.
+/// kind is `$KPROV_KIND` (which must name the kind binary) or `kind` on PATH.
 pub async fn ensure_cluster(
     engine: &Engine,
     req: &ClusterRequest,
     ctx: &TaskCtx,
 ) -> Result<(ClusterInfo, Done), TaskError> {
-    ensure_cluster_with(engine, req, ctx, KindCli::find()).await
+    let cli = KindCli::locate().map_err(|e| TaskError::fatal(e.to_string()))?;
+    ensure_cluster_with(engine, req, ctx, cli).await
 }
 
 /// [`ensure_cluster`] with a given kind CLI (`None`: not installed).
