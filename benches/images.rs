@@ -552,6 +552,7 @@ fn child_load() {
     let image = BuiltImage {
         reference: var("KPROV_BENCH_IMAGE"),
         id: var("KPROV_BENCH_IMAGE_ID"),
+        builder: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

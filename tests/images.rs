@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{TestCluster, TestImage, require_docker};
+use kprov::adapters::docker::Builder;
 use kprov::adapters::docker::Engine;
 use kprov::engine::{Done, TaskError};
-use kprov::tasks::build::{BuildRequest, BuiltImage, INPUTS_LABEL, build_image, ensure_external};
+use kprov::tasks::build::{
+    BUILDER_LABEL, BuildRequest, BuilderChoice, BuiltImage, INPUTS_LABEL, build_image,
+    build_image_with, ensure_external,
+};
 use kprov::tasks::load::{
     LoadOptions, NodeAction, load_image, load_image_with, normalize_image_name,
 };
@@ -186,7 +190,9 @@ async fn build_tags_the_image_by_its_inputs_and_sends_only_what_dockerignore_all
     );
     let log = std::fs::read_to_string(logs.path().join("build-app.log")).unwrap();
     assert!(log.contains("built with GREETING=bonjour"), "{log}");
-    assert!(log.contains("Step 1/"), "{log}");
+    // BuildKit ran it (its progress lines are numbered steps).
+    assert!(log.contains("# builder buildkit"), "{log}");
+    assert!(log.contains("#1 "), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,7 +321,8 @@ async fn a_broken_dockerfile_fails_with_the_tail_of_its_log() {
         "{}",
         err.message
     );
-    assert!(err.message.contains("non-zero code: 3"), "{}", err.message);
+    // BuildKit's words for a failed RUN.
+    assert!(err.message.contains("exit code: 3"), "{}", err.message);
     assert!(
         err.message.contains(&log_path.display().to_string()),
         "{}",
@@ -382,6 +389,7 @@ fn load_test_image(host: &str, test: &str) -> (TestImage, BuiltImage) {
     let built = BuiltImage {
         reference: image.reference().to_string(),
         id: image.id(),
+        builder: None,
     };
     (image, built)
 }
@@ -550,6 +558,7 @@ async fn load_retags_when_a_node_has_the_image_under_another_name() {
     let renamed = BuiltImage {
         reference: other.clone(),
         id: built.id.clone(),
+        builder: None,
     };
 
     let report = load_image_with(
@@ -595,6 +604,7 @@ async fn load_fails_clearly_when_the_cluster_has_no_nodes() {
     let image = BuiltImage {
         reference: common::BASE_IMAGE.to_string(),
         id: "sha256:0".to_string(),
+        builder: None,
     };
     let cluster = common::unique_name("no_nodes");
 
@@ -660,6 +670,7 @@ async fn load_reports_every_failing_double_node_and_a_stalled_one_does_not_block
     let built = BuiltImage {
         reference: image.reference().to_string(),
         id: image.id(),
+        builder: None,
     };
     let engine = engine(&host).await;
     let opts = LoadOptions {
@@ -722,6 +733,7 @@ async fn cancelling_a_load_stops_feeding_a_hung_double_node() {
     let built = BuiltImage {
         reference: image.reference().to_string(),
         id: image.id(),
+        builder: None,
     };
     let engine = engine(&host).await;
     let (ctx, _rx) = common::task_ctx("l");
@@ -916,7 +928,7 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
     let marker = common::unique_name("kprov-cancel-marker");
     std::fs::write(
         ctx_dir.path().join("Dockerfile"),
-        format!("FROM kprov/base:latest\nRUN echo {marker} && sleep 600\n"),
+        format!("FROM kprov/base:latest\nRUN echo {marker} && sleep 600 && echo done-{marker}\n"),
     )
     .unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -924,11 +936,21 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
     let (ctx, _rx) = common::task_ctx("b");
     let cancel = ctx.cancel.clone();
     let log_path = logs.path().join("build-slow.log");
+    let marker_in_log = marker.clone();
+    let seen_running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = seen_running.clone();
     let watcher = tokio::spawn(async move {
-        // Cancel once the RUN step is running.
-        while !std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("Running in")) {
+        // Cancel once the RUN step is running: its echo is in the log (BuildKit numbers the
+        // line; the step's own line has the marker followed by ` &&`).
+        let echoed = format!(" {marker_in_log}\n");
+        while !std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(&echoed)) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The step runs now: the check after the cancel can see it if it is left.
+        seen.store(
+            !processes_with(&marker_in_log).is_empty(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         cancel.cancel();
     });
 
@@ -937,7 +959,9 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
 
     assert!(err.message.ends_with("cancelled"), "{}", err.message);
     // The daemon stops the step when the client goes away; give it a bounded while to do so.
+    // BuildKit runs the step as a process of the engine (no container): look for both.
     let mut left = String::new();
+    let mut running = Vec::new();
     for _ in 0..150 {
         left = common::run_ok(common::docker(&host).args([
             "ps",
@@ -946,7 +970,8 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
             "--format",
             "{{.Names}} {{.Command}}",
         ]));
-        if !left.contains(&marker) {
+        running = processes_with(&marker);
+        if !left.contains(&marker) && running.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -955,6 +980,25 @@ async fn cancelling_a_build_stops_it_and_leaves_no_build_container() {
         !left.contains(&marker),
         "the build's container was left: {left}"
     );
+    assert!(
+        running.is_empty(),
+        "the build's step still runs: {running:?}"
+    );
+    assert!(seen_running.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// Command lines of this machine's processes that contain `marker` (the engine runs here).
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(marker) && !text.contains("cargo") && !text.contains("nextest") {
+                found.push(text);
+            }
+        }
+    }
+    found
 }
 
 /// Builds (with the docker CLI, classic builder) `reference` from kprov/base with a `/marker`
@@ -1036,4 +1080,93 @@ async fn a_rebuilt_base_image_is_a_cache_miss_and_a_hit_says_why() {
         run_in_image(&host, &rebuilt.reference, &["cat", "/seen"]),
         "two"
     );
+}
+
+/// What kubernaut's Dockerfiles use: `FROM --platform=$BUILDPLATFORM`, the automatic
+/// TARGETARCH/BUILDPLATFORM args, `--platform=linux/amd64`, and a target whose build skips a
+/// stage it does not need (here one that would fail).
+const BUILDKIT_DOCKERFILE: &str = "\
+FROM --platform=$BUILDPLATFORM kprov/base:latest AS build
+ARG TARGETARCH
+ARG BUILDPLATFORM
+RUN echo \"$TARGETARCH\" > /arch && echo \"$BUILDPLATFORM\" > /buildplatform
+FROM kprov/base:latest AS unused
+RUN echo kprov-unused-stage-ran && exit 1
+FROM --platform=linux/amd64 kprov/base:latest AS runtime
+COPY --from=build /arch /buildplatform /
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildkit_builds_platform_args_and_targets_and_says_so() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "buildkit");
+    let ctx_dir = tempfile::tempdir().unwrap();
+    std::fs::write(ctx_dir.path().join("Dockerfile"), BUILDKIT_DOCKERFILE).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("bk", ctx_dir.path(), logs.path());
+    req.target = Some("runtime".into());
+    let (ctx, mut rx) = common::task_ctx("build:bk");
+
+    let (built, done) = build_image(&engine, &req, &ctx)
+        .await
+        .expect("BuildKit builds it");
+
+    assert_eq!(done, Done::Ran);
+    assert_eq!(built.builder, Some(Builder::BuildKit));
+    assert_eq!(
+        run_in_image(&host, &built.reference, &["cat", "/arch"]),
+        "amd64\n"
+    );
+    assert_eq!(
+        run_in_image(&host, &built.reference, &["cat", "/buildplatform"]),
+        "linux/amd64\n"
+    );
+    assert_eq!(label_of(&host, &built.reference, BUILDER_LABEL), "buildkit");
+    let lines = common::progress(&mut rx);
+    assert!(
+        lines.iter().any(|l| l.contains("with BuildKit")),
+        "{lines:#?}"
+    );
+    let log = std::fs::read_to_string(logs.path().join("build-bk.log")).unwrap();
+    assert!(log.contains("# builder buildkit"), "{log}");
+    assert!(!log.contains("kprov-unused-stage-ran"), "{log}");
+
+    // A cache hit still says which builder made the image.
+    let (again, done) = build_image(&engine, &req, &common::task_ctx("b2").0)
+        .await
+        .unwrap();
+    assert_eq!(done, Done::Cached);
+    assert_eq!(again.builder, Some(Builder::BuildKit));
+}
+
+/// Why BuildKit is needed: the classic builder fails on the same Dockerfile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_classic_builder_fails_where_buildkit_is_needed() {
+    let host = require_docker!();
+    let engine = engine(&host).await;
+    let repo = Repository::new(&host, "classic_fails");
+    let ctx_dir = tempfile::tempdir().unwrap();
+    std::fs::write(ctx_dir.path().join("Dockerfile"), BUILDKIT_DOCKERFILE).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut req = repo.request("classic", ctx_dir.path(), logs.path());
+    req.target = Some("runtime".into());
+
+    let err = build_image_with(
+        &engine,
+        &req,
+        BuilderChoice::Classic,
+        &common::task_ctx("b").0,
+    )
+    .await
+    .unwrap_err();
+
+    eprintln!("{}", err.message);
+    assert!(
+        err.message.contains("failed to parse platform"),
+        "{}",
+        err.message
+    );
+    let log = std::fs::read_to_string(logs.path().join("build-classic.log")).unwrap();
+    assert!(log.contains("# builder classic"), "{log}");
 }

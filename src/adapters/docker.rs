@@ -31,11 +31,11 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::ExecConfig;
+use bollard::models::{BuildInfoAux, ExecConfig};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    TagImageOptionsBuilder,
+    BuildImageOptionsBuilder, BuilderVersion, CreateImageOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -146,9 +146,47 @@ fn classify(e: BollardError) -> (ErrorKind, String) {
     }
 }
 
+/// Which of the engine's builders runs a build.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Builder {
+    /// BuildKit (API `version=2`, with a gRPC session over `/session`): `FROM --platform`,
+    /// the automatic platform args (`BUILDPLATFORM`, `TARGETARCH`…), skipped unused stages.
+    #[default]
+    BuildKit,
+    /// The classic (v1) builder.
+    Classic,
+}
+
+impl Builder {
+    /// `buildkit` / `classic`, as run records and logs name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Builder::BuildKit => "buildkit",
+            Builder::Classic => "classic",
+        }
+    }
+
+    /// Parses [`Builder::as_str`]'s names.
+    pub fn parse(text: &str) -> Option<Builder> {
+        match text {
+            "buildkit" => Some(Builder::BuildKit),
+            "classic" => Some(Builder::Classic),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What [`Engine::build`] sends the daemon besides the context.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
+    /// Which builder runs it.
+    pub builder: Builder,
     /// `repository:tag` to tag the result with.
     pub tag: String,
     /// The Dockerfile's path inside the context tar.
@@ -285,8 +323,10 @@ impl Engine {
         Ok(v.version.unwrap_or_else(|| "unknown".to_string()))
     }
 
-    /// Builds an image (classic builder) from a tar `context`; the output arrives as a stream,
-    /// and a failed step arrives inside it as an error item. Drive the stream to its end.
+    /// Builds an image with `opts.builder` from a tar `context`; the output arrives as a
+    /// stream, and a failed step arrives inside it as an error item. Drive the stream to its
+    /// end. With BuildKit, bollard serves the build's gRPC session alongside, and BuildKit's
+    /// progress (vertices, their logs) arrives as [`BuildEvent::Output`] lines.
     pub fn build<'a>(
         &'a self,
         opts: &BuildOptions,
@@ -306,27 +346,46 @@ impl Engine {
         if let Some(target) = &opts.target {
             builder = builder.target(target);
         }
+        if opts.builder == Builder::BuildKit {
+            builder = builder
+                .version(BuilderVersion::BuilderBuildKit)
+                .session(&session_id());
+        }
         let action = format!("build image {}", opts.tag);
+        let mut progress = BuildKitProgress::default();
         self.build_docker
             .build_image(
                 builder.build(),
                 None,
                 Some(bollard::body_try_stream(context)),
             )
-            .filter_map(move |item| {
-                let out = match item {
-                    Ok(info) => {
-                        if let Some(id) = info.aux.and_then(|aux| aux.id) {
-                            Some(Ok(BuildEvent::ImageId(id)))
-                        } else if let Some(text) = info.stream {
-                            Some(Ok(BuildEvent::Output(text)))
-                        } else {
-                            info.status.map(|status| Ok(BuildEvent::Status(status)))
+            .flat_map(move |item| {
+                let out: Vec<Result<BuildEvent, EngineError>> = match item {
+                    Ok(info) => match info.aux {
+                        Some(BuildInfoAux::Default(image)) => image
+                            .id
+                            .map(|id| Ok(BuildEvent::ImageId(id)))
+                            .into_iter()
+                            .collect(),
+                        Some(BuildInfoAux::BuildKit(status)) => progress
+                            .lines(status)
+                            .into_iter()
+                            .map(|l| Ok(BuildEvent::Output(l)))
+                            .collect(),
+                        None => {
+                            if let Some(text) = info.stream {
+                                vec![Ok(BuildEvent::Output(text))]
+                            } else {
+                                info.status
+                                    .map(|status| Ok(BuildEvent::Status(status)))
+                                    .into_iter()
+                                    .collect()
+                            }
                         }
-                    }
-                    Err(e) => Some(Err(EngineError::from_bollard(action.clone(), e))),
+                    },
+                    Err(e) => vec![Err(EngineError::from_bollard(action.clone(), e))],
                 };
-                futures::future::ready(out)
+                futures::stream::iter(out)
             })
             .boxed()
     }
@@ -711,6 +770,75 @@ impl Engine {
             }
             tokio::time::sleep(EXEC_EXIT_POLL).await;
         }
+    }
+}
+
+/// A BuildKit session ID: unique per build (the daemon keys the session's connection on it).
+fn session_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "kprov-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// BuildKit's status stream as plain-progress lines (`#<n> <step>`, its log lines,
+/// `#<n> CACHED` / `DONE` / `ERROR: …`), each vertex numbered in order of first sight.
+#[derive(Default)]
+struct BuildKitProgress {
+    numbers: HashMap<String, usize>,
+    announced: std::collections::HashSet<String>,
+    finished: std::collections::HashSet<String>,
+}
+
+impl BuildKitProgress {
+    fn number(&mut self, digest: &str) -> usize {
+        let next = self.numbers.len() + 1;
+        *self.numbers.entry(digest.to_string()).or_insert(next)
+    }
+
+    fn lines(&mut self, status: bollard::moby::buildkit::v1::StatusResponse) -> Vec<String> {
+        let mut out = Vec::new();
+        for v in status.vertexes {
+            let n = self.number(&v.digest);
+            if self.announced.insert(v.digest.clone()) {
+                out.push(format!("#{n} {}\n", v.name));
+            }
+            if self.finished.contains(&v.digest) {
+                continue;
+            }
+            if !v.error.is_empty() {
+                out.push(format!("#{n} ERROR: {}\n", v.error));
+                self.finished.insert(v.digest);
+            } else if v.cached {
+                out.push(format!("#{n} CACHED\n"));
+                self.finished.insert(v.digest);
+            } else if v.completed.is_some() {
+                out.push(format!("#{n} DONE\n"));
+                self.finished.insert(v.digest);
+            }
+        }
+        for log in status.logs {
+            let n = self.number(&log.vertex);
+            let text = String::from_utf8_lossy(&log.msg);
+            for line in text.lines() {
+                out.push(format!("#{n} {line}\n"));
+            }
+        }
+        for w in status.warnings {
+            let n = self.number(&w.vertex);
+            out.push(format!(
+                "#{n} WARNING: {}\n",
+                String::from_utf8_lossy(&w.short)
+            ));
+        }
+        out
     }
 }
 

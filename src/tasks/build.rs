@@ -29,7 +29,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::docker::{BuildEvent, BuildOptions, Engine, EngineError};
+use crate::adapters::docker::{BuildEvent, BuildOptions, Builder, Engine, EngineError};
 use crate::adapters::oci::Platform;
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::context::{BuildContext, ContextError};
@@ -37,6 +37,8 @@ use crate::tasks::dockerfile::base_images;
 
 /// The label holding the hash of an image's build inputs.
 pub const INPUTS_LABEL: &str = "dev.kprov.inputs";
+/// The label recording which builder built the image (`buildkit` / `classic`).
+pub const BUILDER_LABEL: &str = "dev.kprov.builder";
 /// The label holding the profile's name for the image.
 pub const IMAGE_LABEL: &str = "dev.kprov.image";
 /// Built images are tagged `kprov-<first TAG_HEX_LEN hex digits of the inputs hash>`.
@@ -82,6 +84,9 @@ pub struct BuiltImage {
     pub reference: String,
     /// `sha256:…`.
     pub id: String,
+    /// The builder that built it (for a cached image, the one recorded on it); `None` for a
+    /// third-party image.
+    pub builder: Option<Builder>,
 }
 
 /// The inputs of a build, hashed, and the reference they name.
@@ -219,10 +224,57 @@ fn inputs_hasher(
     Ok(h)
 }
 
-/// Builds `req` unless an image with the same inputs exists (then [`Done::Cached`]).
+/// Which builder a build asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BuilderChoice {
+    /// BuildKit where the engine offers it (API 1.39 and later, and it does not refuse the
+    /// build as unsupported), else the classic builder.
+    #[default]
+    Auto,
+    /// BuildKit, or fail.
+    BuildKit,
+    /// The classic builder (fails on `FROM --platform=$BUILDPLATFORM` and TARGETARCH).
+    Classic,
+}
+
+fn builder_name(b: Builder) -> &'static str {
+    match b {
+        Builder::BuildKit => "BuildKit",
+        Builder::Classic => "the classic builder",
+    }
+}
+
+/// BuildKit through the API needs API 1.39 (Docker 18.09) for sessions.
+fn engine_speaks_buildkit(engine: &Engine) -> bool {
+    let api = engine.api_version();
+    let mut parts = api.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (1, 39)
+}
+
+/// An engine's refusal of a BuildKit build as such (not a failed step).
+fn buildkit_unavailable(e: &EngineError) -> bool {
+    let d = e.detail.to_ascii_lowercase();
+    !e.is_transient()
+        && (d.contains("buildkit") || d.contains("session"))
+        && (d.contains("not supported") || d.contains("unsupported") || d.contains("not enabled"))
+}
+
+/// Builds `req` unless an image with the same inputs exists (then [`Done::Cached`]), with
+/// BuildKit where the engine offers it.
 pub async fn build_image(
     engine: &Engine,
     req: &BuildRequest,
+    ctx: &TaskCtx,
+) -> Result<(BuiltImage, Done), TaskError> {
+    build_image_with(engine, req, BuilderChoice::Auto, ctx).await
+}
+
+/// [`build_image`] with the builder chosen.
+pub async fn build_image_with(
+    engine: &Engine,
+    req: &BuildRequest,
+    choice: BuilderChoice,
     ctx: &TaskCtx,
 ) -> Result<(BuiltImage, Done), TaskError> {
     let planned = plan_build(engine, req, ctx).await?;
@@ -255,10 +307,15 @@ pub async fn build_image(
                 "cached: inputs sha256:{inputs} unchanged ({reference}, image {})",
                 short_id(&image.id)
             ));
+            let builder = image
+                .labels
+                .get(BUILDER_LABEL)
+                .and_then(|b| Builder::parse(b));
             return Ok((
                 BuiltImage {
                     reference,
                     id: image.id,
+                    builder,
                 },
                 Done::Cached,
             ));
@@ -287,6 +344,7 @@ pub async fn build_image(
     labels.insert(INPUTS_LABEL.to_string(), inputs.clone());
     labels.insert(IMAGE_LABEL.to_string(), req.image.clone());
     let opts = BuildOptions {
+        builder: Builder::BuildKit,
         tag: reference.clone(),
         dockerfile: context.dockerfile_name().to_string(),
         target: req.target.clone(),
@@ -294,41 +352,89 @@ pub async fn build_image(
         labels,
         no_cache: req.no_cache,
     };
-    let cancel = ctx.cancel.clone();
-    let (body, tar_task) = context
-        .clone()
-        .into_tar_stream(Arc::new(move || cancel.is_cancelled()));
-
-    let mut image_id = None;
-    let mut failure: Option<EngineError> = None;
-    {
-        let mut stream = engine.build(&opts, body);
-        loop {
-            let item = tokio::select! {
-                _ = ctx.cancel.cancelled() => {
-                    // Dropping the stream disconnects, which makes the daemon stop the build.
-                    log.note("# cancelled");
-                    drop(stream);
-                    let _ = tar_task.await;
-                    return Err(TaskError::fatal(format!("{what}: cancelled")));
-                }
-                item = stream.next() => item,
-            };
-            // Errors arrive inside the stream; later items may still explain them.
-            match item {
-                None => break,
-                Some(Ok(BuildEvent::Output(text))) => log.output(&text, ctx),
-                Some(Ok(BuildEvent::Status(text))) => log.output(&format!("{text}\n"), ctx),
-                Some(Ok(BuildEvent::ImageId(id))) => image_id = Some(id),
-                Some(Err(e)) => {
-                    log.output(&format!("ERROR: {}\n", e.detail), ctx);
-                    failure.get_or_insert(e);
+    let mut builder = match choice {
+        BuilderChoice::Classic => Builder::Classic,
+        BuilderChoice::Auto | BuilderChoice::BuildKit => Builder::BuildKit,
+    };
+    if choice == BuilderChoice::Auto && !engine_speaks_buildkit(engine) {
+        builder = Builder::Classic;
+    }
+    if choice == BuilderChoice::Auto && context.dockerfile_outside() {
+        // BuildKit does not apply the tar's .dockerignore server-side: `COPY .` would copy
+        // the Dockerfile sent under its generated name.
+        ctx.progress(
+            "the Dockerfile is outside the context: building with the classic builder, \
+             which leaves it out of COPY"
+                .to_string(),
+        );
+        builder = Builder::Classic;
+    }
+    let (image_id, failure, tar_result) = loop {
+        ctx.progress(format!(
+            "building {reference} with {}",
+            builder_name(builder)
+        ));
+        log.note(&format!("# builder {builder}"));
+        let mut opts = opts.clone();
+        opts.builder = builder;
+        opts.labels
+            .insert(BUILDER_LABEL.to_string(), builder.as_str().to_string());
+        let cancel = ctx.cancel.clone();
+        let (body, tar_task) = context
+            .clone()
+            .into_tar_stream(Arc::new(move || cancel.is_cancelled()));
+        let mut image_id = None;
+        let mut failure: Option<EngineError> = None;
+        let mut output_seen = false;
+        {
+            let mut stream = engine.build(&opts, body);
+            loop {
+                let item = tokio::select! {
+                    _ = ctx.cancel.cancelled() => {
+                        // Dropping the stream disconnects, which makes the daemon stop the build.
+                        log.note("# cancelled");
+                        drop(stream);
+                        let _ = tar_task.await;
+                        return Err(TaskError::fatal(format!("{what}: cancelled")));
+                    }
+                    item = stream.next() => item,
+                };
+                // Errors arrive inside the stream; later items may still explain them.
+                match item {
+                    None => break,
+                    Some(Ok(BuildEvent::Output(text))) => {
+                        output_seen = true;
+                        log.output(&text, ctx)
+                    }
+                    Some(Ok(BuildEvent::Status(text))) => {
+                        output_seen = true;
+                        log.output(&format!("{text}\n"), ctx)
+                    }
+                    Some(Ok(BuildEvent::ImageId(id))) => image_id = Some(id),
+                    Some(Err(e)) => {
+                        log.output(&format!("ERROR: {}\n", e.detail), ctx);
+                        failure.get_or_insert(e);
+                    }
                 }
             }
         }
-    }
+        let tar_result = tar_task.await;
+        if builder == Builder::BuildKit
+            && choice == BuilderChoice::Auto
+            && !output_seen
+            && image_id.is_none()
+            && failure.as_ref().is_some_and(buildkit_unavailable)
+        {
+            let why = failure.map(|e| e.detail).unwrap_or_default();
+            ctx.progress(format!(
+                "BuildKit is not available ({why}): building with the classic builder"
+            ));
+            builder = Builder::Classic;
+            continue;
+        }
+        break (image_id, failure, tar_result);
+    };
     log.finish(ctx);
-    let tar_result = tar_task.await;
 
     // A context that could not be read explains a broken build better than the daemon does.
     if let Ok(Err(e)) = &tar_result
@@ -370,12 +476,17 @@ pub async fn build_image(
             image.id
         ));
     }
-    log.note(&format!("# built {reference} {}", image.id));
-    ctx.progress(format!("built {reference} ({})", short_id(&image.id)));
+    log.note(&format!("# built {reference} {} with {builder}", image.id));
+    ctx.progress(format!(
+        "built {reference} ({}) with {}",
+        short_id(&image.id),
+        builder_name(builder)
+    ));
     Ok((
         BuiltImage {
             reference,
             id: image.id,
+            builder: Some(builder),
         },
         Done::Ran,
     ))
@@ -399,6 +510,7 @@ pub async fn ensure_external(
             BuiltImage {
                 reference: reference.to_string(),
                 id: image.id,
+                builder: None,
             },
             Done::Cached,
         ));
@@ -442,6 +554,7 @@ pub async fn ensure_external(
         BuiltImage {
             reference: reference.to_string(),
             id: image.id,
+            builder: None,
         },
         Done::Ran,
     ))

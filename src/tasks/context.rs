@@ -499,6 +499,11 @@ impl BuildContext {
         &self.dockerfile_name
     }
 
+    /// True when the Dockerfile lies outside the context and travels under a generated name.
+    pub fn dockerfile_outside(&self) -> bool {
+        self.outside.is_some()
+    }
+
     /// The paths sent, in tar order (without the generated entries of an outside Dockerfile).
     pub fn entries(&self) -> &[Entry] {
         &self.entries
