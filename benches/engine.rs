@@ -3,14 +3,22 @@
 //! - The real engine runs a random DAG of 10,000 zero-work tasks (about 3 dependencies each,
 //!   fixed seed) on a multi-thread runtime with a consumer draining the event stream; the
 //!   median wall time per task is compared with the 20 µs target.
-//! - The simulator replays a random DAG with durations: with unlimited jobs its makespan must
-//!   equal the critical path (ratio 1.000; the issue allows 2%).
+//! - The simulator schedules a random DAG with durations on 64 and 256 slots: its makespan
+//!   against the lower bound max(critical path, work / slots). (With unlimited slots it equals
+//!   the critical path by construction; tests/report.rs pins that as a property, it is no
+//!   figure.)
+//! - The real engine's schedule: for each real run record of the demo in
+//!   `tests/fixtures/runs/real/`, its measured makespan against the critical path of its own
+//!   DAG at its measured durations (the figure `kprov profile RUN` prints as
+//!   "Makespan / DAG critical path"), and how close a replay of it comes.
 
 use std::time::{Duration, Instant};
 
 use kprov::engine::{
     Class, Done, FnWork, Graph, GraphBuilder, Limits, RunOptions, TaskDef, run, simulate,
 };
+use kprov::record::store::read_record;
+use kprov::report::{Analysis, Strategy, replay};
 use tokio_util::sync::CancellationToken;
 
 const TASKS: usize = 10_000;
@@ -108,6 +116,51 @@ fn us_per_task(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6 / TASKS as f64
 }
 
+/// The real engine on real work: each real record's makespan over its DAG's critical path at
+/// its measured durations, and its replay's error.
+fn real_runs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs/real");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|x| x == "json"));
+    paths.sort();
+    println!(
+        "real engine (records of real `kprov up --service demo --no-cache` runs in {}):",
+        dir.display()
+    );
+    for path in paths {
+        let r = match read_record(&path) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("  {e}");
+                continue;
+            }
+        };
+        let a = Analysis::new(&r);
+        let (Some(dag), Some(ratio)) = (&a.dag_critical_path, a.makespan_over_dag_critical_path())
+        else {
+            continue;
+        };
+        let replayed = r
+            .strategy
+            .parse::<Strategy>()
+            .ok()
+            .and_then(|own| replay(&r, own, None).ok())
+            .map_or_else(String::new, |p| {
+                format!(
+                    "; replayed under its own schedule: {} ms ({:+.2}%)",
+                    p.makespan_ms,
+                    (p.makespan_ms as f64 / r.makespan_ms as f64 - 1.0) * 100.0
+                )
+            });
+        println!(
+            "  {} ({}, jobs {}): makespan {} ms / DAG critical path {} ms = {ratio:.3}{replayed}",
+            r.run_id, r.strategy, r.jobs, r.makespan_ms, dag.length_ms
+        );
+    }
+}
+
 fn main() {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -166,21 +219,9 @@ fn main() {
         })
         .collect();
     let (path, length) = simulate::critical_path(&deps, &durations).expect("a DAG");
-    let started = Instant::now();
-    let unlimited = simulate::simulate(&tasks, &Limits::unlimited()).expect("a DAG");
-    let sim_time = started.elapsed();
-    let ratio = unlimited.makespan_ms as f64 / length as f64;
-    let ok = ratio <= 1.02;
-    verdict &= ok;
-    println!(
-        "  unlimited jobs: makespan {} ms vs critical path {} ms ({} tasks): ratio {ratio:.3} \
-         (target <= 1.02): {}",
-        unlimited.makespan_ms,
-        length,
-        path.len(),
-        if ok { "ok" } else { "MISSED" }
-    );
+    println!("  critical path {length} ms ({} tasks)", path.len());
     let total: u64 = durations.iter().sum();
+    let started = Instant::now();
     for jobs in [64, 256] {
         let s = simulate::simulate(&tasks, &Limits::jobs(jobs)).expect("a DAG");
         let bound = length.max(total / jobs as u64);
@@ -191,9 +232,10 @@ fn main() {
         );
     }
     println!(
-        "  simulating {TASKS} tasks takes {:.1} ms",
-        sim_time.as_secs_f64() * 1e3
+        "  simulating {TASKS} tasks takes {:.1} ms (mean of the two runs above)",
+        started.elapsed().as_secs_f64() * 1e3 / 2.0
     );
+    real_runs();
     println!(
         "verdict: {}",
         if verdict {

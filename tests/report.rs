@@ -1,19 +1,26 @@
-//! Reports are pure functions of run records: snapshots on fixed records in
-//! `tests/fixtures/runs/`, invariants on those and on random runs, and the run store.
+//! Reports are pure functions of run records: snapshots, invariants, the model's accuracy, and
+//! the run store.
 //!
-//! The fixtures are generated, not hand-timed: `cargo test --test report -- --ignored
-//! regenerate_fixtures` rewrites them with `fixtures::generate`, a test double of the engine's
-//! timing (list scheduling with the planner's priorities, jittered durations, a few ms of
-//! dispatch latency, fail-fast). Regenerate only when the fixtures' shape must change.
+//! - `tests/fixtures/runs/real/`: records of real `kprov up` runs of the demo on this project's
+//!   machines (see the README there). Everything about the what-if model is checked on these:
+//!   a replay of a run under its own strategy against its measured makespan, a what-if to
+//!   another strategy against a real run of that strategy, the critical path of a real run.
+//! - `tests/fixtures/runs/*.json`: four synthetic aianalysis records (no kubernaut cluster can
+//!   be had here), kept as fixed inputs for the renderers' snapshots, comparisons and the
+//!   store. They were made by a copy of the engine's scheduler, so no test uses them to judge
+//!   the scheduler's model: a replay of them would only agree with itself.
+//! - Property tests run on random execution traces that no scheduler made (each task starts
+//!   some random time after its dependencies ended), and pin what holds for any valid record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use kprov::engine::simulate;
 use kprov::engine::{Class, TaskOutcome};
 use kprov::plan::Phase;
 use kprov::record::store::{RunRef, Store, StoreError, read_record};
 use kprov::record::{HostFacts, RunRecord, SCHEMA_VERSION, TaskRecord};
-use kprov::report::{self, Analysis, Format, Options, Strategy};
+use kprov::report::{self, Analysis, Format, Options, Strategy, barrier_edges};
 use proptest::prelude::*;
 
 fn fixture_dir() -> PathBuf {
@@ -23,6 +30,40 @@ fn fixture_dir() -> PathBuf {
 fn fixture(name: &str) -> RunRecord {
     let path = fixture_dir().join(format!("{name}.json"));
     read_record(&path).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// The real run of the demo under `strategy` (exactly one per strategy is kept).
+fn real(strategy: Strategy) -> RunRecord {
+    let found: Vec<RunRecord> = real_runs()
+        .into_iter()
+        .filter(|r| r.strategy == strategy.to_string())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one real {strategy} run in tests/fixtures/runs/real"
+    );
+    found.into_iter().next().unwrap()
+}
+
+/// Every real record, oldest first.
+fn real_runs() -> Vec<RunRecord> {
+    let dir = fixture_dir().join("real");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    assert!(
+        paths.len() >= 3,
+        "dag, hybrid and sequential runs in {}",
+        dir.display()
+    );
+    paths
+        .iter()
+        .map(|p| read_record(p).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 const DAG: &str = "20261123T004012Z-aianalysis";
@@ -199,7 +240,7 @@ fn comparisons_and_what_ifs_refuse_formats_they_cannot_draw() {
     );
 }
 
-// ---------------------------------------------------------------- invariants on fixtures
+// ---------------------------------------------------------------- invariants on records
 
 fn check_invariants(r: &RunRecord) {
     let a = Analysis::new(r);
@@ -300,33 +341,9 @@ fn check_critical_path(r: &RunRecord, a: &Analysis) {
 }
 
 #[test]
-fn a_hybrid_runs_critical_path_goes_through_its_barriers() {
-    let r = fixture(HYBRID);
-    let ids: Vec<String> = Analysis::new(&r)
-        .critical_path
-        .iter()
-        .map(|s| s.id.clone())
-        .collect();
-    // Cluster creation does not depend on any build: only the hybrid barrier made it wait.
-    let create = ids
-        .iter()
-        .position(|i| i == "cluster:create")
-        .expect("on the path");
-    assert!(ids[create - 1].starts_with("build:"), "{ids:?}");
-}
-
-#[test]
-fn every_fixture_keeps_the_report_invariants() {
+fn every_synthetic_fixture_keeps_the_report_invariants() {
     for name in ALL {
         check_invariants(&fixture(name));
-    }
-}
-
-#[test]
-fn fixtures_are_consistent_runs() {
-    for name in ALL {
-        let r = fixture(name);
-        check_consistent(&r);
     }
 }
 
@@ -404,22 +421,88 @@ fn trace_is_json_with_one_complete_event_per_task_that_ran() {
     }
 }
 
+// ---------------------------------------------------------------- the model, on real runs
+
+/// How far, per task of the run, a replay of a real run under its own strategy and jobs may
+/// be from the run's measured makespan. The replay gives every task its recorded duration and
+/// makes the engine's choices (the same ready queue, the run's caps and priorities), so what
+/// it leaves out is the engine's own time between a task ending and the next one starting
+/// (completion, event, spawn): 1 ms or so per task here (the three real runs are off by 1, 4
+/// and 19 ms over 18 tasks; printed by the test). 5 ms a task (90 ms, about 0.5% of the dag
+/// run) leaves room for a busier machine, and is far below what a replay that schedules
+/// differently from the engine gets wrong: without the run's cpu cap of 2 the dag run would
+/// replay as 10.3 s, not 16.8 s; without its own barriers the hybrid run as 22.2 s, not 26.9 s.
+const OWN_REPLAY_TOLERANCE_MS_PER_TASK: u64 = 5;
+
+/// How far a what-if from the real dag run to another strategy may be from a real run of that
+/// strategy (cold runs of the demo on one machine, minutes apart). Much looser than a replay of
+/// the run itself: a what-if keeps the durations of the run it replays, and durations depend on
+/// what runs beside them. In the dag run the builds shared 2 cores with kind's cluster creation
+/// (build:migrate 6.4 s there, 5.0 s in the other two runs; cluster:create 5.2 s vs 3.5-3.8 s), so
+/// its what-ifs are off by 10-11% (hybrid predicted 23.9 s, a real hybrid run took 26.9 s;
+/// sequential 35.9 s vs 32.5 s). 15% is that plus the noise of two single runs. What-ifs from
+/// the hybrid run are far worse (printed, not asserted): there four loads ran at once and each
+/// took ~5 times as long as alone, so its dag what-if predicts 22.2 s for a real 16.8 s.
+const WHAT_IF_TOLERANCE: f64 = 0.15;
+
+fn relative_error(predicted: u64, measured: u64) -> f64 {
+    (predicted as f64 - measured as f64).abs() / measured.max(1) as f64
+}
+
 #[test]
-fn replaying_a_run_under_its_own_strategy_predicts_its_makespan_within_5_percent() {
-    for name in ALL.into_iter().filter(|n| *n != FAILED) {
-        let r = fixture(name);
-        let own: Strategy = r.strategy.parse().unwrap();
-        let replay = report::replay(&r, own, None).unwrap();
-        let err = (replay.makespan_ms as f64 - r.makespan_ms as f64).abs() / r.makespan_ms as f64;
-        println!(
-            "{name}: measured {} ms, replayed {} ms ({:+.2}%)",
-            r.makespan_ms,
-            replay.makespan_ms,
-            err * 100.0
+fn real_records_are_whole_successful_runs_of_the_demo_with_one_per_strategy() {
+    for r in real_runs() {
+        assert_eq!(
+            (r.service.as_str(), r.outcome.as_str()),
+            ("demo", "succeeded")
         );
         assert!(
-            err <= 0.05,
-            "{name}: replay {} vs measured {}",
+            r.tasks
+                .iter()
+                .all(|t| t.end_ms.is_some() && t.estimate_ms.is_some()),
+            "{}",
+            r.run_id
+        );
+        // A cold run (--no-cache, a new cluster): only the external image is found, not pulled.
+        for t in &r.tasks {
+            let expected = if t.kind == "pull" {
+                TaskOutcome::Cached
+            } else {
+                TaskOutcome::Succeeded
+            };
+            assert_eq!(t.outcome, expected, "{}: {}", r.run_id, t.id);
+        }
+        check_consistent(&r);
+        check_invariants(&r);
+    }
+    for s in [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential] {
+        real(s);
+    }
+    assert_eq!(
+        Analysis::new(&real(Strategy::Sequential)).peak_concurrency,
+        1
+    );
+}
+
+#[test]
+fn replaying_a_real_run_under_its_own_strategy_predicts_its_measured_makespan() {
+    for r in real_runs() {
+        let own: Strategy = r.strategy.parse().unwrap();
+        let replay = report::replay(&r, own, None).unwrap();
+        let off = replay.makespan_ms.abs_diff(r.makespan_ms);
+        let allowed = OWN_REPLAY_TOLERANCE_MS_PER_TASK * r.tasks.len() as u64;
+        println!(
+            "{} ({}): measured {} ms, replayed {} ms: off by {off} ms ({:.2}%), allowed {allowed} ms",
+            r.run_id,
+            r.strategy,
+            r.makespan_ms,
+            replay.makespan_ms,
+            relative_error(replay.makespan_ms, r.makespan_ms) * 100.0
+        );
+        assert!(
+            off <= allowed,
+            "{}: replayed {} ms vs measured {} ms",
+            r.run_id,
             replay.makespan_ms,
             r.makespan_ms
         );
@@ -427,9 +510,142 @@ fn replaying_a_run_under_its_own_strategy_predicts_its_makespan_within_5_percent
 }
 
 #[test]
-fn a_dag_what_if_never_predicts_more_than_the_hybrid_what_if() {
-    for name in ALL {
-        let r = fixture(name);
+fn a_what_if_from_the_real_dag_run_is_near_a_real_run_of_the_other_strategy() {
+    let all = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential];
+    for from in all {
+        for to in all.into_iter().filter(|&s| s != from) {
+            let (run, other) = (real(from), real(to));
+            // The jobs the real run of `to` had (the machine's default; 1 for sequential).
+            let predicted = report::replay(&run, to, Some(other.jobs))
+                .unwrap()
+                .makespan_ms;
+            let err = relative_error(predicted, other.makespan_ms);
+            println!(
+                "{from} run replayed as {to}: predicted {predicted} ms, a real {to} run took {} ms \
+                 ({:+.1}%)",
+                other.makespan_ms,
+                (predicted as f64 / other.makespan_ms as f64 - 1.0) * 100.0
+            );
+            if from == Strategy::Dag {
+                assert!(
+                    err <= WHAT_IF_TOLERANCE,
+                    "what-if {to} of the dag run: {predicted} ms vs a real {to} run's {} ms",
+                    other.makespan_ms
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_critical_path_of_a_real_run_is_a_chain_of_its_tasks_within_its_makespan() {
+    for r in real_runs() {
+        let a = Analysis::new(&r);
+        // A chain of dependencies the engine honoured, each step after the previous one, ending
+        // at the last task; running and waiting add up to that end.
+        check_critical_path(&r, &a);
+        let running: u64 = a.critical_path.iter().map(|s| s.duration_ms).sum();
+        let recorded: u64 = a
+            .critical_path
+            .iter()
+            .map(|s| r.tasks[s.index].duration_ms().unwrap())
+            .sum();
+        assert_eq!(
+            running, recorded,
+            "{}: the steps are the recorded tasks",
+            r.run_id
+        );
+        assert!(running <= r.makespan_ms, "{}", r.run_id);
+
+        // The DAG's critical path: a chain of the tasks' own dependencies, as long as their
+        // recorded durations, no longer than the run, no shorter than any chain of own edges.
+        let dag = a.dag_critical_path.clone().expect("a DAG");
+        for pair in dag.tasks.windows(2) {
+            let (before, after) = (&r.tasks[pair[0]], &r.tasks[pair[1]]);
+            assert!(
+                after.deps.contains(&before.id),
+                "{}: {} → {}",
+                r.run_id,
+                before.id,
+                after.id
+            );
+        }
+        let sum: u64 = dag
+            .tasks
+            .iter()
+            .map(|&i| r.tasks[i].duration_ms().unwrap())
+            .sum();
+        assert_eq!(sum, dag.length_ms, "{}", r.run_id);
+        assert!(dag.length_ms <= r.makespan_ms, "{}", r.run_id);
+        if r.strategy == "dag" {
+            assert!(running <= dag.length_ms, "{}: no chain is longer", r.run_id);
+        }
+        let ratio = a.makespan_over_dag_critical_path().unwrap();
+        println!(
+            "{} ({}): makespan {} ms / DAG critical path {} ms = {ratio:.3}",
+            r.run_id, r.strategy, r.makespan_ms, dag.length_ms
+        );
+    }
+}
+
+#[test]
+fn a_real_hybrid_runs_critical_path_goes_through_its_barriers() {
+    let r = real(Strategy::Hybrid);
+    let ids: Vec<String> = Analysis::new(&r)
+        .critical_path
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    // Cluster creation does not depend on any build: only the hybrid barrier made it wait.
+    let create = ids
+        .iter()
+        .position(|i| i == "cluster:create")
+        .unwrap_or_else(|| panic!("on the path: {ids:?}"));
+    assert!(
+        create > 0 && ids[create - 1].starts_with("build:"),
+        "{ids:?}"
+    );
+    let dag = real(Strategy::Dag);
+    let build_end = |r: &RunRecord| {
+        r.tasks
+            .iter()
+            .filter(|t| t.phase == Phase::Build)
+            .filter_map(|t| t.end_ms)
+            .max()
+            .unwrap()
+    };
+    let create_start = |r: &RunRecord| {
+        r.tasks
+            .iter()
+            .find(|t| t.id == "cluster:create")
+            .and_then(|t| t.start_ms)
+            .unwrap()
+    };
+    assert!(
+        create_start(&r) >= build_end(&r),
+        "hybrid: the cluster after every build"
+    );
+    assert!(
+        create_start(&dag) < build_end(&dag),
+        "dag: the cluster beside the builds"
+    );
+}
+
+#[test]
+fn a_sequential_what_if_of_a_real_run_is_its_work_back_to_back() {
+    let run = real(Strategy::Dag);
+    let out = report::what_if(&run, Strategy::Sequential, Some(8), Format::Json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["predicted"]["jobs"], 1, "sequential ignores --jobs");
+    let work: u64 = run.tasks.iter().filter_map(TaskRecord::duration_ms).sum();
+    assert_eq!(v["predicted"]["makespan_ms"], work);
+}
+
+#[test]
+fn on_real_runs_a_dag_what_if_never_predicts_more_than_the_hybrid_what_if() {
+    // Not a theorem with limited slots (list scheduling has anomalies): a check that it holds
+    // for the demo's real durations at the jobs people use.
+    for r in real_runs() {
         for jobs in [None, Some(1), Some(2), Some(4), Some(8), Some(0)] {
             let dag = report::replay(&r, Strategy::Dag, jobs).unwrap().makespan_ms;
             let hybrid = report::replay(&r, Strategy::Hybrid, jobs)
@@ -437,15 +653,34 @@ fn a_dag_what_if_never_predicts_more_than_the_hybrid_what_if() {
                 .makespan_ms;
             assert!(
                 dag <= hybrid,
-                "{name} jobs {jobs:?}: dag {dag} > hybrid {hybrid}"
+                "{} jobs {jobs:?}: dag {dag} > hybrid {hybrid}",
+                r.run_id
             );
         }
     }
 }
 
 #[test]
+fn text_report_of_a_real_dag_run() {
+    let r = real(Strategy::Dag);
+    insta::assert_snapshot!(
+        "real_text_dag",
+        report::render(&r, Format::Text, &Options::default()).unwrap()
+    );
+}
+
+#[test]
+fn what_if_a_real_dag_run_had_used_the_hybrid_schedule() {
+    let r = real(Strategy::Dag);
+    insta::assert_snapshot!(
+        "real_whatif_hybrid_text",
+        report::what_if(&r, Strategy::Hybrid, None, Format::Text).unwrap()
+    );
+}
+
+#[test]
 fn a_replay_keeps_every_task_after_its_dependencies_and_barriers() {
-    let r = fixture(DAG);
+    let r = real(Strategy::Dag);
     let hybrid = report::replay(&r, Strategy::Hybrid, None).unwrap();
     check_consistent(&hybrid);
     let end_of = |phase: Phase| {
@@ -660,53 +895,96 @@ fn assert_entities(text: &str) {
     }
 }
 
-// ---------------------------------------------------------------- random runs
+// ---------------------------------------------------------------- random traces
 
-/// A random DAG of phase-labelled tasks (dependencies only on earlier tasks of the same or an
-/// earlier phase, as the planner builds them) and random durations, run by the fixtures'
-/// engine double.
-fn random_run() -> impl Strategy2<Value = (RunRecord, usize)> {
-    (2usize..14, 0usize..5, any::<u64>()).prop_map(|(n, jobs, seed)| {
-        let mut rng = fixtures::Rng(seed | 1);
-        let kinds = [
-            fixtures::Kind::Build,
-            fixtures::Kind::Cluster,
-            fixtures::Kind::Load,
-            fixtures::Kind::Deploy,
-        ];
-        let mut specs: Vec<fixtures::Spec> = Vec::new();
-        let mut kind_idx: Vec<usize> = (0..n).map(|_| rng.below(4) as usize).collect();
-        kind_idx.sort_unstable();
-        for (i, &k) in kind_idx.iter().enumerate() {
-            let deps: Vec<String> = (0..i)
-                .filter(|_| rng.below(3) == 0)
-                .map(|j| format!("t{j}"))
-                .collect();
-            specs.push(fixtures::Spec::new(
+/// A random execution trace of a random DAG, made by no scheduler: phase-labelled tasks
+/// (dependencies only on earlier tasks of the same or an earlier phase, as the planner builds
+/// them) with random durations (0 included: a cached task), each ready when the last of the
+/// dependencies its strategy honours ended and started a random time later (a queue, a slow
+/// dispatch: anything). Any engine that honours dependencies writes records of this shape.
+fn random_trace() -> impl Strategy2<Value = RunRecord> {
+    let spec = (0usize..4, any::<u16>(), 0u64..5_000, 0u64..3_000);
+    (prop::collection::vec(spec, 1..16), any::<bool>()).prop_map(|(mut specs, hybrid)| {
+        specs.sort_by_key(|s| s.0);
+        let phases: Vec<Phase> = specs
+            .iter()
+            .map(|s| [Phase::Build, Phase::Cluster, Phase::Load, Phase::Deploy][s.0])
+            .collect();
+        let own: Vec<Vec<usize>> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (0..i.min(16)).filter(|j| s.1 & (1 << j) != 0).collect())
+            .collect();
+        let strategy = if hybrid {
+            Strategy::Hybrid
+        } else {
+            Strategy::Dag
+        };
+        let honoured = barrier_edges(&phases, &own, strategy);
+        let mut tasks: Vec<TaskRecord> = Vec::with_capacity(specs.len());
+        for (i, &(_, _, duration, gap)) in specs.iter().enumerate() {
+            let ready = honoured[i]
+                .iter()
+                .map(|&d| tasks[d].end_ms.unwrap())
+                .max()
+                .unwrap_or(0);
+            let mut t = task(
                 &format!("t{i}"),
-                kinds[k],
-                &deps,
-                100 + rng.below(5_000),
-            ));
+                phases[i],
+                &[],
+                ready,
+                ready + gap,
+                ready + gap + duration,
+            );
+            t.deps = own[i].iter().map(|j| format!("t{j}")).collect();
+            t.class = match phases[i] {
+                Phase::Build => Class::Cpu,
+                Phase::Load => Class::Io,
+                _ => Class::Api,
+            };
+            tasks.push(t);
         }
-        let strategy = ["dag", "hybrid"][rng.below(2) as usize];
-        let r = fixtures::generate(
-            &fixtures::RunSpec::new("20261123T000000Z-random", strategy, jobs, seed),
-            &specs,
-        );
-        (r, jobs)
+        record("20261123T000000Z-random", &strategy.to_string(), 0, tasks)
     })
 }
 
 use proptest::strategy::Strategy as Strategy2;
 
+/// The critical path of `r`'s durations over the dependencies `strategy` honours.
+fn critical_path_ms(r: &RunRecord, strategy: Strategy) -> u64 {
+    let own: Vec<Vec<usize>> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            t.deps
+                .iter()
+                .map(|d| r.tasks.iter().position(|x| &x.id == d).unwrap())
+                .collect()
+        })
+        .collect();
+    let phases: Vec<Phase> = r.tasks.iter().map(|t| t.phase).collect();
+    let deps = barrier_edges(&phases, &own, strategy);
+    let durations: Vec<u64> = r
+        .tasks
+        .iter()
+        .map(|t| t.duration_ms().unwrap_or(0))
+        .collect();
+    simulate::critical_path(&deps, &durations).unwrap().1
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn random_runs_keep_the_report_invariants((r, _) in random_run()) {
+    fn random_traces_keep_the_report_invariants(r in random_trace()) {
         check_consistent(&r);
         check_invariants(&r);
+        let a = Analysis::new(&r);
+        let running: u64 = a.critical_path.iter().map(|s| s.duration_ms).sum();
+        let dag = a.dag_critical_path.as_ref().unwrap().length_ms;
+        prop_assert!(running <= a.makespan_ms);
+        prop_assert!(dag <= a.makespan_ms, "no run beats the DAG's critical path");
+        prop_assert_eq!(dag, critical_path_ms(&r, Strategy::Dag));
         let trace: serde_json::Value = serde_json::from_str(&report::render(&r, Format::Trace, &Options::default()).unwrap()).unwrap();
         let xs = trace["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").count();
         prop_assert_eq!(xs, r.tasks.len());
@@ -714,20 +992,36 @@ proptest! {
     }
 
     #[test]
-    fn with_unlimited_jobs_dag_never_predicts_more_than_hybrid((r, _) in random_run()) {
+    fn with_unlimited_jobs_a_replay_takes_exactly_the_critical_path(r in random_trace()) {
+        // Never less (a chain runs end to end), and with a slot for every ready task never more.
+        for strategy in [Strategy::Dag, Strategy::Hybrid] {
+            let replay = report::replay(&r, strategy, Some(0)).unwrap();
+            prop_assert_eq!(replay.makespan_ms, critical_path_ms(&r, strategy), "{}", strategy);
+        }
+    }
+
+    #[test]
+    fn with_unlimited_jobs_dag_never_predicts_more_than_hybrid(r in random_trace()) {
         // With limited slots, list scheduling has anomalies (an extra edge can shorten a
-        // schedule), so the guarantee holds for unlimited jobs; fixtures check finite jobs.
+        // schedule), so the guarantee holds for unlimited jobs; real runs check finite jobs.
         let dag = report::replay(&r, Strategy::Dag, Some(0)).unwrap();
         let hybrid = report::replay(&r, Strategy::Hybrid, Some(0)).unwrap();
         prop_assert!(dag.makespan_ms <= hybrid.makespan_ms);
     }
 
     #[test]
-    fn replays_under_their_own_schedule_stay_within_5_percent((r, _) in random_run()) {
-        let own: Strategy = r.strategy.parse().unwrap();
-        let replay = report::replay(&r, own, None).unwrap();
-        let err = (replay.makespan_ms as f64 - r.makespan_ms as f64).abs() / r.makespan_ms.max(1) as f64;
-        prop_assert!(err <= 0.05, "replay {} vs measured {}", replay.makespan_ms, r.makespan_ms);
+    fn with_m_jobs_a_replay_is_within_grahams_bounds(r in random_trace(), m in 1usize..6) {
+        // No schedule on m slots beats max(critical path, work / m); a list schedule, which
+        // never leaves a slot idle while a task is ready, takes at most L + (W - L) / m.
+        for strategy in [Strategy::Dag, Strategy::Hybrid] {
+            let t = report::replay(&r, strategy, Some(m)).unwrap().makespan_ms;
+            let l = critical_path_ms(&r, strategy);
+            let w: u64 = r.tasks.iter().filter_map(TaskRecord::duration_ms).sum();
+            let m = m as u64;
+            prop_assert!(t >= l, "{}: {} < critical path {}", strategy, t, l);
+            prop_assert!(t * m >= w, "{}: {} < work {} / {}", strategy, t, w, m);
+            prop_assert!(t * m <= l * m + (w - l), "{}: {} over Graham's bound (L {}, W {}, m {})", strategy, t, l, w, m);
+        }
     }
 }
 
@@ -869,498 +1163,4 @@ fn the_job_summary_is_appended_not_replaced() {
     let all = std::fs::read_to_string(&path).unwrap();
     assert!(all.starts_with("# earlier step\n"));
     assert!(all.contains("### ✅ kprov: aianalysis ready in"));
-}
-
-// ---------------------------------------------------------------- fixtures
-
-#[test]
-#[ignore = "rewrites tests/fixtures/runs; run by hand when the fixtures must change"]
-fn regenerate_fixtures() {
-    std::fs::create_dir_all(fixture_dir()).unwrap();
-    for r in fixtures::all() {
-        let mut json = serde_json::to_string_pretty(&r).unwrap();
-        json.push('\n');
-        std::fs::write(fixture_dir().join(format!("{}.json", r.run_id)), json).unwrap();
-    }
-}
-
-/// A test double of the engine's timing, to make realistic, self-consistent run records.
-mod fixtures {
-    use std::collections::BTreeMap;
-
-    use kprov::engine::simulate::remaining_critical_path;
-    use kprov::engine::{Class, TaskOutcome};
-    use kprov::plan::TaskKind;
-    use kprov::record::{HostFacts, RunRecord, SCHEMA_VERSION, TaskRecord};
-    use kprov::report::{Strategy, barrier_edges};
-
-    pub use kprov::plan::TaskKind as Kind;
-
-    /// xorshift64: deterministic jitter.
-    pub struct Rng(pub u64);
-    impl Rng {
-        pub fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        /// A factor in [1 - spread, 1 + spread].
-        pub fn jitter(&mut self, spread: f64) -> f64 {
-            1.0 + spread * ((self.below(2001) as f64 / 1000.0) - 1.0)
-        }
-    }
-
-    pub struct Spec {
-        pub id: String,
-        pub kind: TaskKind,
-        pub deps: Vec<String>,
-        /// The planner's estimate; the run takes this ± jitter.
-        pub estimate_ms: u64,
-        pub outcome: TaskOutcome,
-        pub attempts: u32,
-        /// Fails after this long (fail-fast stops the run).
-        pub fails_after: Option<(u64, String)>,
-    }
-
-    impl Spec {
-        pub fn new(id: &str, kind: TaskKind, deps: &[impl AsRef<str>], estimate_ms: u64) -> Spec {
-            Spec {
-                id: id.into(),
-                kind,
-                deps: deps.iter().map(|d| d.as_ref().to_string()).collect(),
-                estimate_ms,
-                outcome: TaskOutcome::Succeeded,
-                attempts: 1,
-                fails_after: None,
-            }
-        }
-        fn cached(mut self) -> Spec {
-            self.outcome = TaskOutcome::Cached;
-            self
-        }
-        fn attempts(mut self, n: u32) -> Spec {
-            self.attempts = n;
-            self
-        }
-        fn fails(mut self, after_ms: u64, error: &str) -> Spec {
-            self.fails_after = Some((after_ms, error.into()));
-            self
-        }
-    }
-
-    pub struct RunSpec {
-        pub run_id: String,
-        pub strategy: String,
-        pub jobs: usize,
-        pub class_limits: BTreeMap<Class, usize>,
-        pub seed: u64,
-        pub started_at: String,
-    }
-
-    impl RunSpec {
-        pub fn new(run_id: &str, strategy: &str, jobs: usize, seed: u64) -> RunSpec {
-            RunSpec {
-                run_id: run_id.into(),
-                strategy: strategy.into(),
-                jobs,
-                class_limits: BTreeMap::new(),
-                seed,
-                started_at: "2026-11-23T00:00:00Z".into(),
-            }
-        }
-    }
-
-    /// Runs `specs` the way the engine would: ready tasks start by priority (the remaining
-    /// critical path over the estimates) then by order, under the caps; each takes its
-    /// estimate ± 8% plus 1–3 ms to dispatch; the first failure stops the run (running
-    /// tasks are cancelled within ~30 ms, the rest skipped).
-    pub fn generate(run: &RunSpec, specs: &[Spec]) -> RunRecord {
-        let n = specs.len();
-        let mut rng = Rng(run.seed.max(1));
-        let index = |id: &str| {
-            specs
-                .iter()
-                .position(|s| s.id == id)
-                .unwrap_or_else(|| panic!("unknown {id}"))
-        };
-        let own: Vec<Vec<usize>> = specs
-            .iter()
-            .map(|s| s.deps.iter().map(|d| index(d)).collect())
-            .collect();
-        let strategy: Strategy = run.strategy.parse().unwrap();
-        let phases: Vec<_> = specs.iter().map(|s| s.kind.phase()).collect();
-        let deps = barrier_edges(&phases, &own, strategy);
-        let estimates: Vec<u64> = specs.iter().map(|s| s.estimate_ms).collect();
-        let priority = remaining_critical_path(&deps, &estimates).unwrap();
-        let actual: Vec<u64> = specs
-            .iter()
-            .map(|s| match &s.fails_after {
-                Some((after, _)) => *after,
-                None => ((s.estimate_ms as f64) * rng.jitter(0.08)).round() as u64,
-            })
-            .collect();
-        let jobs = if strategy == Strategy::Sequential {
-            1
-        } else {
-            run.jobs
-        };
-        let cap = |c: Class| {
-            run.class_limits
-                .get(&c)
-                .copied()
-                .filter(|&v| v > 0)
-                .unwrap_or(usize::MAX)
-        };
-        let total_cap = if jobs == 0 { usize::MAX } else { jobs };
-
-        let mut ready_at: Vec<Option<u64>> = vec![None; n];
-        let mut start: Vec<Option<u64>> = vec![None; n];
-        let mut end: Vec<Option<u64>> = vec![None; n];
-        let mut outcome: Vec<TaskOutcome> = specs.iter().map(|s| s.outcome).collect();
-        let mut error: Vec<Option<String>> = vec![None; n];
-        let mut skip: Vec<Option<String>> = vec![None; n];
-        let mut pending: Vec<usize> = deps.iter().map(Vec::len).collect();
-        let mut queue: Vec<usize> = (0..n).filter(|&i| pending[i] == 0).collect();
-        for &i in &queue {
-            ready_at[i] = Some(0);
-        }
-        let mut running: Vec<(u64, usize)> = Vec::new(); // (end, task)
-        let mut now = 0u64;
-        let mut stopped = false;
-        loop {
-            if !stopped {
-                // Highest priority first, then insertion order; skip a task whose class is full.
-                queue.sort_by_key(|&i| (std::cmp::Reverse(priority[i]), i));
-                let mut k = 0;
-                while k < queue.len() && running.len() < total_cap {
-                    let i = queue[k];
-                    let class = specs[i].kind.class();
-                    let in_class = running
-                        .iter()
-                        .filter(|(_, j)| specs[*j].kind.class() == class)
-                        .count();
-                    if in_class >= cap(class) {
-                        k += 1;
-                        continue;
-                    }
-                    queue.remove(k);
-                    let s = now + 1 + rng.below(3);
-                    start[i] = Some(s);
-                    let e = s + actual[i];
-                    end[i] = Some(e);
-                    running.push((e, i));
-                }
-            }
-            let Some(&(t, _)) = running.iter().min() else {
-                break;
-            };
-            now = t;
-            let done: Vec<usize> = running
-                .iter()
-                .filter(|(e, _)| *e == t)
-                .map(|&(_, i)| i)
-                .collect();
-            running.retain(|(e, _)| *e != t);
-            for i in done {
-                if let Some((_, msg)) = &specs[i].fails_after
-                    && !stopped
-                {
-                    outcome[i] = TaskOutcome::Failed;
-                    error[i] = Some(msg.clone());
-                    stopped = true;
-                    // Fail-fast: cancel what runs, skip what has not started.
-                    for (e, j) in running.iter_mut() {
-                        *e = now + 5 + rng.below(30);
-                        end[*j] = Some(*e);
-                        outcome[*j] = TaskOutcome::Failed;
-                        error[*j] = Some("cancelled".into());
-                    }
-                    continue;
-                }
-                if stopped {
-                    continue;
-                }
-                for d in 0..n {
-                    if deps[d].contains(&i) {
-                        pending[d] -= 1;
-                        if pending[d] == 0 {
-                            ready_at[d] = Some(now);
-                            queue.push(d);
-                        }
-                    }
-                }
-            }
-        }
-        if stopped {
-            for i in 0..n {
-                if start[i].is_none() {
-                    outcome[i] = TaskOutcome::Skipped;
-                    // Dependents of the failure (transitively) name it; the rest were cancelled.
-                    let culprit = own[i].iter().find(|&&d| {
-                        (specs[d].fails_after.is_some() && outcome[d] == TaskOutcome::Failed)
-                            || skip[d]
-                                .as_deref()
-                                .is_some_and(|s| s.starts_with("dependency"))
-                    });
-                    skip[i] = Some(match culprit {
-                        Some(&d) => format!("dependency {} did not succeed", specs[d].id),
-                        _ => "cancelled: a task failed".into(),
-                    });
-                }
-            }
-        }
-        let tasks = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| TaskRecord {
-                id: s.id.clone(),
-                kind: s.kind.as_str().into(),
-                phase: s.kind.phase(),
-                class: s.kind.class(),
-                deps: s.deps.clone(),
-                ready_ms: ready_at[i],
-                start_ms: start[i],
-                end_ms: end[i],
-                outcome: outcome[i],
-                attempts: if start[i].is_some() { s.attempts } else { 0 },
-                error: error[i].clone(),
-                skip_reason: skip[i].clone(),
-                estimate_ms: Some(s.estimate_ms),
-            })
-            .collect::<Vec<_>>();
-        let makespan_ms = tasks.iter().filter_map(|t| t.end_ms).max().unwrap_or(0);
-        RunRecord {
-            schema_version: SCHEMA_VERSION,
-            run_id: run.run_id.clone(),
-            kprov_version: "0.1.0".into(),
-            service: run.run_id.split_once('-').unwrap().1.into(),
-            strategy: run.strategy.clone(),
-            jobs: run.jobs,
-            class_limits: run.class_limits.clone(),
-            host: HostFacts {
-                cpus: 8,
-                os: "linux".into(),
-                engine_version: Some("20.10.24".into()),
-            },
-            started_at: run.started_at.clone(),
-            makespan_ms,
-            outcome: if stopped { "failed" } else { "succeeded" }.into(),
-            tasks,
-        }
-    }
-
-    /// The aianalysis stack (see ../shared/reference/kubernaut-environments.md): four builds,
-    /// Postgres and Redis pulled, a Kind cluster, CRDs and config, a load per image, the
-    /// DataStorage stack with its migrations hook, HAPI with its mock LLM, the controller.
-    fn aianalysis(warm: bool) -> Vec<Spec> {
-        use TaskKind::*;
-        let s = |id: &str, kind: TaskKind, deps: &[&str], cold: u64, warm_ms: u64| {
-            let spec = Spec::new(id, kind, deps, if warm { warm_ms } else { cold });
-            if warm && matches!(kind, Build | Pull | Load | Cluster) {
-                spec.cached()
-            } else {
-                spec
-            }
-        };
-        vec![
-            s("build:aianalysis", Build, &[], 118_000, 310),
-            s("build:datastorage", Build, &[], 96_000, 290),
-            s("build:holmesgpt-api", Build, &[], 84_000, 340),
-            s("build:mock-llm", Build, &[], 42_000, 220),
-            s("pull:postgres", Pull, &[], 600, 40),
-            s("pull:redis", Pull, &[], 400, 30),
-            s("cluster:create", Cluster, &[], 25_000, 900),
-            s("apply:crds", Crds, &["cluster:create"], 1_800, 640),
-            s(
-                "wait:crds-established",
-                Established,
-                &["apply:crds"],
-                1_200,
-                110,
-            ),
-            s("apply:config", Config, &["cluster:create"], 1_100, 520),
-            s(
-                "load:postgres",
-                Load,
-                &["pull:postgres", "cluster:create"],
-                6_500,
-                180,
-            ),
-            s(
-                "load:redis",
-                Load,
-                &["pull:redis", "cluster:create"],
-                3_200,
-                150,
-            ),
-            s(
-                "load:aianalysis",
-                Load,
-                &["build:aianalysis", "cluster:create"],
-                9_800,
-                210,
-            ),
-            s(
-                "load:datastorage",
-                Load,
-                &["build:datastorage", "cluster:create"],
-                8_700,
-                190,
-            ),
-            s(
-                "load:holmesgpt-api",
-                Load,
-                &["build:holmesgpt-api", "cluster:create"],
-                11_200,
-                230,
-            ),
-            s(
-                "load:mock-llm",
-                Load,
-                &["build:mock-llm", "cluster:create"],
-                4_100,
-                160,
-            ),
-            s(
-                "deploy:postgresql",
-                Deploy,
-                &["load:postgres", "apply:config"],
-                1_400,
-                310,
-            ),
-            s(
-                "deploy:redis",
-                Deploy,
-                &["load:redis", "apply:config"],
-                900,
-                280,
-            ),
-            s(
-                "hook:datastorage-migrations",
-                Hook,
-                &["deploy:postgresql", "load:datastorage"],
-                7_500,
-                1_150,
-            ),
-            s(
-                "deploy:datastorage",
-                Deploy,
-                &[
-                    "load:datastorage",
-                    "hook:datastorage-migrations",
-                    "deploy:redis",
-                ],
-                1_200,
-                300,
-            ),
-            s(
-                "deploy:mock-llm",
-                Deploy,
-                &["load:mock-llm", "apply:config"],
-                800,
-                260,
-            ),
-            s(
-                "deploy:holmesgpt-api",
-                Deploy,
-                &["load:holmesgpt-api", "deploy:mock-llm", "apply:config"],
-                1_100,
-                290,
-            ),
-            s(
-                "deploy:aianalysis",
-                Deploy,
-                &[
-                    "load:aianalysis",
-                    "wait:crds-established",
-                    "apply:config",
-                    "deploy:datastorage",
-                    "deploy:holmesgpt-api",
-                ],
-                1_300,
-                330,
-            ),
-            s(
-                "wait:ready",
-                Wait,
-                &[
-                    "deploy:postgresql",
-                    "deploy:redis",
-                    "hook:datastorage-migrations",
-                    "deploy:datastorage",
-                    "deploy:mock-llm",
-                    "deploy:holmesgpt-api",
-                    "deploy:aianalysis",
-                ],
-                34_000,
-                2_100,
-            ),
-        ]
-    }
-
-    fn signalprocessing() -> Vec<Spec> {
-        use TaskKind::*;
-        vec![
-            Spec::new("build:signalprocessing", Build, &[] as &[&str], 70_000).fails(
-                38_240,
-                "build signalprocessing: step 9/14 `RUN go build -o /bin/controller ./cmd/signalprocessing` exited with 1:\n\
-                 pkg/signalprocessing/enricher.go:88:2: undefined: labels.Selector\n\
-                 pkg/signalprocessing/enricher.go:91:9: cannot use ctx (variable of type *Context) as context.Context value",
-            ),
-            Spec::new("build:datastorage", Build, &[] as &[&str], 96_000),
-            Spec::new("pull:postgres", Pull, &[] as &[&str], 600),
-            Spec::new("pull:redis", Pull, &[] as &[&str], 400),
-            // Kind's create hit a transient runtime error once, then succeeded.
-            Spec::new("cluster:create", Cluster, &[] as &[&str], 29_500).attempts(2),
-            Spec::new("apply:crds", Crds, &["cluster:create"], 1_700),
-            Spec::new("wait:crds-established", Established, &["apply:crds"], 1_100),
-            Spec::new("apply:config", Config, &["cluster:create"], 900),
-            Spec::new("load:postgres", Load, &["pull:postgres", "cluster:create"], 6_400),
-            Spec::new("load:redis", Load, &["pull:redis", "cluster:create"], 3_100),
-            Spec::new("load:signalprocessing", Load, &["build:signalprocessing", "cluster:create"], 7_900),
-            Spec::new("load:datastorage", Load, &["build:datastorage", "cluster:create"], 8_600),
-            Spec::new("deploy:postgresql", Deploy, &["load:postgres", "apply:config"], 1_300),
-            Spec::new("deploy:redis", Deploy, &["load:redis", "apply:config"], 900),
-            Spec::new("hook:datastorage-migrations", Hook, &["deploy:postgresql", "load:datastorage"], 7_400),
-            Spec::new("deploy:datastorage", Deploy, &["load:datastorage", "hook:datastorage-migrations", "deploy:redis"], 1_200),
-            Spec::new(
-                "deploy:signalprocessing",
-                Deploy,
-                &["load:signalprocessing", "wait:crds-established", "apply:config", "deploy:datastorage"],
-                1_200,
-            ),
-            Spec::new(
-                "wait:ready",
-                Wait,
-                &["deploy:postgresql", "deploy:redis", "hook:datastorage-migrations", "deploy:datastorage", "deploy:signalprocessing"],
-                30_000,
-            ),
-        ]
-    }
-
-    pub fn all() -> Vec<RunRecord> {
-        let limits: BTreeMap<Class, usize> = [(Class::Cpu, 3)].into();
-        let mut dag = RunSpec::new(super::DAG, "dag", 6, 7);
-        dag.class_limits = limits.clone();
-        dag.started_at = "2026-11-23T00:40:12Z".into();
-        let mut hybrid = RunSpec::new(super::HYBRID, "hybrid", 6, 11);
-        hybrid.class_limits = limits.clone();
-        hybrid.started_at = "2026-11-23T00:31:05Z".into();
-        let mut warm = RunSpec::new(super::WARM, "dag", 6, 13);
-        warm.class_limits = limits.clone();
-        warm.started_at = "2026-11-23T00:55:30Z".into();
-        let mut failed = RunSpec::new(super::FAILED, "dag", 6, 17);
-        failed.class_limits = limits;
-        failed.started_at = "2026-11-22T22:18:47Z".into();
-        vec![
-            generate(&dag, &aianalysis(false)),
-            generate(&hybrid, &aianalysis(false)),
-            generate(&warm, &aianalysis(true)),
-            generate(&failed, &signalprocessing()),
-        ]
-    }
 }

@@ -28,6 +28,20 @@ pub struct Analysis<'a> {
     pub utilisation: f64,
     /// The most tasks that ran at the same time.
     pub peak_concurrency: usize,
+    /// The DAG's critical path at the measured durations: the longest chain of the tasks' own
+    /// dependencies (the profile's DAG, without a strategy's barriers), each task weighted by
+    /// what it took (0 if it never ran). No schedule of these durations ends sooner, so
+    /// `makespan_ms` over its length is what the run's schedule (slots, barriers, dispatch)
+    /// cost. `None` for a record whose dependencies form a cycle.
+    pub dag_critical_path: Option<DagCriticalPath>,
+}
+
+/// The longest chain of a run's own dependencies at its measured durations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DagCriticalPath {
+    /// Positions in the record's task list, first task first.
+    pub tasks: Vec<usize>,
+    pub length_ms: u64,
 }
 
 /// Serialised as-is by `--format json` (the phase under the key `name`).
@@ -249,7 +263,22 @@ impl<'a> Analysis<'a> {
             slots,
             utilisation,
             peak_concurrency: peak,
+            dag_critical_path: dag_critical_path(record),
         }
+    }
+
+    /// Makespan over the DAG's critical path at the measured durations (≥ 1: 1 is a schedule
+    /// that lost nothing to slots, barriers or dispatch); `None` when the path has no length,
+    /// or when a task never ran (a stopped run's chain is not the run's work).
+    pub fn makespan_over_dag_critical_path(&self) -> Option<f64> {
+        if self.record.tasks.iter().any(|t| t.start_ms.is_none()) {
+            return None;
+        }
+        let path = self
+            .dag_critical_path
+            .as_ref()
+            .filter(|p| p.length_ms > 0)?;
+        Some(self.makespan_ms as f64 / path.length_ms as f64)
     }
 
     /// The tasks that never started (skipped).
@@ -269,6 +298,34 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 / whole as f64
     }
+}
+
+/// The longest chain of `record`'s own dependencies (unknown ids dropped) at its measured
+/// durations.
+pub fn dag_critical_path(record: &RunRecord) -> Option<DagCriticalPath> {
+    let index: std::collections::HashMap<&str, usize> = record
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = record
+        .tasks
+        .iter()
+        .map(|t| {
+            t.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let durations: Vec<u64> = record
+        .tasks
+        .iter()
+        .map(|t| interval(t).map_or(0, |(s, e)| e - s))
+        .collect();
+    let (tasks, length_ms) = crate::engine::simulate::critical_path(&deps, &durations).ok()?;
+    Some(DagCriticalPath { tasks, length_ms })
 }
 
 /// The measured critical path: from the last task to finish, walk back through the dependency

@@ -34,6 +34,11 @@ pub(crate) struct Profile<'a> {
     pub tasks: Vec<TaskJson<'a>>,
     pub critical_path: Vec<&'a str>,
     pub critical_path_steps: &'a [CriticalStep],
+    /// The longest chain of the tasks' own dependencies at the measured durations.
+    pub dag_critical_path: Vec<&'a str>,
+    pub dag_critical_path_ms: Option<u64>,
+    /// `makespan_ms / dag_critical_path_ms`: what the schedule cost over that chain.
+    pub makespan_over_dag_critical_path: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -109,6 +114,14 @@ pub(crate) fn profile<'a>(a: &'a Analysis) -> Profile<'a> {
         tasks: a.tasks.iter().map(|t| task_json(a, t)).collect(),
         critical_path: a.critical_path.iter().map(|s| s.id.as_str()).collect(),
         critical_path_steps: &a.critical_path,
+        dag_critical_path: a
+            .dag_critical_path
+            .iter()
+            .flat_map(|p| &p.tasks)
+            .map(|&i| r.tasks[i].id.as_str())
+            .collect(),
+        dag_critical_path_ms: a.dag_critical_path.as_ref().map(|p| p.length_ms),
+        makespan_over_dag_critical_path: a.makespan_over_dag_critical_path().map(round4),
     }
 }
 

@@ -31,10 +31,11 @@
 //! [`ReportError::Unsupported`]. Every output ends with a newline.
 //!
 //! - text: the terminal report (header, phases, slowest tasks with queue waits, the critical
-//!   path, utilisation);
+//!   path, utilisation, makespan over the DAG's critical path at the measured durations);
 //! - json: `{run_id, service, strategy, jobs, makespan_ms, utilisation, phases: [{name,
 //!   start_ms, end_ms, span_ms, busy_ms, share, overlap_ms, …}], tasks: [{id, phase, start_ms,
-//!   end_ms, duration_ms, queue_ms, outcome, attempts, critical, …}], critical_path: [ids], …}`;
+//!   end_ms, duration_ms, queue_ms, outcome, attempts, critical, …}], critical_path: [ids],
+//!   dag_critical_path: [ids], dag_critical_path_ms, makespan_over_dag_critical_path, …}`;
 //! - markdown: for a CI job summary (headline, phases, slowest tasks, critical path, all
 //!   tasks in a `<details>`);
 //! - trace: Chrome trace event JSON (opens in Perfetto / chrome://tracing);
