@@ -45,16 +45,10 @@ fn print_profile_errors(e: &ProfileErrors) {
 
 /// Load and validate a profile; on any problem print them all.
 pub fn load_valid(g: &Global, service: &str) -> Result<Profile, i32> {
-    let profile = profile::load(&g.profiles, service).map_err(|e| {
+    profile::load_checked(&g.profiles, service, &g.source).map_err(|e| {
         print_profile_errors(&e);
         exit::USAGE
-    })?;
-    let errors = profile::validate(&profile, &g.source);
-    if !errors.is_empty() {
-        print_profile_errors(&ProfileErrors(errors));
-        return Err(exit::USAGE);
-    }
-    Ok(profile)
+    })
 }
 
 fn services(g: &Global) -> i32 {
@@ -101,10 +95,10 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
     };
     let mut errors = Vec::new();
     for s in &services {
-        match profile::load(&g.profiles, s) {
+        match profile::load_checked(&g.profiles, s, &g.source) {
             Err(e) => errors.extend(e.0),
+            // Cycles are found by the checks; the planner's own refusal is a last guard.
             Ok(p) => {
-                errors.extend(profile::validate(&p, &g.source));
                 if let Err(e) = plan::tasks_for(&p, &PlanOptions::default()) {
                     errors.push(profile::ProfileError {
                         file: p.path.clone(),

@@ -1,13 +1,13 @@
 //! Reading profile files: YAML parsing with every error located, and `include:` merging.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fmt,
     path::{Path, PathBuf},
 };
 
 use super::model::ProfileFile;
-use super::yamlpos;
+use super::tree::{self, Node, Value};
 
 /// One problem in a profile, located as precisely as we can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +56,18 @@ impl fmt::Display for ProfileErrors {
 impl std::error::Error for ProfileErrors {}
 
 impl ProfileError {
-    pub fn at(file: &Path, text: Option<&str>, path: &[&str], message: impl Into<String>) -> Self {
-        let pos = text.and_then(|t| yamlpos::locate(t, path));
+    /// An error about the key path `path`, placed where `tree` (the file's parsed tree) has it.
+    pub fn at(file: &Path, tree: Option<&Node>, path: &[&str], message: impl Into<String>) -> Self {
+        Self::placed(file, tree.and_then(|t| t.locate(path)), path, message)
+    }
+
+    /// An error about the key path `path`, at `pos` (line, column) when known.
+    pub fn placed(
+        file: &Path,
+        pos: Option<(usize, usize)>,
+        path: &[&str],
+        message: impl Into<String>,
+    ) -> Self {
         ProfileError {
             file: file.to_path_buf(),
             line: pos.map(|p| p.0),
@@ -66,164 +76,347 @@ impl ProfileError {
             message: message.into(),
         }
     }
-}
 
-/// A parsed file, with its text kept for locating later (semantic) errors.
-pub struct ParsedFile {
-    pub path: PathBuf,
-    pub text: String,
-    pub profile: ProfileFile,
-}
-
-fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ProfileError {
-    let mut opts = serde_saphyr::RenderOptions::default();
-    opts.snippets = serde_saphyr::SnippetMode::Off;
-    let mut message = e.render_with_options(opts);
-    // The location is printed in front, in file:line:column form.
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
-    }
-    let loc = e.location();
-    let line = loc.map(|l| l.line() as usize).filter(|&l| l > 0);
-    ProfileError {
-        file: path.to_path_buf(),
-        line,
-        column: loc.map(|l| l.column() as usize).filter(|_| line.is_some()),
-        field: line.map(|l| yamlpos::path_at(text, l)),
-        message,
-    }
-}
-
-/// Parse one profile file, reporting every error it holds: when the whole file fails, each
-/// top-level section and each entry of a mapping section is parsed on its own (other lines
-/// blanked, so positions stay true) to find the rest.
-pub fn parse_text(path: &Path, text: &str) -> Result<ProfileFile, Vec<ProfileError>> {
-    let first = match serde_saphyr::from_str::<Option<ProfileFile>>(text) {
-        Ok(p) => return Ok(p.unwrap_or_default()),
-        Err(e) => yaml_error(path, text, &e),
-    };
-    let mut errors = Vec::new();
-    for (key, start, end) in yamlpos::top_level_blocks(text) {
-        let whole = yamlpos::keep_lines(text, &[(start, end)]);
-        let Err(e) = serde_saphyr::from_str::<ProfileFile>(&whole) else {
-            continue;
-        };
-        let entries = yamlpos::child_blocks(text, start + 1, end, 1);
-        let mapping_section = matches!(
-            key.as_str(),
-            "images" | "components" | "hooks" | "ports" | "cluster" | "config"
-        );
-        if !mapping_section || entries.is_empty() {
-            errors.push(yaml_error(path, text, &e));
-            continue;
-        }
-        let before = errors.len();
-        for (_, a, b) in entries {
-            let one = yamlpos::keep_lines(text, &[(start, start), (a, b)]);
-            if let Err(e) = serde_saphyr::from_str::<ProfileFile>(&one) {
-                errors.push(yaml_error(path, text, &e));
-            }
-        }
-        if errors.len() == before {
-            errors.push(yaml_error(path, text, &e));
-        }
-    }
-    if errors.is_empty() {
-        errors.push(first);
-    }
-    errors.dedup();
-    Err(errors)
-}
-
-pub fn parse_file(path: &Path) -> Result<ParsedFile, Vec<ProfileError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![ProfileError {
-            file: path.to_path_buf(),
+    fn whole_file(file: &Path, message: impl Into<String>) -> Self {
+        ProfileError {
+            file: file.to_path_buf(),
             line: None,
             column: None,
             field: None,
-            message: format!("cannot read the profile: {e}"),
-        }]
-    })?;
-    let profile = parse_text(path, &text)?;
-    Ok(ParsedFile {
+            message: message.into(),
+        }
+    }
+
+    fn from_tree(file: &Path, e: tree::Error) -> Self {
+        ProfileError {
+            file: file.to_path_buf(),
+            line: e.line,
+            column: e.column,
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+/// One profile file as read: its text and tree (for placing later errors), what of it could be
+/// read, and every error in it.
+pub struct ParsedFile {
+    pub path: PathBuf,
+    pub text: String,
+    /// `None` when the file is not YAML at all (a syntax error) or is empty.
+    pub tree: Option<Node>,
+    /// Every section and entry that has no error (all of it, when `errors` is empty).
+    pub profile: ProfileFile,
+    pub errors: Vec<ProfileError>,
+    /// Sections and entries left out of `profile` for their errors: `cluster`,
+    /// `components.redis`, …; references to them are not reported as unknown.
+    pub broken: BTreeSet<String>,
+}
+
+/// Sections whose entries are read one by one when the file has errors.
+const ENTRY_SECTIONS: [&str; 4] = ["images", "components", "hooks", "ports"];
+
+/// Parse one profile file, reporting every error it holds. The text is parsed once into a
+/// located tree; the model is read from the tree, and only when that fails is it read again
+/// section by section and entry by entry, so that each bad entry is reported and every good
+/// one kept. Linear in the size of the file.
+pub fn parse_text(path: &Path, text: &str) -> ParsedFile {
+    let mut parsed = ParsedFile {
         path: path.to_path_buf(),
-        text,
-        profile,
-    })
+        text: text.to_string(),
+        tree: None,
+        profile: ProfileFile::default(),
+        errors: Vec::new(),
+        broken: BTreeSet::new(),
+    };
+    let root = match tree::parse(text) {
+        Ok(Some(root)) if !is_empty(&root) => root,
+        Ok(_) => {
+            parsed.errors.push(ProfileError::whole_file(
+                path,
+                "the profile is empty: it needs at least one section (components, hooks, images, …)",
+            ));
+            return parsed;
+        }
+        Err(e) => {
+            parsed.errors.push(syntax_error(path, text, &e));
+            return parsed;
+        }
+    };
+    if !matches!(root.value, Value::Map(_)) {
+        let mut e = ProfileError::whole_file(
+            path,
+            "a profile is a mapping of sections (service:, images:, components:, …)",
+        );
+        (e.line, e.column) = (Some(root.line), Some(root.column));
+        parsed.errors.push(e);
+        return parsed;
+    }
+    for (line, column, field, message) in tree::duplicates(&root) {
+        parsed.errors.push(ProfileError {
+            file: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            field: Some(field),
+            message,
+        });
+    }
+    match tree::from_node::<ProfileFile>(&root) {
+        Ok(p) => parsed.profile = p,
+        Err(whole) => {
+            let before = parsed.errors.len();
+            read_piecewise(&root, &mut parsed);
+            if parsed.errors.len() == before {
+                parsed.errors.push(ProfileError::from_tree(path, whole));
+            }
+        }
+    }
+    parsed.tree = Some(root);
+    parsed
+}
+
+fn is_empty(root: &Node) -> bool {
+    match &root.value {
+        Value::Map(pairs) => pairs.is_empty(),
+        _ => root.is_null(),
+    }
+}
+
+/// Read each top-level section, and each entry of the mapping sections, on its own.
+fn read_piecewise(root: &Node, parsed: &mut ParsedFile) {
+    let Value::Map(sections) = &root.value else {
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    for (key, value) in sections {
+        let name = key.text().unwrap_or("?");
+        if !seen.insert(name) {
+            continue; // reported as a duplicate
+        }
+        match &value.value {
+            Value::Map(entries) if ENTRY_SECTIONS.contains(&name) => {
+                let mut seen_entries = BTreeSet::new();
+                for (entry, body) in entries {
+                    let entry_name = entry.text().unwrap_or("?");
+                    if !seen_entries.insert(entry_name) {
+                        continue;
+                    }
+                    let one = value.with_pairs(vec![(entry.clone(), body.clone())]);
+                    let piece = root.with_pairs(vec![(key.clone(), one)]);
+                    absorb(&piece, format!("{name}.{entry_name}"), parsed);
+                }
+            }
+            _ => {
+                let piece = root.with_pairs(vec![(key.clone(), value.clone())]);
+                absorb(&piece, name.to_string(), parsed);
+            }
+        }
+    }
+}
+
+fn absorb(piece: &Node, what: String, parsed: &mut ParsedFile) {
+    match tree::from_node::<ProfileFile>(piece) {
+        Ok(mut part) => {
+            let mut include = std::mem::take(&mut parsed.profile.include);
+            include.append(&mut part.include);
+            merge_into(&mut parsed.profile, part);
+            parsed.profile.include = include;
+        }
+        Err(e) => {
+            parsed.errors.push(ProfileError::from_tree(&parsed.path, e));
+            parsed.broken.insert(what);
+        }
+    }
+}
+
+/// A file that is not YAML: one error, where the parser stopped, named by the entry it is in.
+fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ProfileError {
+    let loc = e.location();
+    let line = loc.map(|l| l.line() as usize).filter(|&l| l > 0);
+    let column = loc.map(|l| l.column() as usize).filter(|_| line.is_some());
+    // The field: the entry the text before the bad line ends in, at a lower indentation.
+    let field = line.and_then(|l| {
+        let start: usize = text.split_inclusive('\n').take(l - 1).map(str::len).sum();
+        let before = tree::parse(&text[..start]).ok().flatten()?;
+        Some(before.path_before(column.unwrap_or(1))).filter(|f| !f.is_empty())
+    });
+    ProfileError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        field,
+        message: yaml_message(e),
+    }
+}
+
+/// serde-saphyr's error, in kprov's words: its default texts give advice about its own API
+/// ("set DuplicateKeyPolicy in Options", "use from_str_multiple").
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    match e {
+        E::WithSnippet { error, .. } | E::AliasError { error, .. } => yaml_message(error),
+        E::MultipleDocuments { .. } => {
+            "a profile is one YAML document, but `---` starts another one here".into()
+        }
+        E::Eof { .. } => "the file ends in the middle of a value".into(),
+        E::DuplicateMappingKey { key: Some(k), .. } => format!("`{k}` is given twice"),
+        E::DuplicateMappingKey { .. } => "a key is given twice".into(),
+        E::Budget { .. } => "the file is nested too deeply or too large to read".into(),
+        E::UnknownAnchor { .. } => "`*alias` refers to no `&anchor` defined before it".into(),
+        E::InvalidUtf8Input => "the file is not UTF-8 text".into(),
+        E::ExternalMessage { msg, .. } => parser_words(msg),
+        other => {
+            use serde_saphyr::MessageFormatter;
+            let text = serde_saphyr::UserMessageFormatter.format_message(other);
+            format!("invalid YAML: {}", text.escape_debug())
+        }
+    }
+}
+
+/// The YAML parser's syntax errors, reworded for the mistakes people make in a profile.
+fn parser_words(msg: &str) -> String {
+    let msg = msg.trim();
+    if msg.contains("did not find expected key") {
+        "this line is not indented like the keys of the mapping it is in (or is not `key: value`)"
+            .into()
+    } else if msg.contains("mapping values are not allowed") {
+        "a `: ` where no key can start: fix the indentation, or quote a value that holds `: `"
+            .into()
+    } else if msg.contains("cannot start any token") {
+        "a character that cannot start a value (a tab for indentation? quote the value)".into()
+    } else if msg.contains("did not find expected ',' or ']'") {
+        "a `[...]` list is not closed with `]`".into()
+    } else if msg.contains("did not find expected ',' or '}'") {
+        "a `{...}` mapping is not closed with `}`".into()
+    } else {
+        format!("invalid YAML: {}", msg.escape_debug())
+    }
+}
+
+pub fn parse_file(path: &Path) -> ParsedFile {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_text(path, &text),
+        Err(e) => {
+            let mut parsed = parse_text(path, "{}");
+            parsed.errors = vec![ProfileError::whole_file(
+                path,
+                format!("cannot read the profile: {e}"),
+            )];
+            parsed
+        }
+    }
+}
+
+/// A file as the profile keeps it: its text and tree, for placing errors found later.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+    pub tree: Option<Node>,
+    /// Every key path's position, built on the first lookup (so that placing many errors in
+    /// a large file stays linear).
+    index: std::sync::OnceLock<HashMap<String, (usize, usize)>>,
+}
+
+impl SourceFile {
+    pub fn new(path: PathBuf, text: String, tree: Option<Node>) -> Self {
+        SourceFile {
+            path,
+            text,
+            tree,
+            index: Default::default(),
+        }
+    }
+
+    /// Where the key path is written: its deepest key found, (line, column).
+    pub fn locate(&self, path: &[&str]) -> Option<(usize, usize)> {
+        let index = self
+            .index
+            .get_or_init(|| self.tree.as_ref().map(tree::key_index).unwrap_or_default());
+        (1..=path.len())
+            .rev()
+            .find_map(|n| index.get(&path[..n].join(tree::KEY_SEPARATOR)).copied())
+    }
 }
 
 /// A profile with its includes merged: the including file wins over what it includes
 /// (an entry of the same name replaces the included one, so a stack's component can be
 /// swapped by editing data); lists are concatenated.
+#[derive(Default)]
 pub struct Merged {
+    /// What could be read of the profile and its includes.
     pub profile: ProfileFile,
     /// The file each named entry came from, keyed `section.name` (e.g. `components.redis`).
     pub origins: HashMap<String, PathBuf>,
-    /// Every file read (the profile first), with its text.
-    pub files: Vec<(PathBuf, String)>,
+    /// Every file read (the profile first), with its text and tree.
+    pub files: Vec<SourceFile>,
+    /// Every error found reading them.
+    pub errors: Vec<ProfileError>,
+    /// Entries left out for their errors (see [`ParsedFile::broken`]).
+    pub broken: BTreeSet<String>,
 }
 
-pub fn load_merged(path: &Path) -> Result<Merged, Vec<ProfileError>> {
-    let mut files = Vec::new();
-    let mut origins = HashMap::new();
-    let mut stack = Vec::new();
-    let profile = load_rec(path, &mut stack, &mut files, &mut origins)?;
-    Ok(Merged {
-        profile,
-        origins,
-        files,
-    })
-}
-
-fn load_rec(
-    path: &Path,
-    stack: &mut Vec<PathBuf>,
-    files: &mut Vec<(PathBuf, String)>,
-    origins: &mut HashMap<String, PathBuf>,
-) -> Result<ProfileFile, Vec<ProfileError>> {
+pub fn load_merged(path: &Path) -> Merged {
+    let mut merged = Merged::default();
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    if stack.contains(&canonical) {
-        let chain: Vec<String> = stack
-            .iter()
-            .chain([&canonical])
-            .map(|p| p.display().to_string())
-            .collect();
-        return Err(vec![ProfileError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            field: Some("include".into()),
-            message: format!("include cycle: {}", chain.join(" -> ")),
-        }]);
+    merged.profile = load_rec(path, &mut vec![canonical], &mut merged);
+    merged
+}
+
+/// The positions of the items of a file's `include:` list.
+fn include_items(tree: Option<&Node>) -> Vec<(usize, usize)> {
+    match tree.and_then(|t| t.get("include")).map(|(_, v)| &v.value) {
+        Some(Value::Seq(items)) => items.iter().map(|n| (n.line, n.column)).collect(),
+        _ => Vec::new(),
     }
-    let parsed = parse_file(path)?;
-    files.push((parsed.path.clone(), parsed.text.clone()));
-    stack.push(canonical);
-    let mut errors = Vec::new();
+}
+
+/// Read `path` (the last file on `stack`) and what it includes, depth first.
+fn load_rec(path: &Path, stack: &mut Vec<PathBuf>, merged: &mut Merged) -> ProfileFile {
+    let parsed = parse_file(path);
+    merged.errors.extend(parsed.errors);
+    merged.broken.extend(parsed.broken);
+    let items = include_items(parsed.tree.as_ref());
+    merged.files.push(SourceFile::new(
+        parsed.path.clone(),
+        parsed.text,
+        parsed.tree,
+    ));
     let mut base = ProfileFile::default();
     let dir = path.parent().unwrap_or(Path::new("."));
     for (i, inc) in parsed.profile.include.iter().enumerate() {
         let inc_path = dir.join(inc);
+        let mut error = |message: String| {
+            let at = items.get(i).copied();
+            merged.errors.push(ProfileError {
+                file: path.to_path_buf(),
+                line: at.map(|a| a.0),
+                column: at.map(|a| a.1),
+                field: Some(format!("include[{i}]")),
+                message,
+            });
+        };
         if !inc_path.is_file() {
-            let mut e = ProfileError::at(
-                path,
-                Some(&parsed.text),
-                &["include"],
-                format!("included file {} does not exist", inc_path.display()),
-            );
-            e.field = Some(format!("include[{i}]"));
-            errors.push(e);
+            error(format!(
+                "included file {} does not exist",
+                inc_path.display()
+            ));
             continue;
         }
-        match load_rec(&inc_path, stack, files, origins) {
-            Ok(p) => merge_into(&mut base, p),
-            Err(mut e) => errors.append(&mut e),
+        let canonical = inc_path.canonicalize().unwrap_or_else(|_| inc_path.clone());
+        if let Some(pos) = stack.iter().position(|p| *p == canonical) {
+            let chain: Vec<String> = stack[pos..]
+                .iter()
+                .chain([&canonical])
+                .map(|p| p.display().to_string())
+                .collect();
+            error(format!("include cycle: {}", chain.join(" -> ")));
+            continue;
         }
-    }
-    stack.pop();
-    if !errors.is_empty() {
-        return Err(errors);
+        stack.push(canonical);
+        let included = load_rec(&inc_path, stack, merged);
+        stack.pop();
+        merge_into(&mut base, included);
     }
     let own = parsed.profile;
     for (section, keys) in [
@@ -233,11 +426,13 @@ fn load_rec(
         ("ports", own.ports.keys().cloned().collect()),
     ] {
         for k in keys {
-            origins.insert(format!("{section}.{k}"), path.to_path_buf());
+            merged
+                .origins
+                .insert(format!("{section}.{k}"), path.to_path_buf());
         }
     }
     merge_into(&mut base, own);
-    Ok(base)
+    base
 }
 
 fn extend_unique<T: PartialEq>(into: &mut Vec<T>, from: Vec<T>) {
@@ -322,11 +517,9 @@ mod tests {
     use super::*;
 
     fn errs(text: &str) -> Vec<String> {
-        parse_text(Path::new("p.yaml"), text)
-            .unwrap_err()
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        let parsed = parse_text(Path::new("p.yaml"), text);
+        assert!(!parsed.errors.is_empty(), "no errors in {text:?}");
+        parsed.errors.iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -340,8 +533,8 @@ mod tests {
     }
 
     #[test]
-    fn every_error_in_a_file_is_reported() {
-        let text = "service: x\nimages:\n  a:\n    build:\n      context: .\n      bogus: 1\n  b:\n    external: 3x\n    pulll: y\ncomponents:\n  c:\n    manifests: oops\n  d:\n    manifests: [m]\n    depends_on: [c]\n    size: 2\n";
+    fn every_error_in_a_file_is_reported_and_every_good_entry_kept() {
+        let text = "service: x\nimages:\n  a:\n    build:\n      context: .\n      bogus: 1\n  b:\n    external: 3x\n    pulll: y\ncomponents:\n  c:\n    manifests: oops\n  d:\n    manifests: [m]\n    depends_on: [c]\n    size: 2\n  e:\n    manifests: [m]\n";
         let e = errs(text);
         assert_eq!(e.len(), 4, "{e:#?}");
         assert!(
@@ -350,13 +543,83 @@ mod tests {
         );
         assert!(e[1].contains(":9:5: images.b.pulll"), "{e:?}");
         assert!(
-            e[2].contains(":12:") && e[2].contains("components.c.manifests"),
+            e[2].contains(
+                ":12:16: components.c.manifests: expected a list, found the string \"oops\""
+            ),
             "{e:?}"
         );
         assert!(
             e[3].contains(":16:5: components.d.size: unknown field `size`"),
             "{e:?}"
         );
+        let parsed = parse_text(Path::new("p.yaml"), text);
+        assert_eq!(parsed.profile.service.as_deref(), Some("x"));
+        assert_eq!(parsed.profile.components.keys().collect::<Vec<_>>(), ["e"]);
+        let broken: Vec<&str> = parsed.broken.iter().map(String::as_str).collect();
+        assert_eq!(
+            broken,
+            ["components.c", "components.d", "images.a", "images.b"]
+        );
+    }
+
+    #[test]
+    fn a_block_of_the_wrong_type_is_reported_on_its_key_line() {
+        // serde-saphyr places it where the block starts (7:7), which reads as the wrong field
+        // `components.a.dependsOn.a`, one line late.
+        let e = errs(
+            "service: x\ncomponents:\n  a:\n    manifests:\n      - m\n    dependsOn:\n      a: b\n",
+        );
+        assert_eq!(
+            e,
+            ["p.yaml:6:5: components.a.dependsOn: expected a list, found a mapping"]
+        );
+        let e = errs("service: x\nhooks:\n  h:\n    after: [a]\n");
+        assert_eq!(e, ["p.yaml:3:3: hooks.h: missing field `manifests`"]);
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_entry_it_is_in() {
+        let e = errs("service: x\ncomponents:\n  a:\n    manifests: [m.yaml]\n   images: [x]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("p.yaml:5:4: components.a: this line is not indented"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn messages_are_kprovs_own_words() {
+        let e = errs("service: x\nservice: y\n");
+        assert_eq!(
+            e,
+            ["p.yaml:2:1: service: `service` is given twice (first on line 1)"]
+        );
+        let e = errs("service: x\n---\nservice: y\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("a profile is one YAML document"), "{e:?}");
+        for text in [
+            "a: [1, 2\n",
+            "a: *nope\n",
+            "a:\n\t- b\n",
+            "a: b: c\n",
+            "a: 'x\n",
+            "- a\n- b\n",
+        ] {
+            for e in errs(text) {
+                for leak in ["Options", "from_str", "Policy", "serde", "struct "] {
+                    assert!(!e.contains(leak), "{text:?}: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_file_is_an_error() {
+        for text in ["", "# nothing\n", "{}\n", "~\n"] {
+            let e = errs(text);
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            assert!(e[0].contains("the profile is empty"), "{e:?}");
+        }
     }
 
     #[test]
@@ -372,21 +635,32 @@ mod tests {
             "include: [stack.yaml]\ncluster:\n  name: svc-e2e\n  kubeadmConfigPatches: [b]\n",
         )
         .unwrap();
-        let merged = load_merged(&dir.path().join("svc.yaml"))
-            .unwrap()
-            .profile
-            .cluster
-            .unwrap();
-        assert_eq!(merged.name.as_deref(), Some("svc-e2e"));
-        assert_eq!(merged.node_image.as_deref(), Some("kindest/node:v1"));
-        assert_eq!(merged.kubeadm_config_patches, ["a", "b"]);
+        let merged = load_merged(&dir.path().join("svc.yaml"));
+        assert!(merged.errors.is_empty(), "{:?}", merged.errors);
+        let cluster = merged.profile.cluster.unwrap();
+        assert_eq!(cluster.name.as_deref(), Some("svc-e2e"));
+        assert_eq!(cluster.node_image.as_deref(), Some("kindest/node:v1"));
+        assert_eq!(cluster.kubeadm_config_patches, ["a", "b"]);
     }
 
     #[test]
-    fn an_empty_file_is_an_empty_profile() {
-        assert_eq!(
-            parse_text(Path::new("p.yaml"), "").unwrap(),
-            ProfileFile::default()
+    fn an_include_cycle_names_the_include_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        std::fs::write(
+            dir.path().join("stacks/a.yaml"),
+            "description: a\ninclude:\n  - b.yaml\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("stacks/b.yaml"), "include: [a.yaml]\n").unwrap();
+        std::fs::write(dir.path().join("svc.yaml"), "include: [stacks/a.yaml]\n").unwrap();
+        let merged = load_merged(&dir.path().join("svc.yaml"));
+        let e: Vec<String> = merged.errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("stacks/b.yaml:1:11: include[0]: include cycle: ")
+                && e[0].ends_with("a.yaml"),
+            "{e:?}"
         );
     }
 }

@@ -25,6 +25,30 @@ struct Validator<'a> {
     errors: Vec<ProfileError>,
 }
 
+/// The longest host name kind gives a node container (kind's create checks the cluster name
+/// against 64 minus the 14 characters of `-control-plane`).
+const KIND_HOST_NAME_MAX: usize = 64;
+
+/// The longest node container name kind derives from the cluster name: `<name>-control-plane`,
+/// `<name>-control-plane2`, …, `<name>-worker`, `<name>-worker2`, …
+fn longest_node_name(name: &str, cluster: Option<&crate::profile::ClusterSpec>) -> String {
+    let nodes = cluster.map(|c| c.nodes.as_slice()).unwrap_or_default();
+    let count = |role: &str| nodes.iter().filter(|n| n.role == role).count();
+    let numbered = |role: &str, n: usize| match n {
+        0 => None,
+        1 => Some(format!("{name}-{role}")),
+        n => Some(format!("{name}-{role}{n}")),
+    };
+    [
+        numbered("control-plane", count("control-plane").max(1)),
+        numbered("worker", count("worker")),
+    ]
+    .into_iter()
+    .flatten()
+    .max_by_key(String::len)
+    .unwrap_or_default()
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -34,17 +58,65 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// The cycles of a dependency graph (name → its section, key and dependencies), each as its
+/// members from the smallest name on; self-dependencies are reported apart.
+fn find_cycles<'a>(deps: &BTreeMap<&'a str, (&str, &str, &'a Vec<String>)>) -> Vec<Vec<&'a str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark: BTreeMap<&str, Mark> = deps.keys().map(|k| (*k, Mark::New)).collect();
+    let mut cycles = Vec::new();
+    for &start in deps.keys() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // Depth first, with an explicit stack: (node, index of its next dependency).
+        let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
+        mark.insert(start, Mark::Open);
+        while let Some((node, next)) = stack.last().copied() {
+            let edges = deps[node].2;
+            let Some(dep) = edges.get(next) else {
+                mark.insert(node, Mark::Done);
+                stack.pop();
+                continue;
+            };
+            stack.last_mut().expect("non-empty").1 += 1;
+            let Some((&dep, _)) = deps.get_key_value(dep.as_str()) else {
+                continue;
+            };
+            match mark[dep] {
+                Mark::New => {
+                    mark.insert(dep, Mark::Open);
+                    stack.push((dep, 0));
+                }
+                Mark::Open if dep != node => {
+                    let pos = stack.iter().position(|(n, _)| *n == dep).expect("open");
+                    let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| *n).collect();
+                    let min = (0..cycle.len())
+                        .min_by_key(|&i| cycle[i])
+                        .expect("non-empty");
+                    cycle.rotate_left(min);
+                    cycles.push(cycle);
+                }
+                _ => {}
+            }
+        }
+    }
+    cycles
+}
+
 impl Validator<'_> {
     fn err(&mut self, section: &str, name: Option<&str>, path: &[&str], message: String) {
-        let (file, text) = match name {
+        let (file, source) = match name {
             Some(n) => self.profile.origin(section, n),
-            None => (
-                self.profile.path.as_path(),
-                self.profile.files.first().map(|(_, t)| t.as_str()),
-            ),
+            None => (self.profile.path.as_path(), self.profile.files.first()),
         };
+        let pos = source.and_then(|s| s.locate(path));
         self.errors
-            .push(ProfileError::at(file, text, path, message));
+            .push(ProfileError::placed(file, pos, path, message));
     }
 
     fn file(&mut self, section: &str, name: Option<&str>, path: &[&str], rel: &str) -> bool {
@@ -85,6 +157,7 @@ impl Validator<'_> {
                 format!("namespace {ns:?} must be a DNS label"),
             );
         }
+        self.cluster_name();
         self.cluster();
         self.images();
         for pattern in &spec.crds {
@@ -95,22 +168,58 @@ impl Validator<'_> {
         self.config();
         self.ports();
         self.workloads();
+        self.cycles();
+    }
+
+    /// kind's rules for a cluster name: it names the node containers `<name>-control-plane`,
+    /// `<name>-worker2`, …, and those are host names (64 characters at most).
+    fn cluster_name(&mut self) {
+        if self.profile.broken.contains("cluster") {
+            return;
+        }
+        let name = self.profile.cluster_name();
+        let given = self
+            .profile
+            .spec
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.name.is_some());
+        let (path, how): (&[&str], String) = if given {
+            (&["cluster", "name"], format!("cluster name {name:?}"))
+        } else {
+            (
+                &["service"],
+                format!("cluster name {name:?} (kprov-<service>, the default)"),
+            )
+        };
+        if !is_dns_label(&name) {
+            self.err(
+                "",
+                None,
+                path,
+                format!("{how} must be lowercase letters, digits and `-`, starting and ending with a letter or digit"),
+            );
+            return;
+        }
+        let longest = longest_node_name(&name, self.profile.spec.cluster.as_ref());
+        if longest.len() > KIND_HOST_NAME_MAX {
+            self.err(
+                "",
+                None,
+                path,
+                format!(
+                    "{how} is too long for kind: its node container {longest} has {} characters, more than {KIND_HOST_NAME_MAX} (a cluster name of at most {} fits)",
+                    longest.len(),
+                    KIND_HOST_NAME_MAX - (longest.len() - name.len())
+                ),
+            );
+        }
     }
 
     fn cluster(&mut self) {
         let Some(c) = &self.profile.spec.cluster else {
             return;
         };
-        if let Some(name) = &c.name
-            && !is_dns_label(name)
-        {
-            self.err(
-                "",
-                None,
-                &["cluster", "name"],
-                format!("cluster name {name:?} must be a DNS label"),
-            );
-        }
         if let Some(k) = &c.kind_config {
             self.file("", None, &["cluster", "kindConfig"], k);
             if !c.nodes.is_empty() {
@@ -246,6 +355,85 @@ impl Validator<'_> {
         }
     }
 
+    /// The images and the components or hooks an entry names exist.
+    fn references(
+        &mut self,
+        section: &str,
+        name: &str,
+        images: &[String],
+        deps: &[String],
+        deps_key: &str,
+        names: &BTreeSet<String>,
+    ) {
+        let spec = &self.profile.spec;
+        let n = Some(name);
+        for i in images {
+            let broken = self.profile.broken.contains(&format!("images.{i}"));
+            if !spec.images.contains_key(i) && !broken {
+                let known: Vec<&str> = spec.images.keys().map(String::as_str).collect();
+                self.err(
+                    section,
+                    n,
+                    &[section, name, "images"],
+                    format!("unknown image {i:?} (images: {})", known.join(", ")),
+                );
+            }
+        }
+        for d in deps {
+            if d == name {
+                self.err(
+                    section,
+                    n,
+                    &[section, name, deps_key],
+                    format!("{name} cannot depend on itself"),
+                );
+            } else if !names.contains(d) {
+                self.err(
+                    section,
+                    n,
+                    &[section, name, deps_key],
+                    format!("unknown component or hook {d:?}"),
+                );
+            }
+        }
+    }
+
+    /// Each dependency cycle among components and hooks, once, at the `dependsOn` (or `after`)
+    /// of its first member.
+    fn cycles(&mut self) {
+        let spec = &self.profile.spec;
+        let deps: BTreeMap<&str, (&str, &str, &Vec<String>)> = spec
+            .components
+            .iter()
+            .map(|(n, c)| (n.as_str(), ("components", "dependsOn", &c.depends_on)))
+            .chain(
+                spec.hooks
+                    .iter()
+                    .map(|(n, h)| (n.as_str(), ("hooks", "after", &h.after))),
+            )
+            .collect();
+        let mut reported: BTreeSet<&str> = BTreeSet::new();
+        for cycle in find_cycles(&deps) {
+            if cycle.iter().all(|m| reported.contains(m)) {
+                continue;
+            }
+            reported.extend(cycle.iter().copied());
+            let first = cycle[0];
+            let (section, key, _) = deps[first];
+            let mut chain: Vec<&str> = cycle.clone();
+            chain.push(first);
+            self.err(
+                section,
+                Some(first),
+                &[section, first, key],
+                format!(
+                    "dependency cycle between components and hooks: {}",
+                    chain.join(" -> ")
+                ),
+            );
+        }
+    }
+
     /// Check a manifest template's placeholders against what it will be given.
     fn template(&mut self, rel: &str, values: &BTreeMap<String, String>) {
         let path = self.profile.resolve(self.source, rel);
@@ -290,11 +478,21 @@ impl Validator<'_> {
 
     fn workloads(&mut self) {
         let spec = &self.profile.spec;
-        let names: BTreeSet<&str> = spec
+        // An entry left out for a schema error still exists: naming it is no error.
+        let broken = |section: &str| {
+            let prefix = format!("{section}.");
+            self.profile
+                .broken
+                .iter()
+                .filter_map(move |b| b.strip_prefix(&prefix).map(str::to_string))
+        };
+        let names: BTreeSet<String> = spec
             .components
             .keys()
             .chain(spec.hooks.keys())
-            .map(String::as_str)
+            .cloned()
+            .chain(broken("components"))
+            .chain(broken("hooks"))
             .collect();
         for dup in spec
             .components
@@ -360,34 +558,7 @@ impl Validator<'_> {
                     self.template(m, values);
                 }
             }
-            for i in images {
-                if !spec.images.contains_key(i) {
-                    let known: Vec<&str> = spec.images.keys().map(String::as_str).collect();
-                    self.err(
-                        section,
-                        n,
-                        &[section, name, "images"],
-                        format!("unknown image {i:?} (images: {})", known.join(", ")),
-                    );
-                }
-            }
-            for d in deps {
-                if d == name {
-                    self.err(
-                        section,
-                        n,
-                        &[section, name, deps_key],
-                        format!("{name} cannot depend on itself"),
-                    );
-                } else if !names.contains(d.as_str()) {
-                    self.err(
-                        section,
-                        n,
-                        &[section, name, deps_key],
-                        format!("unknown component or hook {d:?}"),
-                    );
-                }
-            }
+            self.references(section, name, images, deps, deps_key, &names);
             if let Some(t) = timeout
                 && let Err(e) = humantime::parse_duration(t)
             {
