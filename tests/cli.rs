@@ -279,3 +279,58 @@ fn completions_are_printed_for_bash() {
         "{text}"
     );
 }
+
+/// Run kprov with stdout (or stderr) writing into a pipe whose reader is already gone.
+#[cfg(unix)]
+fn into_closed_pipe(args: &[&str], stderr: bool) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("kprov"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("KPROV_PROFILES")
+        .env_remove("KPROV_SOURCE")
+        .args(args);
+    if stderr {
+        c.stderr(writer).stdout(std::process::Stdio::piped());
+    } else {
+        c.stdout(writer).stderr(std::process::Stdio::piped());
+    }
+    c.output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly_with_the_commands_own_status() {
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().to_str().unwrap();
+    // `kprov plan --service demo | head -1`: the report was being written, so 0.
+    for args in [
+        &["plan", "--service", "demo", "--state", state][..],
+        &[
+            "plan",
+            "--service",
+            "demo",
+            "--format",
+            "json",
+            "--state",
+            state,
+        ],
+        &["services"],
+        &["completions", "bash"],
+        &["--help"],
+    ] {
+        let out = into_closed_pipe(args, false);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `kprov validate 2>&1 | head` of an invalid profile: still 2, the outcome it reached.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), "colour: red\n").unwrap();
+    let profiles = dir.path().to_str().unwrap();
+    let out = into_closed_pipe(&["validate", "--profiles", profiles], true);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}

@@ -1,12 +1,13 @@
 //! One function per command. Each returns an exit code; errors print a headline and a
 //! `Caused by:` line per source.
 
-use std::{collections::BTreeMap, io::Write, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use clap::CommandFactory;
 
 use super::args::{Cli, Command, Global, PlanArgs, ProfileArgs, ValidateArgs};
 use super::exit;
+use super::out::{self, say};
 use crate::engine::{Class, Limits};
 use crate::plan::{self, Estimates, Plan, PlanOptions, Strategy};
 use crate::profile::{self, Profile, ProfileErrors};
@@ -21,8 +22,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Plan(a) => plan_cmd(g, &a),
         Command::Profile(a) => profile_cmd(g, &a),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kprov", &mut std::io::stdout());
-            exit::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kprov", &mut script);
+            print(&String::from_utf8_lossy(&script), exit::SUCCESS)
         }
         Command::Up(a) => super::up::up(g, a).await,
         Command::Down(a) => super::up::down(g, &a).await,
@@ -33,14 +35,22 @@ pub async fn dispatch(cli: Cli) -> i32 {
 
 /// Print an error with its chain, the way every command reports failure.
 pub fn report_error(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    say!("error: {e}");
     for cause in e.chain().skip(1) {
-        eprintln!("  Caused by: {cause}");
+        say!("  Caused by: {cause}");
     }
 }
 
 fn print_profile_errors(e: &ProfileErrors) {
-    eprintln!("error: {e}");
+    say!("error: {e}");
+}
+
+/// Write a command's output, then end with `code` (also when the reader closed the pipe).
+pub fn print(text: &str, code: i32) -> i32 {
+    match out::stdout(text) {
+        Ok(_) => code,
+        Err(failed) => failed,
+    }
 }
 
 /// Load and validate a profile; on any problem print them all.
@@ -54,23 +64,27 @@ pub fn load_valid(g: &Global, service: &str) -> Result<Profile, i32> {
 fn services(g: &Global) -> i32 {
     match profile::find(&g.profiles) {
         Ok(found) if found.is_empty() => {
-            eprintln!("no profiles in {}", g.profiles.display());
+            say!("no profiles in {}", g.profiles.display());
             exit::SUCCESS
         }
         Ok(found) => {
-            let mut out = std::io::stdout().lock();
             for (service, path) in found {
                 let about = profile::load(&g.profiles, &service)
                     .ok()
                     .and_then(|p| p.spec.description)
                     .map(|d| format!("  {d}"))
                     .unwrap_or_default();
-                let _ = writeln!(out, "{service:<28}{}{about}", path.display());
+                let line = format!("{service:<28}{}{about}\n", path.display());
+                match out::stdout(&line) {
+                    Ok(out::Written::Done) => {}
+                    Ok(out::Written::Closed) => break,
+                    Err(code) => return code,
+                }
             }
             exit::SUCCESS
         }
         Err(e) => {
-            eprintln!(
+            say!(
                 "error: failed to read the profiles directory {}: {e}",
                 g.profiles.display()
             );
@@ -85,7 +99,7 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
         None => match profile::find(&g.profiles) {
             Ok(found) => found.into_iter().map(|(s, _)| s).collect(),
             Err(e) => {
-                eprintln!(
+                say!(
                     "error: failed to read the profiles directory {}: {e}",
                     g.profiles.display()
                 );
@@ -113,12 +127,11 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
     }
     errors.dedup();
     if errors.is_empty() {
-        println!(
-            "{} profile{} valid",
-            services.len(),
-            if services.len() == 1 { "" } else { "s" }
-        );
-        exit::SUCCESS
+        let n = services.len();
+        print(
+            &format!("{n} profile{} valid\n", if n == 1 { "" } else { "s" }),
+            exit::SUCCESS,
+        )
     } else {
         print_profile_errors(&ProfileErrors(errors));
         exit::USAGE
@@ -178,7 +191,7 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
     let tasks = match plan::tasks_for(&profile, &PlanOptions::default()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {}: {e}", profile.path.display());
+            say!("error: {}: {e}", profile.path.display());
             return exit::USAGE;
         }
     };
@@ -202,8 +215,10 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
             )
         })
         .collect();
-    print!("{}", plan::render::render(&plan, a.format, &others));
-    exit::SUCCESS
+    print(
+        &plan::render::render(&plan, a.format, &others),
+        exit::SUCCESS,
+    )
 }
 
 fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
@@ -233,10 +248,7 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
         Ok(out)
     })();
     match result {
-        Ok(out) => {
-            print!("{out}");
-            exit::SUCCESS
-        }
+        Ok(out) => print(&out, exit::SUCCESS),
         Err(e) => {
             report_error(&e);
             exit::USAGE

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 pub mod exit;
+mod out;
 mod up;
 
 use clap::Parser;
@@ -29,7 +30,7 @@ pub fn main() -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
+            out::say!("error: failed to start the async runtime: {e}");
             return exit::FAILURE;
         }
     };

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use super::args::{CoverageArgs, DownArgs, Global, ServiceArg, UpArgs};
 use super::commands::{estimates, limits, load_valid, report_error, state_root};
 use super::exit;
+use super::out::say;
 use crate::output::Mode;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::provision::{self, ClusterLock, RunState, UpRequest};
@@ -37,7 +38,7 @@ fn watch_signals(token: CancellationToken) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminated => {}
         }
-        eprintln!("interrupted: cancelling running tasks (Ctrl-C again to exit at once)");
+        say!("interrupted: cancelling running tasks (Ctrl-C again to exit at once)");
         token.cancel();
         if tokio::signal::ctrl_c().await.is_ok() {
             std::process::exit(exit::INTERRUPTED);
@@ -57,14 +58,14 @@ async fn engine() -> Result<crate::adapters::docker::Engine, Exit> {
 
 fn lock(cluster: &str) -> Result<ClusterLock, Exit> {
     ClusterLock::acquire(cluster).map_err(|e| {
-        eprintln!("error: {e}");
+        say!("error: {e}");
         exit::FAILURE
     })
 }
 
 fn profile(g: &Global, service: &str) -> Result<crate::profile::Profile, Exit> {
     crate::profile::load(&g.profiles, service).map_err(|e| {
-        eprintln!("error: {e}");
+        say!("error: {e}");
         exit::USAGE
     })
 }
@@ -72,10 +73,7 @@ fn profile(g: &Global, service: &str) -> Result<crate::profile::Profile, Exit> {
 /// A command's report, or its failure with its chain.
 fn print_or_fail(result: anyhow::Result<String>) -> Exit {
     match result {
-        Ok(text) => {
-            print!("{text}");
-            exit::SUCCESS
-        }
+        Ok(text) => super::commands::print(&text, exit::SUCCESS),
         Err(e) => {
             report_error(&e);
             exit::FAILURE
@@ -98,7 +96,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         },
     )
     .map_err(|e| {
-        eprintln!("error: {}: {e}", profile.path.display());
+        say!("error: {}: {e}", profile.path.display());
         exit::USAGE
     })?;
     let plan = Plan::new(
@@ -117,7 +115,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let coverdata = state_dir.join("coverdata").join(&profile.service);
     for dir in [&log_dir, &coverdata] {
         std::fs::create_dir_all(dir).map_err(|e| {
-            eprintln!("error: failed to create {}: {e}", dir.display());
+            say!("error: failed to create {}: {e}", dir.display());
             exit::FAILURE
         })?;
     }
@@ -136,7 +134,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     };
     let mode = Mode::detect(a.json);
     if mode != Mode::Json {
-        eprintln!(
+        say!(
             "kprov up {service}: {} tasks, strategy {}, jobs {}, estimated {} (run {run_id})",
             plan.tasks.len(),
             plan.strategy,
@@ -165,10 +163,10 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         ) {
             Ok(t) => {
                 if let Err(e) = std::fs::write(path, t) {
-                    eprintln!("warning: failed to write the trace {}: {e}", path.display());
+                    say!("warning: failed to write the trace {}: {e}", path.display());
                 }
             }
-            Err(e) => eprintln!("warning: failed to render the trace: {e}"),
+            Err(e) => say!("warning: failed to render the trace: {e}"),
         }
     }
     // In CI, the run's report goes to the job page.
@@ -181,7 +179,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         if let Err(e) = md.map_err(anyhow::Error::from).and_then(|md| {
             crate::report::append_step_summary(&path, &md).map_err(anyhow::Error::from)
         }) {
-            eprintln!(
+            say!(
                 "warning: failed to append to the job summary {}: {e}",
                 path.display()
             );
@@ -191,7 +189,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let count = |o| r.tasks.iter().filter(|t| t.outcome == o).count();
     use crate::engine::TaskOutcome::*;
     if mode != Mode::Json {
-        eprintln!(
+        say!(
             "\n{} in {}: {} done, {} cached, {} failed, {} skipped",
             r.outcome,
             human(r.makespan_ms),
@@ -201,22 +199,22 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             count(Skipped)
         );
         for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
-            eprintln!(
+            say!(
                 "\nfailed: {}\n{}",
                 t.id,
                 t.error.as_deref().unwrap_or("(no message)")
             );
         }
         if let Some(note) = &outcome.cluster_note {
-            eprintln!("{note}");
+            say!("{note}");
         }
         if let Some(p) = &outcome.record_path {
-            eprintln!(
+            say!(
                 "run record: {}  (see where the time went: kprov profile)",
                 p.display()
             );
         }
-        eprintln!("logs: {}", log_dir.display());
+        say!("logs: {}", log_dir.display());
     }
     Ok(match (outcome.cancelled, count(Failed)) {
         (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
@@ -260,7 +258,7 @@ async fn down_inner(g: &Global, a: &DownArgs) -> Result<Exit, Exit> {
     .await
     {
         Ok(existed) => {
-            eprintln!(
+            say!(
                 "{} cluster {name}",
                 if existed { "deleted" } else { "there was no" }
             );
