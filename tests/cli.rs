@@ -334,3 +334,55 @@ fn a_closed_pipe_ends_quietly_with_the_commands_own_status() {
     let out = into_closed_pipe(&["validate", "--profiles", profiles], true);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[test]
+fn state_and_the_default_agree_on_where_records_live() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/runs/20261123T004012Z-aianalysis.json");
+    // The default state dir, `.kprov` under the current directory.
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join(".kprov/runs")).unwrap();
+    std::fs::copy(
+        &fixture,
+        project
+            .path()
+            .join(".kprov/runs/20261123T004012Z-aianalysis.json"),
+    )
+    .unwrap();
+    // The same layout under any `--state DIR`.
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(elsewhere.path().join("runs")).unwrap();
+    std::fs::copy(
+        &fixture,
+        elsewhere
+            .path()
+            .join("runs/20261123T004012Z-aianalysis.json"),
+    )
+    .unwrap();
+    let default = kprov()
+        .current_dir(project.path())
+        .args(["profile", "latest", "--format", "json"])
+        .output()
+        .unwrap();
+    let explicit = kprov()
+        .current_dir(project.path())
+        .args(["profile", "latest", "--format", "json", "--state"])
+        .arg(elsewhere.path())
+        .output()
+        .unwrap();
+    let named = kprov()
+        .current_dir(project.path())
+        .args(["profile", "latest", "--format", "json", "--state", ".kprov"])
+        .output()
+        .unwrap();
+    for out in [&default, &explicit, &named] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(default.stdout, explicit.stdout);
+    assert_eq!(default.stdout, named.stdout);
+}

@@ -41,7 +41,8 @@ pub struct Global {
         value_name = "DIR"
     )]
     pub profiles: PathBuf,
-    /// Where kprov keeps run records, logs and locks.
+    /// Where kprov keeps its state: run records (runs/), task logs and diagnostics (logs/),
+    /// coverage data (coverdata/). Cluster locks are host-wide, not here.
     #[arg(
         long,
         global = true,

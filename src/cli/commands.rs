@@ -11,7 +11,7 @@ use super::out::{self, say};
 use crate::engine::{Class, Limits};
 use crate::plan::{self, Estimates, Plan, PlanOptions, Strategy};
 use crate::profile::{self, Profile, ProfileErrors};
-use crate::record::store::{RunRef, Store};
+use crate::record::store::{RunRef, StateDir};
 use crate::report;
 
 pub async fn dispatch(cli: Cli) -> i32 {
@@ -159,7 +159,7 @@ pub fn limits(jobs: Option<usize>, build_jobs: Option<usize>) -> Limits {
 const ESTIMATE_RUNS: usize = 20;
 
 pub fn estimates(state: &Path, service: &str) -> Estimates {
-    let store = Store::new(state_root(state));
+    let store = StateDir::new(state).store();
     let runs: Vec<_> = store
         .list()
         .unwrap_or_default()
@@ -170,17 +170,6 @@ pub fn estimates(state: &Path, service: &str) -> Estimates {
         .filter_map(|e| crate::record::store::read_record(&e.path).ok())
         .collect();
     Estimates::from_runs(&runs)
-}
-
-/// The run store takes the directory that holds `.kprov`; `--state` names `.kprov` itself.
-pub fn state_root(state: &Path) -> &Path {
-    match state.file_name() {
-        Some(n) if n == ".kprov" => state
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")),
-        _ => state,
-    }
 }
 
 fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
@@ -223,7 +212,7 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
 
 fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
     let result = (|| -> anyhow::Result<String> {
-        let store = Store::new(state_root(&g.state));
+        let store = StateDir::new(&g.state).store();
         let format: report::Format = a.format.parse().map_err(anyhow::Error::msg)?;
         let what = match (&a.service, a.run.as_str()) {
             (Some(s), "latest") => RunRef::Latest {

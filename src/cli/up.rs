@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{CoverageArgs, DownArgs, Global, ServiceArg, UpArgs};
-use super::commands::{estimates, limits, load_valid, report_error, state_root};
+use super::commands::{estimates, limits, load_valid, report_error};
 use super::exit;
 use super::out::say;
 use crate::output::Mode;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::provision::{self, ClusterLock, RunState, UpRequest};
+use crate::record::store::StateDir;
 use crate::report::fmt::duration as human;
 
 fn absolute(p: &Path) -> PathBuf {
@@ -110,9 +111,9 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let _lock = lock(&cluster_name)?;
     let engine = engine().await?;
     let (run_id, started_at) = provision::run_id(&profile.service, std::time::SystemTime::now());
-    let state_dir = absolute(&g.state);
-    let log_dir = state_dir.join("logs").join(&run_id);
-    let coverdata = state_dir.join("coverdata").join(&profile.service);
+    let state = StateDir::new(absolute(&g.state));
+    let log_dir = state.logs(&run_id);
+    let coverdata = state.coverdata(&profile.service);
     for dir in [&log_dir, &coverdata] {
         std::fs::create_dir_all(dir).map_err(|e| {
             say!("error: failed to create {}: {e}", dir.display());
@@ -150,7 +151,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         timeout: a.timeout,
         mode,
         verbose: g.verbose > 0,
-        store_root: absolute(state_root(&g.state)),
+        store_root: state.root().to_path_buf(),
         run_id,
         started_at,
     };

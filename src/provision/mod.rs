@@ -25,7 +25,7 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     pub mode: Mode,
     pub verbose: bool,
-    /// The directory holding `.kprov` (run records).
+    /// The state directory (`--state`): the record goes to its `runs/`.
     pub store_root: PathBuf,
     pub run_id: String,
     pub started_at: String,
@@ -133,7 +133,7 @@ pub async fn run(
         started_at: opts.started_at.clone(),
     };
     let record = RunRecord::from_run(meta, plan, &summary);
-    let record_path = match Store::new(&opts.store_root).save(&record) {
+    let record_path = match Store::in_state(&opts.store_root).save(&record) {
         Ok(p) => Some(p),
         Err(e) => {
             eprintln!("warning: failed to write the run record: {e}");

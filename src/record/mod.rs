@@ -1,4 +1,4 @@
-//! The run record: what `kprov up` writes to `.kprov/runs/<run-id>.json`, and what every
+//! The run record: what `kprov up` writes to `<state>/runs/<run-id>.json`, and what every
 //! report is computed from. The schema is versioned; fields are only ever added.
 
 use std::collections::BTreeMap;

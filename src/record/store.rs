@@ -1,12 +1,13 @@
-//! The run store: run records as `<root>/.kprov/runs/<run-id>.json`.
+//! The run store: run records as `<state>/runs/<run-id>.json`, in the state directory
+//! ([`StateDir`]: `--state`, default `.kprov`) that also holds logs and coverage data.
 //!
 //! Writes are atomic (a temp file in the same directory, synced, then linked into place) and
 //! never replace an existing record. Reads name the file, and the line and column, of anything
 //! that does not parse, and refuse records written by a newer kprov.
 //!
 //! ```no_run
-//! # use kprov::record::store::{Store, RunRef};
-//! let store = Store::new(".");
+//! # use kprov::record::store::{RunRef, StateDir};
+//! let store = StateDir::new(".kprov").store();
 //! let (path, record) = store.load(&RunRef::parse("latest"))?;
 //! # Ok::<(), kprov::record::store::StoreError>(())
 //! ```
@@ -21,8 +22,49 @@ use serde::Deserialize;
 
 use super::{RunRecord, SCHEMA_VERSION};
 
-/// Where run records live, relative to the project root.
+/// Where run records live, relative to the project root (the default state directory's).
 pub const RUNS_DIR: &str = ".kprov/runs";
+
+/// What kprov keeps for a project, in one directory (`--state DIR`, default `.kprov`):
+///
+/// ```text
+/// <state>/runs/<run-id>.json               run records
+/// <state>/logs/<run-id>/                   task logs, and diagnostics-<component>/ bundles
+/// <state>/coverdata/<service>/             coverage data mounted into the nodes
+/// ```
+///
+/// Cluster locks are not here: they are host-wide (see `provision::lock`), so that two
+/// checkouts cannot drive one cluster at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    pub fn logs(&self, run_id: &str) -> PathBuf {
+        self.root.join("logs").join(run_id)
+    }
+
+    pub fn coverdata(&self, service: &str) -> PathBuf {
+        self.root.join("coverdata").join(service)
+    }
+
+    pub fn store(&self) -> Store {
+        Store::in_state(&self.root)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -159,6 +201,13 @@ impl Store {
     pub fn new(root: impl AsRef<Path>) -> Self {
         Store {
             dir: root.as_ref().join(RUNS_DIR),
+        }
+    }
+
+    /// The store of a state directory (records in `state/runs`, see [`StateDir`]).
+    pub fn in_state(state: impl AsRef<Path>) -> Self {
+        Store {
+            dir: StateDir::new(state.as_ref()).runs(),
         }
     }
 
@@ -369,3 +418,18 @@ fn sync_dir(dir: &Path) {
 
 #[cfg(not(unix))]
 fn sync_dir(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_layout_under_the_state_dir() {
+        let s = StateDir::new("/x");
+        assert_eq!(s.store().dir(), Path::new("/x/runs"));
+        assert_eq!(s.logs("r1"), Path::new("/x/logs/r1"));
+        assert_eq!(s.coverdata("demo"), Path::new("/x/coverdata/demo"));
+        // The default state dir keeps records where they always were.
+        assert_eq!(StateDir::new(".kprov").store().dir(), Path::new(RUNS_DIR));
+    }
+}
