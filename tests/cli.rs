@@ -386,3 +386,17 @@ fn state_and_the_default_agree_on_where_records_live() {
     assert_eq!(default.stdout, explicit.stdout);
     assert_eq!(default.stdout, named.stdout);
 }
+
+#[test]
+fn a_first_estimate_comes_from_sizes_not_one_constant_per_kind() {
+    // The demo's cold run takes ~15 s here; the defaults per kind estimated 2m39s.
+    let state = tempfile::tempdir().unwrap();
+    let text = stdout(
+        kprov()
+            .args(["plan", "--service", "demo", "--format", "json", "--state"])
+            .arg(state.path()),
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ms = v["estimated_makespan_ms"].as_u64().unwrap();
+    assert!((10_000..=40_000).contains(&ms), "estimated {ms} ms");
+}

@@ -1,7 +1,7 @@
 //! One function per command. Each returns an exit code; errors print a headline and a
 //! `Caused by:` line per source.
 
-use std::{collections::BTreeMap, path::Path};
+use std::collections::BTreeMap;
 
 use clap::CommandFactory;
 
@@ -9,7 +9,7 @@ use super::args::{Cli, Command, Global, PlanArgs, ProfileArgs, ValidateArgs};
 use super::exit;
 use super::out::{self, say};
 use crate::engine::{Class, Limits};
-use crate::plan::{self, Estimates, Plan, PlanOptions, Strategy};
+use crate::plan::{self, Estimates, Plan, PlanOptions, PlannedTask, Strategy};
 use crate::profile::{self, Profile, ProfileErrors};
 use crate::record::store::{RunRef, StateDir};
 use crate::report;
@@ -113,7 +113,8 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
             Err(e) => errors.extend(e.0),
             // Cycles are found by the checks; the planner's own refusal is a last guard.
             Ok(p) => {
-                if let Err(e) = plan::tasks_for(&p, &PlanOptions::default()) {
+                let opts = PlanOptions::default();
+                if let Err(e) = plan::tasks_for(&p, &opts) {
                     errors.push(profile::ProfileError {
                         file: p.path.clone(),
                         line: None,
@@ -158,8 +159,9 @@ pub fn limits(jobs: Option<usize>, build_jobs: Option<usize>) -> Limits {
 /// cheap however many records pile up.
 const ESTIMATE_RUNS: usize = 20;
 
-pub fn estimates(state: &Path, service: &str) -> Estimates {
-    let store = StateDir::new(state).store();
+pub fn estimates(g: &Global, profile: &Profile, tasks: &[PlannedTask]) -> Estimates {
+    let service = profile.service.as_str();
+    let store = StateDir::new(&g.state).store();
     let runs: Vec<_> = store
         .list()
         .unwrap_or_default()
@@ -169,7 +171,20 @@ pub fn estimates(state: &Path, service: &str) -> Estimates {
         .take(ESTIMATE_RUNS)
         .filter_map(|e| crate::record::store::read_record(&e.path).ok())
         .collect();
-    Estimates::from_runs(&runs)
+    let sizes = plan::estimate::sizes(profile, &g.source, tasks);
+    Estimates::from_runs(&runs).with_sizes(&sizes, tasks)
+}
+
+/// How an estimate stands: `~16s (no earlier runs)`, `16s (9 of 12 tasks measured)`, `16s`.
+pub fn estimate_note(plan: &Plan, est: &Estimates) -> String {
+    let total = plan.tasks.len();
+    let measured = plan.tasks.iter().filter(|t| est.is_measured(&t.id)).count();
+    let ms = crate::report::fmt::duration(plan.estimated_makespan_ms);
+    match measured {
+        0 => format!("~{ms} (no earlier runs)"),
+        m if m < total => format!("{ms} ({m} of {total} tasks measured before)"),
+        _ => ms,
+    }
 }
 
 fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
@@ -184,7 +199,7 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
             return exit::USAGE;
         }
     };
-    let est = estimates(&g.state, &profile.service);
+    let est = estimates(g, &profile, &tasks);
     let lim = limits(a.schedule.jobs, a.schedule.build_jobs);
     let plan = Plan::new(
         &profile.service,
@@ -242,5 +257,23 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
             report_error(&e);
             exit::USAGE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_estimate_says_when_no_run_is_behind_it() {
+        let profile = profile::load(std::path::Path::new("profiles"), "demo").unwrap();
+        let tasks = plan::tasks_for(&profile, &PlanOptions::default()).unwrap();
+        let est = Estimates::default();
+        let plan = Plan::new("demo", tasks, Strategy::Dag, limits(Some(8), Some(2)), &est);
+        let note = estimate_note(&plan, &est);
+        assert!(
+            note.starts_with('~') && note.ends_with(" (no earlier runs)"),
+            "{note}"
+        );
     }
 }

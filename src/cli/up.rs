@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{CoverageArgs, DownArgs, Global, ServiceArg, UpArgs};
-use super::commands::{estimates, limits, load_valid, report_error};
+use super::commands::{estimate_note, estimates, limits, load_valid, report_error};
 use super::exit;
 use super::out::say;
 use crate::output::Mode;
@@ -100,12 +100,13 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         say!("error: {}: {e}", profile.path.display());
         exit::USAGE
     })?;
+    let est = estimates(g, &profile, &tasks);
     let plan = Plan::new(
         &profile.service,
         tasks,
         a.schedule.strategy,
         limits(a.schedule.jobs, a.schedule.build_jobs),
-        &estimates(&g.state, &profile.service),
+        &est,
     );
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
@@ -140,7 +141,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             plan.tasks.len(),
             plan.strategy,
             plan.limits.jobs,
-            human(plan.estimated_makespan_ms)
+            estimate_note(&plan, &est)
         );
     }
     let interrupt = CancellationToken::new();
