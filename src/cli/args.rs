@@ -166,10 +166,12 @@ pub struct PlanArgs {
 pub struct ScheduleArgs {
     #[arg(long, value_enum, default_value_t = Strategy::Dag)]
     pub strategy: Strategy,
-    /// Tasks running at once, all classes together (default: 2 × CPUs, at least 8).
+    /// Tasks running at once, all kinds together; 0: no limit (default: 2 × CPUs, at least
+    /// 8). `--strategy sequential` runs one at a time whatever this says.
     #[arg(long, short)]
     pub jobs: Option<usize>,
-    /// Image builds running at once (default: CPUs).
+    /// Image builds running at once, within --jobs; 0: only --jobs limits them (default:
+    /// CPUs). Loads, pulls and the cluster's creation share 4 slots (fixed).
     #[arg(long, value_name = "N")]
     pub build_jobs: Option<usize>,
 }
