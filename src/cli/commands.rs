@@ -113,7 +113,10 @@ fn validate(g: &Global, a: &ValidateArgs) -> i32 {
             Err(e) => errors.extend(e.0),
             // Cycles are found by the checks; the planner's own refusal is a last guard.
             Ok(p) => {
-                let opts = PlanOptions::default();
+                let opts = PlanOptions {
+                    source: g.source.clone(),
+                    ..Default::default()
+                };
                 if let Err(e) = plan::tasks_for(&p, &opts) {
                     errors.push(profile::ProfileError {
                         file: p.path.clone(),
@@ -192,7 +195,11 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let tasks = match plan::tasks_for(&profile, &PlanOptions::default()) {
+    let opts = PlanOptions {
+        source: g.source.clone(),
+        ..Default::default()
+    };
+    let tasks = match plan::tasks_for(&profile, &opts) {
         Ok(t) => t,
         Err(e) => {
             say!("error: {}: {e}", profile.path.display());

@@ -94,6 +94,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         &profile,
         &PlanOptions {
             existing_cluster: existing.is_some(),
+            source: g.source.clone(),
         },
     )
     .map_err(|e| {

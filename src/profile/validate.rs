@@ -306,7 +306,7 @@ impl Validator<'_> {
 
     fn config(&mut self) {
         let c = &self.profile.spec.config;
-        for ns in &c.namespaces {
+        for ns in c.namespaces.iter().map(|n| n.name()) {
             if !is_dns_label(ns) {
                 self.err(
                     "",
