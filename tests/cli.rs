@@ -27,6 +27,7 @@ fn help_of_every_command_has_examples() {
         "validate",
         "services",
         "profile",
+        "render",
         "status",
         "coverage",
         "completions",
@@ -399,4 +400,39 @@ fn a_first_estimate_comes_from_sizes_not_one_constant_per_kind() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let ms = v["estimated_makespan_ms"].as_u64().unwrap();
     assert!((10_000..=40_000).contains(&ms), "estimated {ms} ms");
+}
+
+/// `kprov render`: every object of the demo in apply order, run-time values as placeholders
+/// naming their producers (the CA, a token, a Job's output, built images, host ports).
+#[test]
+fn render_shows_every_object_in_apply_order_with_run_time_placeholders() {
+    let out = kprov()
+        .args(["render", "--service", "demo"])
+        .env("HOME", "/home/kprov")
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for placeholder in [
+        "<image.api from build:api>",
+        "<runtime.caBundleBase64 from apply:config>",
+        "<runtime.api-uid from value:api-uid>",
+        "<runtime.schema-version from value:schema-version>",
+    ] {
+        assert!(text.contains(placeholder), "{placeholder} in:\n{text}");
+    }
+    let tasks: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let first = |t: &str| tasks.iter().position(|x| *x == t).unwrap();
+    assert!(first("apply:crds") < first("apply:config"));
+    assert!(first("hook:migrations") < first("deploy:api"));
+    assert!(first("deploy:api") < first("step:seed-widgets"));
+    insta::assert_snapshot!("render_demo_yaml", text);
+    let json = stdout(kprov().args(["render", "--service", "demo", "--format", "json"]));
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed.as_array().unwrap().len(), tasks.len());
 }

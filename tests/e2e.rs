@@ -27,7 +27,10 @@ impl Demo {
         let profiles = dir.path().join("profiles");
         std::fs::create_dir(&profiles).unwrap();
         let text = std::fs::read_to_string(repo_root().join("profiles/demo.yaml")).unwrap();
-        let text = text.replace("name: kprov-demo", &format!("name: {cluster}"));
+        let text = text.replace(
+            "cluster:\n  name: kprov-demo\n",
+            &format!("cluster:\n  name: {cluster}\n"),
+        );
         assert!(
             text.contains(&cluster),
             "the demo profile names its cluster kprov-demo"
@@ -69,6 +72,31 @@ impl Demo {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         (out.status.code().unwrap_or(-1), stderr)
+    }
+
+    /// kubectl (the real client) against this demo's cluster.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["--context", &format!("kind-{}", self.cluster)])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Rewrites this demo's profile.
+    fn edit_profile(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.dir.path().join("profiles/demo.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(text)).unwrap();
     }
 
     fn latest_record(&self) -> serde_json::Value {
@@ -141,6 +169,7 @@ fn the_demo_comes_up_on_the_sandbox_and_a_second_run_is_warm() {
         demo.node_containers(),
         vec![format!("{}-control-plane", demo.cluster)]
     );
+    assert_run_time_values_and_steps_took_effect(&demo, &first);
 
     // Without --reuse an existing cluster is refused, naming the fix.
     let (code, stderr) = demo.up(&[]);
@@ -203,6 +232,230 @@ fn the_demo_comes_up_on_the_sandbox_and_a_second_run_is_warm() {
         "down left {:?}",
         demo.node_containers()
     );
+}
+
+/// What the demo's `runtime:` values and `steps:` did, checked with kubectl (on the sandbox's
+/// API double, which serves TokenRequest, /status and webhook configurations as a real server).
+fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json::Value) {
+    let ids: Vec<String> = outcomes(record).into_iter().map(|(id, _)| id).collect();
+    for id in [
+        "value:schema-version",
+        "value:api-uid",
+        "value:api-token",
+        "step:seed-widgets",
+        "step:activate-widgets",
+        "step:register-webhook",
+        "step:call-api",
+        "step:restart-worker",
+        "step:smoke",
+    ] {
+        assert!(ids.iter().any(|i| i == id), "{id} ran: {ids:?}");
+    }
+    let ns = ["-n", "kprov-demo"];
+    let get = |what: &[&str], path: &str| {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        args.extend_from_slice(&ns);
+        let jsonpath = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &jsonpath]);
+        demo.kubectl(&args)
+    };
+    // A custom resource seeded after the api was ready, its status set through /status.
+    assert_eq!(
+        get(&["widget", "seeded-widget"], "{.status.phase}"),
+        "Active"
+    );
+    // A field of an applied object flowed into a later template.
+    let uid = get(&["deployment", "api"], "{.metadata.uid}");
+    assert!(!uid.is_empty());
+    assert_eq!(
+        get(
+            &["widget", "seeded-widget"],
+            "{.metadata.annotations.demo\\.kprov\\.dev/api-uid}"
+        ),
+        uid
+    );
+    // A value from the migrations Job's log into a ConfigMap.
+    assert_eq!(get(&["configmap", "schema"], "{.data.version}"), "3");
+    // The webhook configuration carries kprov's CA, which is also on the host.
+    let ca = get(&["configmap", "inter-service-ca"], "{.data.ca\\.crt}");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let bundle = demo.kubectl(&[
+        "get",
+        "validatingwebhookconfiguration",
+        "demo-widget-deletions",
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ]);
+    let decoded = Command::new("base64")
+        .arg("-d")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(bundle.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), ca.trim());
+    let on_host = std::fs::read_to_string(demo.dir.path().join("kprov-demo-ca.pem")).unwrap();
+    assert_eq!(
+        on_host.trim(),
+        ca.trim(),
+        "the CA file beside the kubeconfig"
+    );
+    // A labelled namespace, a certificate with its own Secret name, a restarted rollout.
+    let label = demo.kubectl(&[
+        "get",
+        "namespace",
+        "kprov-demo",
+        "-o",
+        "jsonpath={.metadata.labels.demo\\.kprov\\.dev/environment}",
+    ]);
+    assert_eq!(label, "e2e");
+    assert_eq!(
+        get(&["secret", "api-external-tls"], "{.type}"),
+        "kubernetes.io/tls"
+    );
+    let restarted = get(
+        &["deployment", "worker"],
+        "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+    );
+    assert!(!restarted.is_empty(), "the worker's rollout was restarted");
+}
+
+/// `--reuse` after the migrations image changed: the Job's template is immutable, so kprov
+/// deletes it (foreground) and creates it again, and says so.
+#[test]
+fn reuse_after_the_migrations_image_changed_recreates_the_job() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let demo = Demo::new(&host, "demo-job");
+    let (code, stderr) = demo.up(&[]);
+    assert_eq!(code, 0, "kprov up failed:\n{stderr}");
+    let uid = |d: &Demo| {
+        d.kubectl(&[
+            "get",
+            "job",
+            "migrations",
+            "-n",
+            "kprov-demo",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+    };
+    let before = uid(&demo);
+    demo.edit_profile(|t| {
+        let edited = t.replace(
+            "      context: images/demo/migrate\n",
+            "      context: images/demo/migrate\n      args: {SCHEMA: \"4\"}\n",
+        );
+        assert_ne!(
+            edited, t,
+            "the demo builds migrate from images/demo/migrate"
+        );
+        edited
+    });
+    // -v: the task's progress lines, where kprov says what it did to the Job.
+    let (code, stderr) = demo.up(&["--reuse", "-v"]);
+    assert_eq!(code, 0, "kprov up --reuse failed:\n{stderr}");
+    assert!(
+        stderr.contains("Job kprov-demo/migrations: spec.template cannot change in place: deleting it (foreground)"),
+        "{stderr}"
+    );
+    assert_ne!(uid(&demo), before, "a new Job");
+}
+
+/// A manifest by URL, served on loopback: pinned by sha256, cached under the state dir, and
+/// read from the cache once the server is gone; a wrong pin names both digests.
+#[test]
+fn a_remote_manifest_is_pinned_cached_and_applied_again_offline() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let demo = Demo::new(&host, "demo-remote");
+    let body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-a-url\ndata:\n  k: v\n";
+    let digest = {
+        use std::io::Write as _;
+        let mut c = Command::new("sha256sum")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+    };
+    let (url, serving) = serve_once(body);
+    demo.edit_profile(|t| {
+        t.replace(
+            "\ncomponents:\n",
+            &format!("\ncomponents:\n  remote:\n    manifests:\n      - {{url: \"{url}\", sha256: {digest}}}\n"),
+        )
+    });
+    let (code, stderr) = demo.up(&[]);
+    assert_eq!(code, 0, "kprov up failed:\n{stderr}");
+    assert!(serving.join().unwrap(), "kprov downloaded the manifest");
+    assert_eq!(
+        demo.kubectl(&[
+            "get",
+            "configmap",
+            "from-a-url",
+            "-n",
+            "kprov-demo",
+            "-o",
+            "jsonpath={.data.k}"
+        ]),
+        "v"
+    );
+    // The server is gone: the second run reads the manifest from the cache.
+    let (code, stderr) = demo.up(&["--reuse"]);
+    assert_eq!(code, 0, "an offline kprov up --reuse failed:\n{stderr}");
+    // A wrong pin: no cached text has it, and what the server sends does not match.
+    let (other, serving) = serve_once(body);
+    let wrong = "f".repeat(64);
+    demo.edit_profile(|t| t.replace(&url, &other).replace(&digest, &wrong));
+    let (code, stderr) = demo.up(&["--reuse"]);
+    assert!(
+        serving.join().unwrap(),
+        "kprov asked the server again: {stderr}"
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("sha256:{wrong}")) && stderr.contains(&format!("sha256:{digest}")),
+        "both digests are named: {stderr}"
+    );
+}
+
+/// Serves `body` to one HTTP request on loopback, for at most a minute; returns its URL and
+/// the serving thread, which says whether a request came.
+fn serve_once(body: &'static str) -> (String, std::thread::JoinHandle<bool>) {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let port = server.local_addr().unwrap().port();
+    let serving = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let start = Instant::now();
+        let mut sock = loop {
+            match server.accept() {
+                Ok((sock, _)) => break sock,
+                Err(_) if start.elapsed() < Duration::from_secs(60) => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => return false,
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf);
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        sock.write_all(answer.as_bytes()).unwrap();
+        true
+    });
+    (format!("http://127.0.0.1:{port}/extra.yaml"), serving)
 }
 
 fn processes_mentioning(needle: &str) -> Vec<String> {

@@ -234,7 +234,7 @@ fn render_all(p: &Profile) -> BTreeMap<String, Vec<Object>> {
     for (name, manifests, values) in workloads {
         let vals = p.template_values(values, &images, &host_ports);
         let mut objects = Vec::new();
-        for m in manifests {
+        for m in manifests.iter().filter_map(|m| m.path()) {
             let path = p.resolve(Path::new("/nonexistent-source"), m);
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {name}: {}: {e}", p.service, path.display()));
@@ -886,7 +886,10 @@ fn the_migrations_job_applies_up_sections_in_goose_order_once_with_a_psql_double
     let p = load("datastorage");
     let images = fake_refs(&p);
     let vals = p.template_values(&BTreeMap::new(), &images, &BTreeMap::new());
-    let path = p.resolve(Path::new("."), &p.spec.hooks["migrations"].manifests[0]);
+    let first = p.spec.hooks["migrations"].manifests[0]
+        .path()
+        .expect("a file");
+    let path = p.resolve(Path::new("."), first);
     let text = template::render(&std::fs::read_to_string(&path).unwrap(), &vals).unwrap();
     let job = parse_manifests(&Manifest {
         origin: path.display().to_string(),

@@ -78,6 +78,11 @@ pub enum Command {
         after_help = "Examples:\n  kprov validate\n  kprov validate --service aianalysis --source ../kubernaut"
     )]
     Validate(ValidateArgs),
+    /// Print every object `up` would apply, in apply order; run-time values as placeholders.
+    #[command(
+        after_help = "Examples:\n  kprov render --service demo\n  kprov render --service aianalysis --source ../kubernaut --format json\n  kprov render --service demo | kubectl apply --dry-run=server -f -"
+    )]
+    Render(RenderArgs),
     /// List the service profiles found.
     #[command(after_help = "Example:\n  kprov services --profiles profiles")]
     Services,
@@ -174,6 +179,23 @@ pub struct ScheduleArgs {
     /// CPUs). Loads, pulls and the cluster's creation share 4 slots (fixed).
     #[arg(long, value_name = "N")]
     pub build_jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub format: RenderFormat,
+}
+
+/// How `kprov render` writes objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// YAML documents, each headed by a comment naming its task and origin.
+    Yaml,
+    /// One JSON array of {task, origin, object}.
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -20,6 +20,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Services => services(g),
         Command::Validate(a) => validate(g, &a),
         Command::Plan(a) => plan_cmd(g, &a),
+        Command::Render(a) => super::render::render_cmd(g, &a).await,
         Command::Profile(a) => profile_cmd(g, &a),
         Command::Completions { shell } => {
             let mut script = Vec::new();
@@ -195,11 +196,13 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let opts = PlanOptions {
-        source: g.source.clone(),
-        ..Default::default()
-    };
-    let tasks = match plan::tasks_for(&profile, &opts) {
+    let tasks = match plan::tasks_for(
+        &profile,
+        &PlanOptions {
+            source: g.source.clone(),
+            ..Default::default()
+        },
+    ) {
         Ok(t) => t,
         Err(e) => {
             say!("error: {}: {e}", profile.path.display());

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 pub mod exit;
 mod out;
+mod render;
 mod up;
 
 use clap::Parser;

@@ -134,6 +134,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         log_dir: log_dir.clone(),
         coverdata,
         kubeconfig,
+        cache_dir: state.root().join("cache"),
     };
     let mode = Mode::detect(a.json);
     if mode != Mode::Json {

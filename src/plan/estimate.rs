@@ -75,6 +75,8 @@ pub fn default_ms(kind: TaskKind) -> u64 {
         TaskKind::Cluster => 12_000,
         TaskKind::Deploy | TaskKind::Config => 1_000,
         TaskKind::Hook => 5_000,
+        TaskKind::Value => 500,
+        TaskKind::Step => 2_000,
         TaskKind::Wait => 5_000,
         other => sized_ms(other, Size::default()),
     }
@@ -95,9 +97,10 @@ pub fn sizes(profile: &Profile, source: &Path, tasks: &[PlannedTask]) -> Vec<(St
             ))
         })
         .collect();
-    let objects = |manifests: &[String]| -> u64 {
+    let objects = |manifests: &[crate::profile::ManifestEntry]| -> u64 {
         manifests
             .iter()
+            .filter_map(|m| m.path())
             .map(|m| count_objects(&profile.resolve(source, m)))
             .sum()
     };

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use crate::profile::{Profile, template};
+use crate::profile::{ManifestEntry, Profile, template};
 
 /// The template prefix of run-time values.
 pub const PREFIX: &str = "runtime.";
@@ -24,9 +24,11 @@ pub fn in_text(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn in_files(profile: &Profile, source: &Path, files: &[String]) -> BTreeSet<String> {
+fn in_files(profile: &Profile, source: &Path, files: &[ManifestEntry]) -> BTreeSet<String> {
+    // Only files of the source tree are templates; manifests from elsewhere apply as they come.
     files
         .iter()
+        .filter_map(ManifestEntry::path)
         .filter_map(|f| std::fs::read_to_string(profile.resolve(source, f)).ok())
         .flat_map(|t| in_text(&t))
         .collect()

@@ -114,7 +114,7 @@ pub struct ParsedFile {
 }
 
 /// Sections whose entries are read one by one when the file has errors.
-const ENTRY_SECTIONS: [&str; 4] = ["images", "components", "hooks", "ports"];
+const ENTRY_SECTIONS: [&str; 6] = ["images", "components", "hooks", "ports", "runtime", "steps"];
 
 /// Parse one profile file, reporting every error it holds. The text is parsed once into a
 /// located tree; the model is read from the tree, and only when that fails is it read again
@@ -424,6 +424,8 @@ fn load_rec(path: &Path, stack: &mut Vec<PathBuf>, merged: &mut Merged) -> Profi
         ("components", own.components.keys().cloned().collect()),
         ("hooks", own.hooks.keys().cloned().collect()),
         ("ports", own.ports.keys().cloned().collect()),
+        ("runtime", own.runtime.keys().cloned().collect()),
+        ("steps", own.steps.keys().cloned().collect()),
     ] {
         for k in keys {
             merged
@@ -501,6 +503,10 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
         (Some(b), Some(t)) => {
             b.ca_config_map = t.ca_config_map;
             extend_unique(&mut b.services, t.services);
+            extend_unique(&mut b.certificates, t.certificates);
+            if t.ca_file.is_some() {
+                b.ca_file = t.ca_file;
+            }
             extend_unique(&mut b.signing_keys, t.signing_keys);
         }
         (b, t @ Some(_)) => *b = t,
@@ -510,6 +516,8 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
     merge_map(&mut base.ports, top.ports);
     merge_map(&mut base.components, top.components);
     merge_map(&mut base.hooks, top.hooks);
+    merge_map(&mut base.runtime, top.runtime);
+    merge_map(&mut base.steps, top.steps);
 }
 
 #[cfg(test)]

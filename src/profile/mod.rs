@@ -106,6 +106,16 @@ impl Profile {
         v.insert("namespace".into(), self.namespace().to_string());
         v.insert("service".into(), self.service.clone());
         v.insert("cluster".into(), self.cluster_name());
+        // Kind's names, until the run knows the cluster's own (an existing cluster's context).
+        v.insert("context".into(), format!("kind-{}", self.cluster_name()));
+        let kubeconfig = self.kubeconfig().or_else(|| {
+            std::env::var_os("KUBECONFIG")
+                .and_then(|k| std::env::split_paths(&k).next())
+                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".kube/config")))
+        });
+        if let Some(dir) = kubeconfig.as_deref().and_then(Path::parent) {
+            v.insert("kubeconfigDir".into(), dir.display().to_string());
+        }
         for (k, r) in images {
             v.insert(format!("image.{k}"), r.clone());
         }

@@ -141,7 +141,50 @@ pub struct ConfigSpec {
     pub tls: Option<TlsSpec>,
     /// Plain manifest files (RBAC, ...), templated, relative to `--source`.
     #[serde(default)]
-    pub manifests: Vec<String>,
+    pub manifests: Vec<ManifestEntry>,
+}
+
+/// A manifest: a file of the source tree (a template), or one from elsewhere (a URL pinned
+/// by sha256, a kustomize directory, a Helm chart), applied as it comes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManifestEntry {
+    Path(String),
+    Remote(crate::tasks::remote::RemoteSource),
+}
+
+/// A string is a file; a mapping is a source from elsewhere, whose own errors are kept (an
+/// untagged enum would only say that nothing matched).
+impl<'de> Deserialize<'de> for ManifestEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Entry;
+        impl<'de> serde::de::Visitor<'de> for Entry {
+            type Value = ManifestEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a manifest file, or a mapping with url, kustomize or helm")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ManifestEntry, E> {
+                Ok(ManifestEntry::Path(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ManifestEntry, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                crate::tasks::remote::RemoteSource::deserialize(d).map(ManifestEntry::Remote)
+            }
+        }
+        d.deserialize_any(Entry)
+    }
+}
+
+impl ManifestEntry {
+    /// The file it names, for a plain file.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            ManifestEntry::Path(p) => Some(p),
+            ManifestEntry::Remote(_) => None,
+        }
+    }
 }
 
 /// A namespace: its name alone, or with labels and annotations.
@@ -311,7 +354,7 @@ pub struct StepSpec {
     pub after: Vec<String>,
     /// Manifests to apply (custom resources, webhook configurations), templated.
     #[serde(default)]
-    pub apply: Vec<String>,
+    pub apply: Vec<ManifestEntry>,
     /// Status to set through the `/status` subresource, per object.
     #[serde(default)]
     pub patch_status: Vec<StatusPatchSpec>,
@@ -367,7 +410,7 @@ pub struct PortSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ComponentSpec {
     /// Manifest templates, relative to `--source`.
-    pub manifests: Vec<String>,
+    pub manifests: Vec<ManifestEntry>,
     /// Images (keys of `images`) the manifests use; the component waits for their loads.
     #[serde(default)]
     pub images: Vec<String>,
@@ -412,7 +455,7 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HookSpec {
-    pub manifests: Vec<String>,
+    pub manifests: Vec<ManifestEntry>,
     #[serde(default)]
     pub images: Vec<String>,
     /// Components or hooks that must be applied first.

@@ -6,6 +6,8 @@ use std::{
     path::Path,
 };
 
+mod steps;
+
 use super::{Profile, ProfileError, template};
 
 /// Every problem in `profile`, checking files under `source`.
@@ -168,6 +170,8 @@ impl Validator<'_> {
         self.config();
         self.ports();
         self.workloads();
+        self.runtime();
+        self.steps();
         self.cycles();
     }
 
@@ -326,7 +330,7 @@ impl Validator<'_> {
                 self.file("", None, &["config", "secrets"], f);
             }
         }
-        for m in &c.manifests {
+        for m in c.manifests.iter().filter_map(|m| m.path()) {
             if self.file("", None, &["config", "manifests"], m) {
                 self.template(m, &BTreeMap::new());
             }
@@ -553,7 +557,7 @@ impl Validator<'_> {
                     "at least one manifest is needed".into(),
                 );
             }
-            for m in manifests {
+            for m in manifests.iter().filter_map(|m| m.path()) {
                 if self.file(section, n, &[section, name, "manifests"], m) {
                     self.template(m, values);
                 }

@@ -2,6 +2,8 @@
 //! with reporters attached, write the run record, and clean up after a failure.
 
 mod lock;
+pub mod render;
+mod steps;
 pub mod works;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};

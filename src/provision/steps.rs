@@ -247,7 +247,7 @@ pub async fn step(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskE
     wait_for_components(s, name, st, until, ctx).await?;
     let kube = s.kube()?;
     if !st.apply.is_empty() {
-        let objects = s.render(&st.apply, &st.values)?;
+        let objects = s.render(&st.apply, &st.values, ctx).await?;
         crate::tasks::apply::apply_objects(kube, &objects, ctx).await?;
         s.set_applied(name, objects);
     }
@@ -285,7 +285,7 @@ async fn wait_for_components(
     for c in st.after.iter() {
         if let Some(comp) = s.profile().spec.components.get(c) {
             let left = until.saturating_duration_since(Instant::now());
-            let target = s.component_target(c, comp, left)?;
+            let target = s.component_target(c, comp, left, ctx).await?;
             if !target.objects.is_empty() || target.http.is_some() {
                 targets.push(target);
             }

@@ -8,35 +8,18 @@ use std::{
     time::Duration,
 };
 
-use super::steps;
+use super::{render, steps};
 use crate::adapters::{docker::Engine, kube::Kube, kube::Object};
 use crate::engine::{BoxFuture, Done, TaskCtx, TaskError, Work};
 use crate::plan::{PlannedTask, TaskKind};
-use crate::profile::{Profile, template};
+use crate::profile::{ManifestEntry, Profile, template};
 use crate::tasks::{
     apply::{self, Manifest},
     build::{self, BuildRequest, BuiltImage},
     cluster::{self, ClusterInfo, ClusterRequest},
-    coverage, diagnostics, load, tls,
+    diagnostics, load, tls,
     wait::{self, WaitTarget},
 };
-
-/// Kinds that live outside namespaces: they never get the profile's namespace.
-const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "CustomResourceDefinition",
-    "PersistentVolume",
-    "StorageClass",
-    "PriorityClass",
-    "IngressClass",
-    "RuntimeClass",
-    "ValidatingWebhookConfiguration",
-    "MutatingWebhookConfiguration",
-    "APIService",
-    "Node",
-];
 
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(300);
 const CRD_TIMEOUT: Duration = Duration::from_secs(120);
@@ -57,6 +40,8 @@ pub struct UpRequest {
     pub coverdata: PathBuf,
     /// The kubeconfig file to write the cluster's context into.
     pub kubeconfig: PathBuf,
+    /// kprov's cache (manifests downloaded by URL, kept by digest).
+    pub cache_dir: PathBuf,
 }
 
 /// State shared by the tasks of one run.
@@ -74,6 +59,8 @@ pub struct RunState {
     runtime: Mutex<BTreeMap<String, String>>,
     /// Where `config.tls.caFile` wrote the CA, for the run record.
     pub ca_file: OnceLock<PathBuf>,
+    /// kubectl and helm, for manifests from kustomize directories and charts.
+    tools: crate::tasks::remote::Tools,
 }
 
 impl RunState {
@@ -88,6 +75,7 @@ impl RunState {
             applied: Mutex::default(),
             runtime: Mutex::default(),
             ca_file: OnceLock::new(),
+            tools: crate::tasks::remote::Tools::find(),
         }
     }
 
@@ -133,6 +121,12 @@ impl RunState {
             .template_values(values, &images, &self.host_ports());
         for (k, v) in self.runtime.lock().expect("not poisoned").iter() {
             vals.insert(format!("runtime.{k}"), v.clone());
+        }
+        if let Some(c) = self.cluster.get() {
+            vals.insert("context".into(), c.context.clone());
+        }
+        if let Some(dir) = self.req.kubeconfig.parent() {
+            vals.insert("kubeconfigDir".into(), dir.display().to_string());
         }
         vals
     }
@@ -188,41 +182,26 @@ impl RunState {
     }
 
     /// A component's, hook's or step's manifests, templated and parsed; coverage applied.
-    pub(super) fn render(
+    pub(super) async fn render(
         &self,
-        manifests: &[String],
+        entries: &[ManifestEntry],
         values: &BTreeMap<String, String>,
+        ctx: &TaskCtx,
     ) -> Result<Vec<Object>, TaskError> {
+        let progress = |line: String| ctx.progress(line);
+        let fetch = render::Fetch {
+            cache_dir: &self.req.cache_dir,
+            tools: &self.tools,
+            cancel: &ctx.cancel,
+            progress: &progress,
+        };
+        let sources =
+            render::read_entries(self.profile(), &self.req.source, entries, &fetch, &ctx.id)
+                .await
+                .map_err(TaskError::fatal)?;
         let vals = self.values(values);
-        let instrumented = self.instrumented();
-        let mut objects = Vec::new();
-        for m in manifests {
-            let path = self.path(m);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| TaskError::fatal(format!("read manifest {}: {e}", path.display())))?;
-            let text = crate::profile::template::render(&text, &vals).map_err(|es| {
-                let lines: Vec<String> = es
-                    .iter()
-                    .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
-                    .collect();
-                TaskError::fatal(lines.join("\n"))
-            })?;
-            let mut objs = apply::parse_manifests(&Manifest {
-                origin: path.display().to_string(),
-                text,
-            })
-            .map_err(TaskError::from)?;
-            for o in &mut objs {
-                if !CLUSTER_SCOPED.contains(&o.kind()) {
-                    o.default_namespace(self.profile().namespace());
-                }
-                if !instrumented.is_empty() {
-                    coverage::instrument(&mut o.value, &instrumented);
-                }
-            }
-            objects.extend(objs);
-        }
-        Ok(objects)
+        render::render_manifests(self.profile(), &sources, &vals, &self.instrumented())
+            .map_err(TaskError::fatal)
     }
 
     pub(super) fn diagnostics(&self, name: &str) -> diagnostics::DiagnosticsSpec {
@@ -457,81 +436,20 @@ async fn established(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
 
 async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let p = s.profile();
-    let ns = p.namespace().to_string();
-    let c = &p.spec.config;
     let kube = s.kube()?;
     // Namespaces first: everything else in the batch lives in them.
-    apply::apply_objects(kube, &namespace_objects(p), ctx).await?;
-    let mut batch = Vec::new();
-    for cm in &c.config_maps {
-        let mut data = cm.data.clone();
-        for (key, file) in &cm.files {
-            let path = s.path(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                TaskError::fatal(format!(
-                    "ConfigMap {}: read {}: {e}",
-                    cm.name,
-                    path.display()
-                ))
-            })?;
-            data.insert(key.clone(), text);
-        }
-        let namespace = cm.namespace.clone().unwrap_or_else(|| ns.clone());
-        batch.push(Object::new(
-            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm.name, "namespace": namespace}, "data": data}),
-            format!("config.configMaps.{}", cm.name),
-        ));
-    }
-    for sec in &c.secrets {
-        let mut data = sec.string_data.clone();
-        for (key, file) in &sec.files {
-            let path = s.path(file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                TaskError::fatal(format!("Secret {}: read {}: {e}", sec.name, path.display()))
-            })?;
-            data.insert(key.clone(), text);
-        }
-        let namespace = sec.namespace.clone().unwrap_or_else(|| ns.clone());
-        batch.push(Object::new(
-            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": sec.name, "namespace": namespace},
-                "type": sec.type_.clone().unwrap_or_else(|| "Opaque".into()), "stringData": data}),
-            format!("config.secrets.{}", sec.name),
-        ));
-    }
-    if let Some(t) = &c.tls {
+    apply::apply_objects(kube, &render::namespace_objects(p), ctx).await?;
+    let mut batch = render::config_objects(p, &s.req.source).map_err(TaskError::fatal)?;
+    if let Some(t) = &p.spec.config.tls {
         batch.extend(tls_material(s, t, ctx).await?);
     }
-    batch.extend(s.render(&c.manifests, &BTreeMap::new())?);
+    batch.extend(
+        s.render(&p.spec.config.manifests, &BTreeMap::new(), ctx)
+            .await?,
+    );
     ctx.progress(format!("applying {} objects", batch.len()));
     apply::apply_objects(kube, &batch, ctx).await?;
     Ok(Done::Ran)
-}
-
-/// The profile's namespace and `config.namespaces`, with their labels and annotations.
-fn namespace_objects(p: &Profile) -> Vec<Object> {
-    let mut specs = p.spec.config.namespaces.clone();
-    let ns = p.namespace();
-    if ns != "default" && !specs.iter().any(|n| n.name() == ns) {
-        specs.insert(0, crate::profile::NamespaceSpec::Name(ns.to_string()));
-    }
-    specs
-        .iter()
-        .map(|n| {
-            let mut meta = serde_json::json!({"name": n.name()});
-            if let crate::profile::NamespaceSpec::Full(d) = n {
-                if !d.labels.is_empty() {
-                    meta["labels"] = serde_json::json!(d.labels);
-                }
-                if !d.annotations.is_empty() {
-                    meta["annotations"] = serde_json::json!(d.annotations);
-                }
-            }
-            Object::new(
-                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta}),
-                "config.namespaces",
-            )
-        })
-        .collect()
 }
 
 /// The CA and certificates of `config.tls`; the CA's PEM becomes `runtime.caBundle` (and
@@ -543,10 +461,7 @@ async fn tls_material(
 ) -> Result<Vec<Object>, TaskError> {
     use base64::Engine as _;
     let ns = s.profile().namespace();
-    let mut vals = s.values(&BTreeMap::new());
-    if let Some(dir) = s.req.kubeconfig.parent() {
-        vals.insert("kubeconfigDir".into(), dir.display().to_string());
-    }
+    let vals = s.values(&BTreeMap::new());
     let render = |what: &str, text: &str| {
         template::render(text, &vals)
             .map_err(|e| TaskError::fatal(format!("config.tls: {what}: {}", e[0].message)))
@@ -598,7 +513,7 @@ fn write_ca_file(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
 
 async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let comp = &s.profile().spec.components[name];
-    let objects = s.render(&comp.manifests, &comp.values)?;
+    let objects = s.render(&comp.manifests, &comp.values, ctx).await?;
     apply::apply_objects(s.kube()?, &objects, ctx).await?;
     s.set_applied(name, objects);
     Ok(Done::Ran)
@@ -606,7 +521,7 @@ async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErr
 
 async fn hook(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let hook = &s.profile().spec.hooks[name];
-    let objects = s.render(&hook.manifests, &hook.values)?;
+    let objects = s.render(&hook.manifests, &hook.values, ctx).await?;
     let kube = s.kube()?;
     apply::apply_objects(kube, &objects, ctx).await?;
     let timeout = RunState::timeout(hook.timeout.as_ref());
@@ -619,11 +534,12 @@ async fn hook(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
 impl RunState {
     /// What makes component `name` ready: its applied workloads and its HTTP check, with
     /// `timeout` from now.
-    pub(super) fn component_target(
+    pub(super) async fn component_target(
         &self,
         name: &str,
         comp: &crate::profile::ComponentSpec,
         timeout: Duration,
+        ctx: &TaskCtx,
     ) -> Result<WaitTarget, TaskError> {
         let applied = self
             .applied
@@ -633,7 +549,7 @@ impl RunState {
             .cloned();
         let objects = match applied {
             Some(objects) => objects,
-            None => self.render(&comp.manifests, &comp.values)?,
+            None => self.render(&comp.manifests, &comp.values, ctx).await?,
         };
         let ready = (comp.ready.http.as_ref(), timeout, comp.ready.workloads);
         self.wait_target(name, &objects, ready, &comp.values)
@@ -644,7 +560,7 @@ async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let mut targets = Vec::new();
     for (name, comp) in &s.profile().spec.components {
         let timeout = RunState::timeout(comp.ready.timeout.as_ref());
-        let target = s.component_target(name, comp, timeout)?;
+        let target = s.component_target(name, comp, timeout, ctx).await?;
         if !target.objects.is_empty() || target.http.is_some() {
             targets.push(target);
         }

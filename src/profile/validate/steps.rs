@@ -1,0 +1,146 @@
+//! Checks of `runtime:` values and `steps:`: each names one source or one action, what it
+//! follows exists, its files exist and its patterns and timeouts parse.
+
+use super::Validator;
+
+impl Validator<'_> {
+    /// Names are unique across components, hooks and steps: `after:` lists mix them.
+    fn unit_exists(&self, name: &str) -> bool {
+        let s = &self.profile.spec;
+        s.components.contains_key(name) || s.hooks.contains_key(name) || s.steps.contains_key(name)
+    }
+
+    fn timeout(&mut self, section: &str, name: &str, t: Option<&String>) {
+        if let Some(t) = t
+            && let Err(e) = humantime::parse_duration(t)
+        {
+            self.err(
+                section,
+                Some(name),
+                &[section, name, "timeout"],
+                format!("timeout {t:?}: {e}"),
+            );
+        }
+    }
+
+    fn after(&mut self, section: &str, name: &str, after: &[String]) {
+        for a in after {
+            if !self.unit_exists(a)
+                && !self
+                    .profile
+                    .broken
+                    .iter()
+                    .any(|b| b.ends_with(&format!(".{a}")))
+            {
+                self.err(
+                    section,
+                    Some(name),
+                    &[section, name, "after"],
+                    format!("{a:?} is no component, hook or step"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn runtime(&mut self) {
+        let spec = &self.profile.spec;
+        for (name, v) in &spec.runtime {
+            let at = ["runtime", name.as_str()];
+            let sources = [
+                v.service_account_token.is_some(),
+                v.field.is_some(),
+                v.key.is_some(),
+                v.job_output.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                self.err(
+                    "runtime",
+                    Some(name),
+                    &at,
+                    "a run-time value needs exactly one of serviceAccountToken, field, key, jobOutput".into(),
+                );
+            }
+            if let Some(j) = &v.job_output {
+                let jat = ["runtime", name.as_str(), "jobOutput"];
+                if !spec.hooks.contains_key(&j.hook) {
+                    self.err(
+                        "runtime",
+                        Some(name),
+                        &jat,
+                        format!("{:?} is no hook", j.hook),
+                    );
+                }
+                match (&j.config_map, &j.key, &j.log_pattern) {
+                    (Some(_), Some(_), None) => {}
+                    (None, None, Some(p)) => {
+                        if let Err(e) = regex::Regex::new(p) {
+                            self.err("runtime", Some(name), &jat, format!("logPattern: {e}"));
+                        }
+                    }
+                    _ => self.err(
+                        "runtime",
+                        Some(name),
+                        &jat,
+                        "jobOutput needs configMap and key, or logPattern".into(),
+                    ),
+                }
+            }
+            self.after("runtime", name, &v.after);
+            self.timeout("runtime", name, v.timeout.as_ref());
+        }
+    }
+
+    pub(super) fn steps(&mut self) {
+        let spec = &self.profile.spec;
+        for (name, st) in &spec.steps {
+            let at = ["steps", name.as_str()];
+            if spec.components.contains_key(name) || spec.hooks.contains_key(name) {
+                self.err(
+                    "steps",
+                    Some(name),
+                    &at,
+                    format!(
+                        "{name:?} is also a component or hook: `after:` could not tell them apart"
+                    ),
+                );
+            }
+            let actions = [
+                !st.apply.is_empty(),
+                !st.patch_status.is_empty(),
+                st.http.is_some(),
+                !st.rollout_restart.is_empty(),
+                !st.command.is_empty(),
+            ];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                self.err(
+                    "steps",
+                    Some(name),
+                    &at,
+                    "a step needs exactly one of apply, patchStatus, http, rolloutRestart, command"
+                        .into(),
+                );
+            }
+            for m in st.apply.iter().filter_map(|m| m.path()) {
+                if self.file("steps", Some(name), &["steps", name, "apply"], m) {
+                    self.template(m, &st.values);
+                }
+            }
+            if let Some(h) = &st.http
+                && let Some(m) = &h.method
+                && !matches!(
+                    m.as_str(),
+                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+                )
+            {
+                self.err(
+                    "steps",
+                    Some(name),
+                    &["steps", name, "http", "method"],
+                    format!("method {m:?}: one of GET, POST, PUT, PATCH, DELETE, HEAD"),
+                );
+            }
+            self.after("steps", name, &st.after);
+            self.timeout("steps", name, st.timeout.as_ref());
+        }
+    }
+}
