@@ -412,7 +412,11 @@ fn render_shows_every_object_in_apply_order_with_run_time_placeholders() {
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     for placeholder in [
         "<image.api from build:api>",

@@ -80,6 +80,10 @@ impl Demo {
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(["--context", &format!("kind-{}", self.cluster)])
+            // Its own discovery cache: the shared one is keyed by server address, and
+            // sandboxes of other tests served other kinds on the same port before.
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("kube-cache"))
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -262,7 +266,7 @@ fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json
     };
     // A custom resource seeded after the api was ready, its status set through /status.
     assert_eq!(
-        get(&["widget", "seeded-widget"], "{.status.phase}"),
+        get(&["widgets.demo.kprov.dev", "seeded-widget"], "{.status.phase}"),
         "Active"
     );
     // A field of an applied object flowed into a later template.
@@ -270,7 +274,7 @@ fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json
     assert!(!uid.is_empty());
     assert_eq!(
         get(
-            &["widget", "seeded-widget"],
+            &["widgets.demo.kprov.dev", "seeded-widget"],
             "{.metadata.annotations.demo\\.kprov\\.dev/api-uid}"
         ),
         uid
@@ -299,7 +303,32 @@ fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json
         })
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), ca.trim());
-    let on_host = std::fs::read_to_string(demo.dir.path().join("kprov-demo-ca.pem")).unwrap();
+    let ca_file = demo.dir.path().join("kprov-demo-ca.pem");
+    let on_host = std::fs::read_to_string(&ca_file).unwrap();
+    // The run record itself (the newest file in the state's runs/).
+    let runs = demo.dir.path().join(".kprov/runs");
+    let mut files: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(files.last().unwrap()).unwrap()).unwrap();
+    assert_eq!(raw["run_id"], record["run_id"], "{files:?}");
+    let record = &raw;
+    assert_eq!(
+        record["files"]["caFile"].as_str(),
+        Some(ca_file.to_str().unwrap()),
+        "the run record names the CA file"
+    );
+    let built = record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "build:api")
+        .unwrap();
+    assert_eq!(built["builder"], "buildkit", "{built}");
     assert_eq!(
         on_host.trim(),
         ca.trim(),

@@ -781,6 +781,7 @@ fn task(id: &str, phase: Phase, deps: &[&str], ready: u64, start: u64, end: u64)
         error: None,
         skip_reason: None,
         estimate_ms: None,
+        builder: None,
     }
 }
 
@@ -803,6 +804,7 @@ fn record(run_id: &str, strategy: &str, jobs: usize, tasks: Vec<TaskRecord>) -> 
         makespan_ms,
         outcome: "succeeded".into(),
         tasks,
+        files: BTreeMap::new(),
     }
 }
 

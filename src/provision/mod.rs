@@ -134,7 +134,18 @@ pub async fn run(
         host,
         started_at: opts.started_at.clone(),
     };
-    let record = RunRecord::from_run(meta, plan, &summary);
+    let mut record = RunRecord::from_run(meta, plan, &summary);
+    let builders = state.builders();
+    for t in &mut record.tasks {
+        if let Some(image) = t.id.strip_prefix("build:") {
+            t.builder = builders.get(image).cloned();
+        }
+    }
+    if let Some(path) = state.ca_file.get() {
+        record
+            .files
+            .insert("caFile".into(), path.display().to_string());
+    }
     let record_path = match Store::in_state(&opts.store_root).save(&record) {
         Ok(p) => Some(p),
         Err(e) => {

@@ -87,6 +87,15 @@ impl RunState {
         &self.req.profile
     }
 
+    /// The builder each built image came from (`buildkit`, `classic`), by image key.
+    pub fn builders(&self) -> BTreeMap<String, String> {
+        let images = self.images.lock().expect("not poisoned");
+        images
+            .iter()
+            .filter_map(|(k, i)| i.builder.map(|b| (k.clone(), b.as_str().to_string())))
+            .collect()
+    }
+
     pub(super) fn set_runtime(&self, name: &str, value: String) {
         self.runtime
             .lock()

@@ -35,6 +35,10 @@ pub struct RunRecord {
     /// succeeded | failed | interrupted | timed_out
     pub outcome: String,
     pub tasks: Vec<TaskRecord>,
+    /// Files the run wrote on the host for its clients, by what they are (`caFile`: the CA
+    /// that `config.tls.caFile` asked for).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +79,9 @@ pub struct TaskRecord {
     /// so `profile --what-if` replays make the engine's choices. Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate_ms: Option<u64>,
+    /// For a build: the builder that made the image (`buildkit`, `classic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
 }
 
 impl TaskRecord {
@@ -126,6 +133,7 @@ impl RunRecord {
                 error: r.error.clone(),
                 skip_reason: r.skip.as_ref().map(|s| s.to_string()),
                 estimate_ms: plan.estimates_ms.get(i).copied(),
+                builder: None,
             })
             .collect();
         let failed = summary
@@ -151,6 +159,7 @@ impl RunRecord {
             makespan_ms: summary.makespan.as_millis() as u64,
             outcome: outcome.to_string(),
             tasks,
+            files: BTreeMap::new(),
         }
     }
 }

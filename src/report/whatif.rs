@@ -105,6 +105,7 @@ pub fn replay(
             error: None,
             skip_reason: None,
             estimate_ms: t.estimate_ms,
+            builder: t.builder.clone(),
         })
         .collect();
     Ok(RunRecord {
