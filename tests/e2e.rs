@@ -266,7 +266,10 @@ fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json
     };
     // A custom resource seeded after the api was ready, its status set through /status.
     assert_eq!(
-        get(&["widgets.demo.kprov.dev", "seeded-widget"], "{.status.phase}"),
+        get(
+            &["widgets.demo.kprov.dev", "seeded-widget"],
+            "{.status.phase}"
+        ),
         "Active"
     );
     // A field of an applied object flowed into a later template.
