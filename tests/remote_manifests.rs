@@ -484,7 +484,6 @@ fn self_signed_tls_server() -> String {
 }
 
 #[tokio::test]
-#[ignore = "needs reqwest's rustls-no-provider feature and ring installed in HttpProber::new (see the report)"]
 async fn https_is_spoken_and_an_unknown_issuer_is_refused() {
     let url = self_signed_tls_server();
     let env = Env::new(Tools::default());

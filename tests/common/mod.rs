@@ -524,10 +524,13 @@ impl TestImage {
             host: host.to_string(),
             reference,
         };
+        // --no-cache: the classic builder's cache would pick intermediate images that another
+        // test's cleanup (`image rm --force` of its images and their untagged parents) may
+        // delete mid-build ("unable to find image sha256:…", seen once in CI).
         run_ok(
             docker(host)
                 .env("DOCKER_BUILDKIT", "0")
-                .args(["build", "--quiet"])
+                .args(["build", "--quiet", "--no-cache"])
                 .args(test_labels())
                 .args(["--tag", &image.reference])
                 .arg(ctx.path()),
