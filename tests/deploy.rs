@@ -218,10 +218,9 @@ async fn the_real_kubernaut_crds_are_applied_and_established() {
     let sandbox = Sandbox::up(&host, "real-crds", &[]);
     let kube = sandbox.kube().await;
     let (ctx, _rx) = common::task_ctx("deploy:test");
-    let dir = common::repo_root().join("tests/kube-double/fixtures/crds");
     let mut crds = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        crds.extend(objects(&entry.unwrap().path()));
+    for file in common::KUBERNAUT_CRDS {
+        crds.extend(objects(&common::kubernaut_crd(file)));
     }
     assert_eq!(crds.len(), 3);
     apply::apply_crds(&kube, &crds, &ctx, Duration::from_secs(60))

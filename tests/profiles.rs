@@ -3,7 +3,7 @@
 //! carry the reference's facts, and instrument exactly the images with coverage args.
 //!
 //! The tree holds a file at every path the profiles name: the three real CRDs kept in
-//! tests/fixtures/kubernaut (copied from the kubernaut project), small synthetic CRDs for the
+//! ../shared/reference/kubernaut (kubernaut's files, read in place), small synthetic CRDs for the
 //! other kinds, one-line Dockerfiles, empty config and Rego files, 17 goose migrations.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,7 +70,8 @@ fn synthetic_crd(plural: &str, kind: &str) -> String {
 fn kubernaut_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let fixtures = repo().join("tests/fixtures/kubernaut");
+    // kubernaut's own CRDs, read in place (never copied into this project).
+    let fixtures = repo().join("../shared/reference/kubernaut");
     for (plural, kind) in CRDS.iter().take(REAL_CRDS) {
         let rel = format!("config/crd/bases/kubernaut.ai_{plural}.yaml");
         let text = std::fs::read_to_string(fixtures.join(&rel)).unwrap();

@@ -16,10 +16,6 @@ use std::time::Duration;
 
 use common::require_docker;
 
-fn crds_dir() -> PathBuf {
-    common::repo_root().join("tests/kube-double/fixtures/crds")
-}
-
 /// One sandbox cluster, removed on drop, with its own kubeconfig and kubectl cache.
 struct Sandbox {
     name: String,
@@ -268,14 +264,15 @@ fn real_crds_apply_server_side_and_become_established() {
         "real_crds_apply_server_side_and_become_established",
         &[],
     );
-    let crds = crds_dir();
-
-    let applied = sb.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        crds.to_str().expect("utf-8 path"),
-    ]);
+    let files: Vec<String> = common::KUBERNAUT_CRDS
+        .iter()
+        .map(|f| common::kubernaut_crd(f).display().to_string())
+        .collect();
+    let mut apply = vec!["apply", "--server-side"];
+    for f in &files {
+        apply.extend(["-f", f.as_str()]);
+    }
+    let applied = sb.kubectl_ok(&apply);
     assert_eq!(
         applied.matches("serverside-applied").count(),
         3,
@@ -321,12 +318,7 @@ fn real_crds_apply_server_side_and_become_established() {
         ])
     };
     let before = rv(&sb);
-    sb.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "-f",
-        crds.to_str().expect("utf-8 path"),
-    ]);
+    sb.kubectl_ok(&apply);
     assert_eq!(rv(&sb), before);
 }
 
@@ -757,7 +749,7 @@ fn kube_rs_applies_discovers_and_watches_through_the_double() {
         assert_eq!(info.minor, "33");
 
         // A CRD, applied server-side, Established, then its kind resolved through discovery.
-        let text = std::fs::read_to_string(crds_dir().join("kubernaut.ai_actiontypes.yaml")).expect("failed to read a CRD");
+        let text = std::fs::read_to_string(common::kubernaut_crd("kubernaut.ai_actiontypes.yaml")).expect("failed to read a CRD");
         let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("failed to parse the CRD");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.patch("actiontypes.kubernaut.ai", &ssa, &Patch::Apply(&crd)).await.expect("failed to apply the CRD");

@@ -633,3 +633,24 @@ pub fn progress(
     }
     lines
 }
+
+/// The three kubernaut CRDs the sandbox tests apply, by file name.
+pub const KUBERNAUT_CRDS: [&str; 3] = [
+    "kubernaut.ai_actiontypes.yaml",
+    "kubernaut.ai_notificationrequests.yaml",
+    "kubernaut.ai_signalprocessings.yaml",
+];
+
+/// A kubernaut CRD file, read in place from ../shared/reference/kubernaut (kubernaut's own data
+/// files are never copied into this project).
+pub fn kubernaut_crd(file: &str) -> PathBuf {
+    let path = repo_root()
+        .join("../shared/reference/kubernaut/config/crd/bases")
+        .join(file);
+    assert!(
+        path.is_file(),
+        "kubernaut's CRDs are read from {} (a copy of shared/ beside the checkout)",
+        path.display()
+    );
+    path
+}
