@@ -8,7 +8,6 @@ use std::{
     collections::BTreeMap,
     ffi::{OsStr, OsString},
     path::{Path, PathBuf},
-    process::Stdio,
 };
 
 use tokio_util::sync::CancellationToken;
@@ -22,13 +21,8 @@ pub struct HelmError {
     pub cancelled: bool,
 }
 
-/// What a successful call printed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Output {
-    pub stdout: String,
-    /// Warnings (helm prints deprecations and lint notes here even when it succeeds).
-    pub stderr: String,
-}
+/// What the tool printed when it succeeded (warnings go to stderr even then).
+pub use super::process::ToolOutput as Output;
 
 /// One `helm template` call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +72,7 @@ impl HelmCli {
     pub fn find() -> Option<HelmCli> {
         if let Some(p) = std::env::var_os("KPROV_HELM").filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            return is_executable(&p).then_some(HelmCli { program: p });
+            return super::process::is_executable(&p).then_some(HelmCli { program: p });
         }
         HelmCli::find_in(std::env::var_os("PATH").as_deref())
     }
@@ -87,7 +81,7 @@ impl HelmCli {
     pub fn find_in(path: Option<&OsStr>) -> Option<HelmCli> {
         std::env::split_paths(path?)
             .map(|d| d.join("helm"))
-            .find(|p| is_executable(p))
+            .find(|p| super::process::is_executable(p))
             .map(|program| HelmCli { program })
     }
 
@@ -108,48 +102,14 @@ impl HelmCli {
         cancel: &CancellationToken,
     ) -> Result<Output, HelmError> {
         let action = format!("helm template {} {}", t.release, t.chart.display());
-        let fail = |detail: String, cancelled| HelmError {
-            action: action.clone(),
-            detail,
-            cancelled,
-        };
-        let child = tokio::process::Command::new(&self.program)
-            .args(t.argv())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e}", self.program.display()), false))?;
-        // Dropping the unfinished wait (on cancel) drops the child, which kills it.
-        let out = tokio::select! {
-            out = child.wait_with_output() => out,
-            () = cancel.cancelled() => return Err(fail("cancelled".into(), true)),
-        }
-        .map_err(|e| fail(format!("waiting for helm: {e}"), false))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            let said = stderr.trim();
-            let said = if said.is_empty() {
-                "(it printed nothing on stderr)"
-            } else {
-                said
-            };
-            return Err(fail(
-                format!("helm exited with {}: {said}", out.status),
-                false,
-            ));
-        }
-        let stdout = String::from_utf8(out.stdout)
-            .map_err(|_| fail("helm printed output that is not UTF-8".into(), false))?;
-        Ok(Output { stdout, stderr })
+        super::process::run_tool("helm", &self.program, &t.argv(), cancel)
+            .await
+            .map_err(|f| HelmError {
+                action,
+                detail: f.detail,
+                cancelled: f.cancelled,
+            })
     }
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

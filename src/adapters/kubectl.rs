@@ -7,7 +7,6 @@
 use std::{
     ffi::{OsStr, OsString},
     path::{Path, PathBuf},
-    process::Stdio,
 };
 
 use tokio_util::sync::CancellationToken;
@@ -24,13 +23,8 @@ pub struct KubectlError {
     pub cancelled: bool,
 }
 
-/// What a successful call printed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Output {
-    pub stdout: String,
-    /// Warnings (kustomize prints deprecations here even when it succeeds).
-    pub stderr: String,
-}
+/// What the tool printed when it succeeded (warnings go to stderr even then).
+pub use super::process::ToolOutput as Output;
 
 /// The kubectl command-line tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +37,7 @@ impl KubectlCli {
     pub fn find() -> Option<KubectlCli> {
         if let Some(p) = std::env::var_os("KPROV_KUBECTL").filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            return is_executable(&p).then_some(KubectlCli { program: p });
+            return super::process::is_executable(&p).then_some(KubectlCli { program: p });
         }
         KubectlCli::find_in(std::env::var_os("PATH").as_deref())
     }
@@ -52,7 +46,7 @@ impl KubectlCli {
     pub fn find_in(path: Option<&OsStr>) -> Option<KubectlCli> {
         std::env::split_paths(path?)
             .map(|d| d.join("kubectl"))
-            .find(|p| is_executable(p))
+            .find(|p| super::process::is_executable(p))
             .map(|program| KubectlCli { program })
     }
 
@@ -83,48 +77,14 @@ impl KubectlCli {
         argv: &[OsString],
         cancel: &CancellationToken,
     ) -> Result<Output, KubectlError> {
-        let fail = |detail: String, cancelled| KubectlError {
-            action: action.to_string(),
-            detail,
-            cancelled,
-        };
-        let child = tokio::process::Command::new(&self.program)
-            .args(argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot run {}: {e}", self.program.display()), false))?;
-        // Dropping the unfinished wait (on cancel) drops the child, which kills it.
-        let out = tokio::select! {
-            out = child.wait_with_output() => out,
-            () = cancel.cancelled() => return Err(fail("cancelled".into(), true)),
-        }
-        .map_err(|e| fail(format!("waiting for kubectl: {e}"), false))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
-            let said = stderr.trim();
-            let said = if said.is_empty() {
-                "(it printed nothing on stderr)"
-            } else {
-                said
-            };
-            return Err(fail(
-                format!("kubectl exited with {}: {said}", out.status),
-                false,
-            ));
-        }
-        let stdout = String::from_utf8(out.stdout)
-            .map_err(|_| fail("kubectl printed output that is not UTF-8".into(), false))?;
-        Ok(Output { stdout, stderr })
+        super::process::run_tool("kubectl", &self.program, argv, cancel)
+            .await
+            .map_err(|f| KubectlError {
+                action: action.to_string(),
+                detail: f.detail,
+                cancelled: f.cancelled,
+            })
     }
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    p.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

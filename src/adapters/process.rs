@@ -108,6 +108,80 @@ pub async fn run(
     Ok(Finished { status, output })
 }
 
+/// Why a tool that had to succeed did not, in words: `kubectl exited with exit status: 1:
+/// <its stderr>`, `cannot run …`, `cancelled`.
+#[derive(Debug)]
+pub struct ToolFailure {
+    pub detail: String,
+    pub cancelled: bool,
+}
+
+/// What a tool that succeeded printed: stdout (UTF-8) and stderr, kept apart.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tool` (`program args`, stdin closed) to its end and returns its output when it
+/// succeeds; a failure carries its stderr. A cancel ends its whole process group.
+pub async fn run_tool(
+    tool: &str,
+    program: &Path,
+    args: &[OsString],
+    cancel: &CancellationToken,
+) -> Result<ToolOutput, ToolFailure> {
+    let fail = |detail: String, cancelled| ToolFailure { detail, cancelled };
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {}: {e}", program.display()), false))?;
+    let (mut out, mut err) = (
+        child.stdout.take().expect("piped stdout"),
+        child.stderr.take().expect("piped stderr"),
+    );
+    let read = async {
+        use tokio::io::AsyncReadExt;
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (a, b) = tokio::join!(out.read_to_end(&mut stdout), err.read_to_end(&mut stderr));
+        a.and(b).map(|_| (stdout, stderr))
+    };
+    let (stdout, stderr) = tokio::select! {
+        r = read => r.map_err(|e| fail(format!("reading {tool}'s output: {e}"), false))?,
+        () = cancel.cancelled() => {
+            end_process_group(&mut child).await;
+            return Err(fail("cancelled".into(), true));
+        }
+    };
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| fail(format!("waiting for {tool}: {e}"), false))?;
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if !status.success() {
+        let said = match stderr.trim() {
+            "" => "(it printed nothing on stderr)",
+            said => said,
+        };
+        return Err(fail(format!("{tool} exited with {status}: {said}"), false));
+    }
+    let stdout = String::from_utf8(stdout)
+        .map_err(|_| fail(format!("{tool} printed output that is not UTF-8"), false))?;
+    Ok(ToolOutput { stdout, stderr })
+}
+
+/// An executable file at `p`.
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// SIGTERM to the child's whole process group, then SIGKILL after a short grace, so nothing it
 /// started outlives a cancelled run.
 pub async fn end_process_group(child: &mut tokio::process::Child) {
