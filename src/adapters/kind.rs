@@ -358,7 +358,7 @@ impl KindCli {
                     None => break child.wait().await,
                 },
                 () = cancel.cancelled() => {
-                    end_process_group(&mut child).await;
+                    super::process::end_process_group(&mut child).await;
                     let mut e = KindError::new(action, "cancelled");
                     e.cancelled = true;
                     return Err(e);
@@ -379,27 +379,6 @@ impl KindCli {
             })
         }
     }
-}
-
-/// SIGTERM to the child's whole process group, then SIGKILL after a short grace, so neither
-/// kind nor anything it started outlives a cancelled run.
-async fn end_process_group(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        let group = -(pid as i32);
-        // SAFETY: kill(2) on the process group this function's caller created for the child.
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        if tokio::time::timeout(std::time::Duration::from_millis(1500), child.wait())
-            .await
-            .is_err()
-        {
-            // SAFETY: as above.
-            unsafe { libc::kill(group, libc::SIGKILL) };
-        }
-        // Children of the group that outlived the leader get the same end.
-        // SAFETY: as above.
-        unsafe { libc::kill(group, libc::SIGKILL) };
-    }
-    let _ = child.kill().await;
 }
 
 #[derive(Debug, Default)]
