@@ -1,8 +1,11 @@
-//! Host-side HTTP readiness checks (`http://localhost:30281/readyz` through a NodePort mapping).
-//! The only file that imports reqwest. Plain HTTP only: readiness endpoints on a Kind node's
-//! published ports are reached over loopback.
+//! Host-side HTTP, the only file that imports reqwest: readiness checks
+//! (`http://localhost:30281/readyz` through a NodePort mapping; plain HTTP, over loopback), the
+//! requests of `http` steps, and bounded downloads of manifests by URL (https through rustls
+//! with ring, the one crypto provider kprov installs).
 
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 /// What one probe of a readiness URL found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +25,7 @@ pub struct HttpProber {
 impl HttpProber {
     /// `timeout` bounds each probe (connect and answer).
     pub fn new(timeout: Duration) -> Result<HttpProber, String> {
-        // reqwest is built without a provider of its own: kprov's one provider is ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -98,20 +100,141 @@ fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time".into();
     }
-    // reqwest's own words ("error sending request for url") say nothing; the innermost
-    // cause does ("Connection refused (os error 111)", "connection closed before message
-    // completed").
+    let cause = innermost(e);
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause
+    }
+}
+
+/// reqwest's own words ("error sending request for url") say nothing; the innermost cause does
+/// ("Connection refused (os error 111)", "invalid peer certificate: UnknownIssuer").
+fn innermost(e: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     let mut last = None;
     while let Some(s) = source {
         last = Some(s.to_string());
         source = s.source();
     }
-    let cause = last.unwrap_or_else(|| e.to_string());
-    if e.is_connect() {
-        format!("cannot connect: {cause}")
+    last.unwrap_or_else(|| e.to_string())
+}
+
+// One bounded GET of a manifest URL: time bounded by a connect and a total timeout, size by a
+// byte limit checked against `Content-Length` before reading and again while reading.
+
+/// How long and how much one download may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    /// From the request to the last byte of the body.
+    pub total_timeout: Duration,
+    /// Bodies larger than this are refused (Tekton's release.yaml is about 1 MiB).
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout: Duration::from_secs(15),
+            total_timeout: Duration::from_secs(300),
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Why a download failed, in words, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub detail: String,
+    pub transient: bool,
+    pub cancelled: bool,
+}
+
+impl Failure {
+    fn permanent(detail: impl Into<String>) -> Self {
+        Failure {
+            detail: detail.into(),
+            transient: false,
+            cancelled: false,
+        }
+    }
+}
+
+/// Makes ring the process's rustls provider unless one is set already. reqwest (built without a
+/// provider of its own) and kube-rs both build their TLS configurations from it.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The body of `url`, whole.
+pub async fn get(
+    url: &str,
+    limits: &Limits,
+    cancel: &CancellationToken,
+) -> Result<Vec<u8>, Failure> {
+    tokio::select! {
+        got = get_uncancelled(url, limits) => got,
+        () = cancel.cancelled() => Err(Failure { cancelled: true, ..Failure::permanent("cancelled") }),
+    }
+}
+
+async fn get_uncancelled(url: &str, limits: &Limits) -> Result<Vec<u8>, Failure> {
+    install_tls_provider();
+    let client = reqwest::Client::builder()
+        .connect_timeout(limits.connect_timeout)
+        .timeout(limits.total_timeout)
+        .user_agent(concat!("kprov/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Failure::permanent(format!("build an HTTP client: {}", innermost(&e))))?;
+    let mut resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failure(&e, limits))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(Failure {
+            detail: format!("HTTP {status}"),
+            transient: status.is_server_error() || status.as_u16() == 429,
+            cancelled: false,
+        });
+    }
+    let too_big = || {
+        Failure::permanent(format!(
+            "the answer is larger than the limit of {} bytes",
+            limits.max_bytes
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > limits.max_bytes) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| failure(&e, limits))? {
+        if (body.len() + chunk.len()) as u64 > limits.max_bytes {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn failure(e: &reqwest::Error, limits: &Limits) -> Failure {
+    let detail = if e.is_timeout() {
+        format!(
+            "no complete answer in time (connect timeout {}, total {})",
+            humantime::format_duration(limits.connect_timeout),
+            humantime::format_duration(limits.total_timeout)
+        )
+    } else if e.is_connect() {
+        format!("cannot connect: {}", innermost(e))
     } else {
-        cause
+        innermost(e)
+    };
+    Failure {
+        detail,
+        transient: !e.is_builder() && !e.is_redirect(),
+        cancelled: false,
     }
 }
 

@@ -17,7 +17,6 @@
 //! ```
 
 pub mod cache;
-pub mod download;
 
 use std::{
     collections::BTreeMap,
@@ -34,7 +33,8 @@ use crate::adapters::{
 };
 use crate::tasks::apply::Manifest;
 
-pub use download::{Limits, install_tls_provider};
+use crate::adapters::http as download;
+pub use crate::adapters::http::{Limits, install_tls_provider};
 
 /// Where a manifest comes from, when it is not a plain file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
