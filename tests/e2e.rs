@@ -294,18 +294,11 @@ fn assert_run_time_values_and_steps_took_effect(demo: &Demo, record: &serde_json
         "-o",
         "jsonpath={.webhooks[0].clientConfig.caBundle}",
     ]);
-    let decoded = Command::new("base64")
-        .arg("-d")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write as _;
-            c.stdin.take().unwrap().write_all(bundle.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&decoded.stdout).trim(), ca.trim());
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(bundle.trim())
+        .expect("caBundle is base64");
+    assert_eq!(String::from_utf8_lossy(&decoded).trim(), ca.trim());
     let ca_file = demo.dir.path().join("kprov-demo-ca.pem");
     let on_host = std::fs::read_to_string(&ca_file).unwrap();
     // The run record itself (the newest file in the state's runs/).
@@ -408,15 +401,8 @@ fn a_remote_manifest_is_pinned_cached_and_applied_again_offline() {
     let demo = Demo::new(&host, "demo-remote");
     let body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-a-url\ndata:\n  k: v\n";
     let digest = {
-        use std::io::Write as _;
-        let mut c = Command::new("sha256sum")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let out = c.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout)[..64].to_string()
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
     };
     let (url, serving) = serve_once(body);
     demo.edit_profile(|t| {
