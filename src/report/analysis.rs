@@ -303,22 +303,7 @@ pub(crate) fn ratio(part: u64, whole: u64) -> f64 {
 /// The longest chain of `record`'s own dependencies (unknown ids dropped) at its measured
 /// durations.
 pub fn dag_critical_path(record: &RunRecord) -> Option<DagCriticalPath> {
-    let index: std::collections::HashMap<&str, usize> = record
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.as_str(), i))
-        .collect();
-    let deps: Vec<Vec<usize>> = record
-        .tasks
-        .iter()
-        .map(|t| {
-            t.deps
-                .iter()
-                .filter_map(|d| index.get(d.as_str()).copied())
-                .collect()
-        })
-        .collect();
+    let deps = super::whatif::own_deps(record);
     let durations: Vec<u64> = record
         .tasks
         .iter()

@@ -136,17 +136,15 @@ fn priorities(
     simulate::remaining_critical_path(deps, estimates.as_deref().unwrap_or(durations))
 }
 
-/// The dependencies the engine honoured in a run of `record`: its tasks' own, plus the
-/// barriers of its strategy (already there or not: adding them again changes nothing).
-/// Unknown dependency ids are dropped; a strategy kprov does not know adds nothing.
-pub(crate) fn effective_deps(record: &RunRecord) -> Vec<Vec<usize>> {
+/// Each task's own dependencies, as indices into `record.tasks` (unknown ids dropped).
+pub(crate) fn own_deps(record: &RunRecord) -> Vec<Vec<usize>> {
     let index: std::collections::HashMap<&str, usize> = record
         .tasks
         .iter()
         .enumerate()
         .map(|(i, t)| (t.id.as_str(), i))
         .collect();
-    let own: Vec<Vec<usize>> = record
+    record
         .tasks
         .iter()
         .map(|t| {
@@ -155,7 +153,14 @@ pub(crate) fn effective_deps(record: &RunRecord) -> Vec<Vec<usize>> {
                 .filter_map(|d| index.get(d.as_str()).copied())
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The dependencies the engine honoured in a run of `record`: its tasks' own, plus the
+/// barriers of its strategy (already there or not: adding them again changes nothing).
+/// Unknown dependency ids are dropped; a strategy kprov does not know adds nothing.
+pub(crate) fn effective_deps(record: &RunRecord) -> Vec<Vec<usize>> {
+    let own = own_deps(record);
     let phases: Vec<Phase> = record.tasks.iter().map(|t| t.phase).collect();
     let strategy = record.strategy.parse().unwrap_or(Strategy::Dag);
     barrier_edges(&phases, &own, strategy)
