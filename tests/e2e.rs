@@ -618,3 +618,65 @@ fn coverage_mode_instruments_the_worker_and_collect_copies_coverdata_out_of_the_
         "meta\n"
     );
 }
+
+/// `--image KEY=REF` (kubernaut's CI artefact mode): an image already in the engine replaces
+/// KEY's build, is streamed into the node and is what the Deployment runs; a missing one, or a
+/// key the profile lacks, stops `up` before anything is created.
+#[test]
+fn a_prebuilt_image_replaces_its_build_and_a_missing_one_stops_before_anything_starts() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let demo = Demo::new(&host, "prebuilt");
+    let stand_in = format!("localhost/kprov-test/stand-in-api:{}", demo.cluster);
+    let tag = common::docker(&host)
+        .args(["tag", common::BASE_IMAGE, &stand_in])
+        .status()
+        .unwrap();
+    assert!(tag.success());
+    struct Untag(String, String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = common::docker(&self.0).args(["rmi", &self.1]).output();
+        }
+    }
+    let _untag = Untag(host.clone(), stand_in.clone());
+
+    let missing = format!("api=localhost/kprov-test/absent:{}", demo.cluster);
+    let (code, stderr) = demo.up(&["--image", &missing]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the engine has no image localhost/kprov-test/absent")
+            && stderr.contains("nothing was started"),
+        "{stderr}"
+    );
+    let (code, stderr) = demo.up(&["--image", "apii=x:1"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("the profile has no image apii"), "{stderr}");
+    assert!(
+        demo.node_containers().is_empty(),
+        "{:?}",
+        demo.node_containers()
+    );
+
+    let arg = format!("api={stand_in}");
+    let (code, stderr) = demo.up(&["--image", &arg]);
+    assert_eq!(code, 0, "kprov up failed:\n{stderr}");
+    let record = demo.latest_record();
+    let ids: Vec<(String, String)> = outcomes(&record);
+    assert!(
+        ids.contains(&("image:api".into(), "cached".into())),
+        "{ids:?}"
+    );
+    assert!(ids.iter().all(|(id, _)| id != "build:api"), "{ids:?}");
+    assert!(ids.iter().any(|(id, _)| id == "build:worker"), "{ids:?}");
+    let image = demo.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-n",
+        "kprov-demo",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, stand_in);
+}

@@ -14,11 +14,12 @@ use kprov::adapters::docker::Engine;
 use kprov::engine::{Done, TaskError};
 use kprov::tasks::build::{
     BUILDER_LABEL, BuildRequest, BuilderChoice, BuiltImage, INPUTS_LABEL, build_image,
-    build_image_with, ensure_external,
+    build_image_with,
 };
 use kprov::tasks::load::{
     LoadOptions, NodeAction, load_image, load_image_with, normalize_image_name,
 };
+use kprov::tasks::pull::ensure_external;
 use tokio_util::sync::CancellationToken;
 
 fn fixture(name: &str) -> PathBuf {

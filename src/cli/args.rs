@@ -145,6 +145,37 @@ pub struct UpArgs {
     /// The kubeconfig context of an existing cluster.
     #[arg(long)]
     pub context: Option<String>,
+    #[command(flatten)]
+    pub images: ImageArgs,
+}
+
+/// Where images come from instead of the profile's builds (kubernaut's CI modes).
+#[derive(Debug, Args, Default)]
+pub struct ImageArgs {
+    /// Use KEY's image already in the engine instead of building it (repeatable): KEY=REF.
+    #[arg(long = "image", value_name = "KEY=REF", value_parser = crate::profile::sources::parse_local)]
+    pub local: Vec<(String, String)>,
+    /// Build nothing: reference every built image as REGISTRY/<name>:TAG, where <name> is the
+    /// last part of its repository (kubernaut's IMAGE_REGISTRY).
+    #[arg(long, value_name = "REGISTRY", requires = "image_tag")]
+    pub image_registry: Option<String>,
+    /// The tag of every image in --image-registry (kubernaut's IMAGE_TAG).
+    #[arg(long, value_name = "TAG", requires = "image_registry")]
+    pub image_tag: Option<String>,
+    /// Who pulls registry images: kprov (once, then streamed into every node, as for built
+    /// images) or the nodes (manifests get imagePullPolicy: IfNotPresent).
+    #[arg(long, value_enum, default_value_t = RegistryPull::Kprov, requires = "image_registry")]
+    pub registry_pull: RegistryPull,
+}
+
+/// Who pulls the images of `--image-registry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RegistryPull {
+    /// kprov pulls each image once and streams it into the nodes (private registries work).
+    #[default]
+    Kprov,
+    /// The nodes pull (their containerd must reach the registry).
+    Nodes,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +191,8 @@ pub struct DownArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub service: ServiceArg,
+    #[command(flatten)]
+    pub images: ImageArgs,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
@@ -185,6 +218,8 @@ pub struct ScheduleArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     pub service: ServiceArg,
+    #[command(flatten)]
+    pub images: ImageArgs,
     #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
     pub format: RenderFormat,
 }

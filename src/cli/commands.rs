@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 
 use clap::CommandFactory;
 
-use super::args::{Cli, Command, Global, PlanArgs, ProfileArgs, ValidateArgs};
+use super::args::{
+    Cli, Command, Global, ImageArgs, PlanArgs, ProfileArgs, RegistryPull, ValidateArgs,
+};
 use super::exit;
 use super::out::{self, say};
 use crate::engine::{Class, Limits};
 use crate::plan::{self, Estimates, Plan, PlanOptions, PlannedTask, Strategy};
+use crate::profile::sources::{ImageSources, Registry};
 use crate::profile::{self, Profile, ProfileErrors};
 use crate::record::store::{RunRef, StateDir};
 use crate::report;
@@ -60,6 +63,33 @@ pub fn load_valid(g: &Global, service: &str) -> Result<Profile, i32> {
         print_profile_errors(&e);
         exit::USAGE
     })
+}
+
+/// A valid profile with the command line's image sources applied (`--image`,
+/// `--image-registry`); every conflict is printed, and the exit code returned.
+pub fn load_for_run(
+    g: &Global,
+    service: &str,
+    images: &ImageArgs,
+    existing_cluster: bool,
+) -> Result<Profile, i32> {
+    let mut profile = load_valid(g, service)?;
+    let sources = ImageSources {
+        local: images.local.clone(),
+        registry: images.image_registry.as_ref().map(|registry| Registry {
+            registry: registry.clone(),
+            tag: images.image_tag.clone().unwrap_or_default(),
+            nodes_pull: images.registry_pull == RegistryPull::Nodes,
+        }),
+        existing_cluster,
+    };
+    profile::sources::supply(&mut profile, &sources).map_err(|errors| {
+        for e in errors {
+            say!("error: {e}");
+        }
+        exit::USAGE
+    })?;
+    Ok(profile)
 }
 
 fn services(g: &Global) -> i32 {
@@ -192,7 +222,7 @@ pub fn estimate_note(plan: &Plan, est: &Estimates) -> String {
 }
 
 fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
-    let profile = match load_valid(g, &a.service.service) {
+    let profile = match load_for_run(g, &a.service.service, &a.images, false) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -2,7 +2,7 @@
 //! `kubectl apply --dry-run=server -f -`.
 
 use super::args::{Global, RenderArgs, RenderFormat};
-use super::commands::{load_valid, print};
+use super::commands::{load_for_run, print};
 use super::exit;
 use super::out::say;
 use crate::provision::render;
@@ -11,7 +11,7 @@ use crate::tasks::remote;
 use tokio_util::sync::CancellationToken;
 
 pub async fn render_cmd(g: &Global, a: &RenderArgs) -> i32 {
-    let profile = match load_valid(g, &a.service.service) {
+    let profile = match load_for_run(g, &a.service.service, &a.images, false) {
         Ok(p) => p,
         Err(code) => return code,
     };

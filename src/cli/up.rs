@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{CoverageArgs, DownArgs, Global, ServiceArg, UpArgs};
-use super::commands::{estimate_note, estimates, limits, load_valid, report_error};
+use super::commands::{estimate_note, estimates, limits, load_for_run, report_error};
 use super::exit;
 use super::out::say;
 use crate::output::Mode;
@@ -87,9 +87,9 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
 }
 
 async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
-    let profile = load_valid(g, &a.service.service)?;
     let existing = (a.kubeconfig.is_some() || a.context.is_some())
         .then(|| (a.kubeconfig.clone(), a.context.clone()));
+    let profile = load_for_run(g, &a.service.service, &a.images, existing.is_some())?;
     let tasks = plan::tasks_for(
         &profile,
         &PlanOptions {
@@ -112,6 +112,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
     let engine = engine().await?;
+    check_local_images(&engine, &profile).await?;
     let (run_id, started_at) = provision::run_id(&profile.service, std::time::SystemTime::now());
     let state = StateDir::new(absolute(&g.state));
     let log_dir = state.logs(&run_id);
@@ -225,6 +226,37 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         (None, 0) => exit::SUCCESS,
         _ => exit::FAILURE,
     })
+}
+
+/// Every `--image KEY=REF` must name an image the engine holds, before anything starts.
+async fn check_local_images(
+    engine: &crate::adapters::docker::Engine,
+    profile: &crate::profile::Profile,
+) -> Result<(), Exit> {
+    let mut missing = 0;
+    for (key, img) in &profile.spec.images {
+        let Some(crate::profile::Supplied::Local(reference)) = &img.supplied else {
+            continue;
+        };
+        match engine.inspect_image(reference).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                say!(
+                    "error: --image {key}={reference}: the engine has no image {reference}                      (`docker images` lists what it has); nothing was started"
+                );
+                missing += 1;
+            }
+            Err(e) => {
+                say!("error: --image {key}={reference}: {e}");
+                missing += 1;
+            }
+        }
+    }
+    if missing == 0 {
+        Ok(())
+    } else {
+        Err(exit::USAGE)
+    }
 }
 
 /// The cluster to act on, and the kubeconfig its context was written to.

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::{PlannedTask, TaskKind, uses};
-use crate::profile::Profile;
+use crate::profile::{Profile, Supplied};
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -31,13 +31,31 @@ pub const ESTABLISHED: &str = "wait:crds";
 pub const CONFIG: &str = "apply:config";
 pub const WAIT: &str = "wait:ready";
 
+/// The task that makes `image` available on this host: `build:` (from the profile's
+/// Dockerfile), `pull:` (a third-party or registry image kprov pulls), `image:` (one already
+/// in the engine, `--image KEY=REF`). An image the nodes pull themselves has none.
 pub fn build_id(profile: &Profile, image: &str) -> String {
-    let external = profile
-        .spec
-        .images
-        .get(image)
-        .is_some_and(|i| i.external.is_some());
-    format!("{}:{image}", if external { "pull" } else { "build" })
+    let spec = profile.spec.images.get(image);
+    let verb = match spec.and_then(|i| i.supplied.as_ref()) {
+        Some(Supplied::Local(_)) => "image",
+        Some(Supplied::Registry { .. }) => "pull",
+        None if spec.is_some_and(|i| i.external.is_some()) => "pull",
+        None => "build",
+    };
+    format!("{verb}:{image}")
+}
+
+/// Whether the nodes pull `image` themselves (no task here makes or loads it).
+pub fn nodes_pull(profile: &Profile, image: &str) -> bool {
+    profile.spec.images.get(image).is_some_and(|i| {
+        matches!(
+            i.supplied,
+            Some(Supplied::Registry {
+                nodes_pull: true,
+                ..
+            })
+        )
+    })
 }
 
 pub fn load_id(image: &str) -> String {
@@ -158,7 +176,10 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     let spec = &profile.spec;
     let mut tasks = Vec::new();
     for (name, img) in &spec.images {
-        let kind = if img.external.is_some() {
+        if nodes_pull(profile, name) {
+            continue;
+        }
+        let kind = if img.external.is_some() || img.supplied.is_some() {
             TaskKind::Pull
         } else {
             TaskKind::Build
@@ -203,6 +224,9 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     }
     let mut loaded = BTreeMap::new();
     for name in spec.images.keys() {
+        if nodes_pull(profile, name) {
+            continue;
+        }
         if opts.existing_cluster {
             loaded.insert(name.clone(), build_id(profile, name));
         } else {

@@ -8,6 +8,7 @@
 
 pub mod load;
 pub mod model;
+pub mod sources;
 pub mod template;
 pub mod tree;
 mod validate;

@@ -109,6 +109,21 @@ pub struct ImageSpec {
     /// The repository to tag a built image with (default `localhost/kprov/<name>`); the tag
     /// itself is derived from the build inputs.
     pub repository: Option<String>,
+    /// Where this run takes the image from instead (`kprov up --image`, `--image-registry`):
+    /// set from the command line by [`crate::profile::sources::supply`], never read from a file.
+    #[serde(skip)]
+    pub supplied: Option<Supplied>,
+}
+
+/// An image this run does not build or pull as the profile says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Supplied {
+    /// `--image KEY=REF`: an image already in the engine, used as it is (never pulled).
+    Local(String),
+    /// `--image-registry R --image-tag T`: `R/<name>:T`. `nodes_pull`: the nodes pull it
+    /// (rendered `imagePullPolicy: IfNotPresent`); otherwise kprov pulls it once and streams
+    /// it into the nodes like a built image.
+    Registry { reference: String, nodes_pull: bool },
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

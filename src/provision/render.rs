@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::kube::Object;
 use crate::plan::{self, PlanOptions, TaskKind};
-use crate::profile::{ManifestEntry, Profile, template};
+use crate::profile::{ManifestEntry, Profile, Supplied, template};
 use crate::tasks::{
     apply::{self, Manifest},
     coverage, remote,
@@ -99,12 +99,22 @@ pub async fn read_entries(
     Ok(out)
 }
 
+/// What rendering changes in the workloads that run some images.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRules {
+    /// Instrumented images' references (coverage mode): their containers write coverage.
+    pub instrumented: Vec<String>,
+    /// References the nodes pull themselves: their containers get `imagePullPolicy:
+    /// IfNotPresent` (the shipped manifests say `Never`, for images kprov loads).
+    pub pulled_by_nodes: Vec<String>,
+}
+
 /// `sources` templated with `vals` (those that are templates) and parsed; see the module doc.
 pub fn render_manifests(
     profile: &Profile,
     sources: &[Source],
     vals: &template::Values,
-    instrumented: &[String],
+    rules: &ImageRules,
 ) -> Result<Vec<Object>, String> {
     let mut objects = Vec::new();
     for src in sources {
@@ -129,13 +139,41 @@ pub fn render_manifests(
             if !CLUSTER_SCOPED.contains(&o.kind()) {
                 o.default_namespace(profile.namespace());
             }
-            if !instrumented.is_empty() {
-                coverage::instrument(&mut o.value, instrumented);
+            if !rules.instrumented.is_empty() {
+                coverage::instrument(&mut o.value, &rules.instrumented);
+            }
+            if !rules.pulled_by_nodes.is_empty() {
+                pulled_if_not_present(&mut o.value, &rules.pulled_by_nodes);
             }
         }
         objects.extend(objs);
     }
     Ok(objects)
+}
+
+/// Every container and init container of a pod template (or a Pod) that runs one of
+/// `images` is told to pull it when the node lacks it.
+fn pulled_if_not_present(object: &mut Value, images: &[String]) {
+    let pod = match object.get("kind").and_then(Value::as_str) {
+        Some("Pod") => object.pointer_mut("/spec"),
+        Some("CronJob") => object.pointer_mut("/spec/jobTemplate/spec/template/spec"),
+        _ => object.pointer_mut("/spec/template/spec"),
+    };
+    let Some(pod) = pod else { return };
+    for list in ["initContainers", "containers"] {
+        let Some(cs) = pod.get_mut(list).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for c in cs {
+            let runs = c
+                .get("image")
+                .and_then(Value::as_str)
+                .is_some_and(|i| images.iter().any(|x| x == i));
+            if let (true, Some(c)) = (runs, c.as_object_mut()) {
+                c.insert("imagePullPolicy".into(), Value::from("IfNotPresent"));
+            }
+        }
+    }
 }
 
 /// The ConfigMaps and Secrets of `config` (their files read), in the profile's order.
@@ -216,9 +254,11 @@ fn values_before_run(profile: &Profile, values: &BTreeMap<String, String>) -> te
         .spec
         .images
         .iter()
-        .map(|(k, i)| match &i.external {
-            Some(r) => (k.clone(), r.clone()),
-            None => (k.clone(), format!("<image.{k} from build:{k}>")),
+        .map(|(k, i)| match (&i.supplied, &i.external) {
+            (Some(Supplied::Local(r)), _) => (k.clone(), r.clone()),
+            (Some(Supplied::Registry { reference, .. }), _) => (k.clone(), reference.clone()),
+            (None, Some(r)) => (k.clone(), r.clone()),
+            (None, None) => (k.clone(), format!("<image.{k} from build:{k}>")),
         })
         .collect();
     let mut vals = profile.template_values(values, &images, &BTreeMap::new());
@@ -323,7 +363,11 @@ pub async fn render_profile(
         }
         let mut objects = extra;
         let vals = values_before_run(profile, &values);
-        objects.extend(render_manifests(profile, &sources, &vals, &[])?);
+        let rules = ImageRules {
+            instrumented: Vec::new(),
+            pulled_by_nodes: crate::profile::sources::pulled_by_nodes(profile),
+        };
+        objects.extend(render_manifests(profile, &sources, &vals, &rules)?);
         out.extend(objects.into_iter().map(|object| Rendered {
             task: t.id.clone(),
             object,

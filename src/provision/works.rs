@@ -12,12 +12,12 @@ use super::{render, steps};
 use crate::adapters::{docker::Engine, kube::Kube, kube::Object};
 use crate::engine::{BoxFuture, Done, TaskCtx, TaskError, Work};
 use crate::plan::{PlannedTask, TaskKind};
-use crate::profile::{ManifestEntry, Profile, template};
+use crate::profile::{ManifestEntry, Profile, Supplied, template};
 use crate::tasks::{
     apply::{self, Manifest},
     build::{self, BuildRequest, BuiltImage},
     cluster::{self, ClusterInfo, ClusterRequest},
-    diagnostics, load, tls,
+    diagnostics, load, pull, tls,
     wait::{self, WaitTarget},
 };
 
@@ -65,10 +65,31 @@ pub struct RunState {
 
 impl RunState {
     pub fn new(req: UpRequest, engine: Engine) -> RunState {
+        // The images the nodes pull themselves: known by reference from the start.
+        let pulled: BTreeMap<String, BuiltImage> = req
+            .profile
+            .spec
+            .images
+            .iter()
+            .filter_map(|(k, i)| match &i.supplied {
+                Some(Supplied::Registry {
+                    reference,
+                    nodes_pull: true,
+                }) => Some((
+                    k.clone(),
+                    BuiltImage {
+                        reference: reference.clone(),
+                        id: String::new(),
+                        builder: None,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
         RunState {
             req,
             engine,
-            images: Mutex::default(),
+            images: Mutex::new(pulled),
             cluster: OnceLock::new(),
             kube: OnceLock::new(),
             crd_names: OnceLock::new(),
@@ -209,8 +230,11 @@ impl RunState {
                 .await
                 .map_err(TaskError::fatal)?;
         let vals = self.values(values);
-        render::render_manifests(self.profile(), &sources, &vals, &self.instrumented())
-            .map_err(TaskError::fatal)
+        let rules = render::ImageRules {
+            instrumented: self.instrumented(),
+            pulled_by_nodes: crate::profile::sources::pulled_by_nodes(self.profile()),
+        };
+        render::render_manifests(self.profile(), &sources, &vals, &rules).map_err(TaskError::fatal)
     }
 
     pub(super) fn diagnostics(&self, name: &str) -> diagnostics::DiagnosticsSpec {
@@ -342,11 +366,15 @@ async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErro
 }
 
 async fn pull(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let reference = s.profile().spec.images[name]
-        .external
-        .clone()
-        .expect("planned as external");
-    let (image, done) = build::ensure_external(&s.engine, &reference, ctx).await?;
+    let spec = &s.profile().spec.images[name];
+    let (image, done) = match (&spec.supplied, &spec.external) {
+        (Some(Supplied::Local(r)), _) => pull::use_local(&s.engine, name, r, ctx).await?,
+        (Some(Supplied::Registry { reference, .. }), _) => {
+            pull::pull_registry(&s.engine, name, reference, ctx).await?
+        }
+        (None, Some(r)) => pull::ensure_external(&s.engine, r, ctx).await?,
+        (None, None) => unreachable!("a pull task is planned for a supplied or external image"),
+    };
     s.images
         .lock()
         .expect("not poisoned")

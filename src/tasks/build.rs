@@ -1,5 +1,4 @@
-//! The build task: build an image from a context with a content cache, or make sure a
-//! third-party image is present.
+//! The build task: build an image from a context with a content cache.
 //!
 //! [`build_image`]:
 //! 1. scans the context ([`BuildContext`]: `.dockerignore` applied, an outside Dockerfile
@@ -17,8 +16,7 @@
 //!    `<log_dir>/build-<image>.log`; a failed build fails the task with the log's last lines
 //!    and its path.
 //!
-//! [`ensure_external`]: a third-party image present locally is [`Done::Cached`]; otherwise it
-//! is pulled, and when that fails too the error names the image and how to provide it.
+//! Images kprov does not build are [`crate::tasks::pull`]'s.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
@@ -487,74 +485,6 @@ pub async fn build_image_with(
             reference,
             id: image.id,
             builder: Some(builder),
-        },
-        Done::Ran,
-    ))
-}
-
-/// Makes sure the third-party image `reference` is present locally: present → cached;
-/// otherwise pulled; otherwise an error naming the image and how to provide it.
-pub async fn ensure_external(
-    engine: &Engine,
-    reference: &str,
-    ctx: &TaskCtx,
-) -> Result<(BuiltImage, Done), TaskError> {
-    let what = format!("ensure image {reference} is present");
-    if let Some(image) = engine
-        .inspect_image(reference)
-        .await
-        .map_err(|e| engine_task_error(&what, e))?
-    {
-        ctx.progress(format!("{reference} is present ({})", short_id(&image.id)));
-        return Ok((
-            BuiltImage {
-                reference: reference.to_string(),
-                id: image.id,
-                builder: None,
-            },
-            Done::Cached,
-        ));
-    }
-    ctx.progress(format!("{reference} is not present locally: pulling it"));
-    let mut last_status = String::new();
-    let pulled = engine
-        .pull_image(reference, &ctx.cancel, |status| {
-            // Skip the progress-bar updates; keep the changes of state.
-            if status != last_status
-                && !status.contains("Downloading")
-                && !status.contains("Extracting")
-            {
-                ctx.progress(status.to_string());
-                last_status = status.to_string();
-            }
-        })
-        .await;
-    if let Err(e) = pulled {
-        if e.is_cancelled() {
-            return Err(TaskError::fatal(format!("{what}: cancelled")));
-        }
-        return Err(TaskError::fatal(format!(
-            "{what}: it is not present locally and pulling it failed ({})\n\
-             provide it with `docker pull {reference}` where a registry is reachable, \
-             `docker load -i <archive>` from a saved copy, or build it and tag it {reference}",
-            e.detail
-        )));
-    }
-    let image = engine
-        .inspect_image(reference)
-        .await
-        .map_err(|e| engine_task_error(&what, e))?;
-    let Some(image) = image else {
-        return Err(TaskError::fatal(format!(
-            "{what}: the pull finished but no image is tagged {reference}"
-        )));
-    };
-    ctx.progress(format!("pulled {reference} ({})", short_id(&image.id)));
-    Ok((
-        BuiltImage {
-            reference: reference.to_string(),
-            id: image.id,
-            builder: None,
         },
         Done::Ran,
     ))

@@ -473,7 +473,10 @@ fn checked(
                 out.exit_code,
                 out.tail(5)
             ),
-            transient: false,
+            // Two image keys with the same content (a stand-in given twice, `--image`)
+            // import at once: containerd refuses the second import's temporary image name
+            // while the first holds it. Once the first is done a retry finds it present.
+            transient: out.tail(5).contains("already exists"),
         }),
         Err(e) => Err(NodeError {
             message: e.to_string(),
@@ -800,6 +803,25 @@ fn snapshotter_from_config(config: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_refused_because_a_concurrent_one_holds_the_name_is_retried_and_others_are_not() {
+        let out = |stderr: &str| {
+            Ok(crate::adapters::docker::ExecOutput {
+                exit_code: 1,
+                stdout: String::new(),
+                stderr: stderr.into(),
+            })
+        };
+        let e = checked(
+            &["ctr"],
+            out("ctr: image \"import-2026-12-02@sha256:03\": already exists"),
+        )
+        .unwrap_err();
+        assert!(e.transient, "{}", e.message);
+        let e = checked(&["ctr"], out("ctr: unrecognized image format")).unwrap_err();
+        assert!(!e.transient, "{}", e.message);
+    }
 
     #[test]
     fn names_are_normalised_as_kind_does() {

@@ -10,6 +10,7 @@ pub mod coverage;
 pub mod diagnostics;
 pub mod dockerfile;
 pub mod load;
+pub mod pull;
 pub mod remote;
 pub mod status;
 pub mod tls;
