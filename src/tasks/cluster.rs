@@ -247,6 +247,23 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
     if nodes.is_empty() {
         nodes.push(json!({"role": kind::CONTROL_PLANE}));
     }
+    // A NodePort the file already publishes keeps the file's host port (the suite dials it)
+    // unless the profile names one itself.
+    let published: Vec<Value> = nodes
+        .iter()
+        .filter_map(|n| n.get("extraPortMappings").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|m| m.get("containerPort").cloned())
+        .collect();
+    let ports: Vec<Value> = ports
+        .into_iter()
+        .filter(|p| {
+            let free = p.get("hostPort").and_then(Value::as_u64).unwrap_or(0) == 0;
+            !(free
+                && p.get("containerPort")
+                    .is_some_and(|c| published.contains(c)))
+        })
+        .collect();
     let mut first = true;
     for node in nodes.iter_mut() {
         let node = node
@@ -323,6 +340,7 @@ pub async fn ensure_cluster_with(
         if let Some(dir) = &req.coverage_dir {
             make_coverage_dir(&resolve(&req.source, &dir.to_string_lossy()))?;
         }
+        make_mount_dirs(&config)?;
         let mut config = config.clone();
         choose_free_host_ports(&mut config)?;
         // Before kind runs: whatever fails from here on, the cluster is this run's to delete.
@@ -390,6 +408,36 @@ fn choose_free_host_ports(config: &mut Value) -> Result<(), TaskError> {
                 .map_err(|e| TaskError::fatal(format!("find a free host port: {e}")))?
                 .port();
             m["hostPort"] = json!(port);
+        }
+    }
+    Ok(())
+}
+
+/// Creates each node mount's missing host directory, as kubernaut's setup does for its kind
+/// configs' `./coverdata` (Docker would create it owned by root; Podman refuses to start).
+/// A `/coverdata` mount is made writable by any user, like the coverage directory.
+fn make_mount_dirs(config: &Value) -> Result<(), TaskError> {
+    let mounts = config
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get("extraMounts").and_then(Value::as_array))
+        .flatten();
+    for m in mounts {
+        let Some(host) = m.get("hostPath").and_then(Value::as_str) else {
+            continue;
+        };
+        let host = Path::new(host);
+        if host.exists() {
+            continue;
+        }
+        if m.get("containerPath").and_then(Value::as_str) == Some(COVERAGE_MOUNT) {
+            make_coverage_dir(host)?;
+        } else {
+            std::fs::create_dir_all(host).map_err(|e| {
+                TaskError::fatal(format!("create mount directory {}: {e}", host.display()))
+            })?;
         }
     }
     Ok(())
@@ -845,6 +893,24 @@ mod tests {
     }
 
     #[test]
+    fn missing_mount_directories_are_created_before_kind_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cov = dir.path().join("repo/coverdata");
+        let pol = dir.path().join("repo/policies");
+        let config = json!({"nodes": [
+            {"role": "control-plane", "extraMounts": [
+                {"hostPath": cov.to_string_lossy(), "containerPath": "/coverdata"}]},
+            {"role": "worker", "extraMounts": [
+                {"hostPath": pol.to_string_lossy(), "containerPath": "/policies"}]}
+        ]});
+        make_mount_dirs(&config).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cov).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o777);
+        assert!(pol.is_dir());
+    }
+
+    #[test]
     fn a_users_kind_config_is_patched_as_data_and_the_rest_preserved() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -880,11 +946,19 @@ nodes:
                 container_path: "/policies".into(),
                 read_only: false,
             }],
-            extra_port_mappings: vec![PortMapping {
-                container_port: 30181,
-                host_port: 9181,
-                ..Default::default()
-            }],
+            extra_port_mappings: vec![
+                PortMapping {
+                    container_port: 30181,
+                    host_port: 9181,
+                    ..Default::default()
+                },
+                // A profile port without a host port: the file's mapping (8081) stands.
+                PortMapping {
+                    container_port: 30081,
+                    host_port: 0,
+                    ..Default::default()
+                },
+            ],
             ..Default::default()
         };
         let mut req = request(spec);
