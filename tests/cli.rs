@@ -440,3 +440,77 @@ fn render_shows_every_object_in_apply_order_with_run_time_placeholders() {
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), tasks.len());
 }
+
+/// Registry mode with the nodes pulling: nothing is built or loaded, each built image is
+/// `R/<name>:T`, and its containers are rendered `IfNotPresent` (the manifests say `Never`).
+#[test]
+fn registry_images_pulled_by_the_nodes_are_planned_without_builds_and_rendered_if_not_present() {
+    let registry = [
+        "--image-registry",
+        "registry.example:5000/kubernaut",
+        "--image-tag",
+        "pr-7",
+        "--registry-pull",
+        "nodes",
+    ];
+    let out = kprov()
+        .args(["render", "--service", "demo", "--format", "json"])
+        .args(registry)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = objects
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["object"])
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "api")
+        .expect("the api Deployment");
+    let c = &api["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "registry.example:5000/kubernaut/api:pr-7");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+
+    let plan = stdout(
+        kprov()
+            .args(["plan", "--service", "demo", "--format", "json"])
+            .args(registry),
+    );
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let ids: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    for gone in ["build:api", "load:api", "build:worker", "load:worker"] {
+        assert!(!ids.contains(&gone), "{gone} in {ids:?}");
+    }
+    // The third-party image is still pulled and loaded as before.
+    assert!(
+        ids.contains(&"pull:store") && ids.contains(&"load:store"),
+        "{ids:?}"
+    );
+}
+
+/// A cluster kprov does not own gets no loads: a profile whose built images would have no way
+/// into its nodes is refused before anything starts, naming them and the way out.
+#[test]
+fn an_existing_cluster_without_a_registry_for_the_built_images_is_refused_before_starting() {
+    let out = kprov()
+        .args(["up", "--service", "demo", "--context", "kind-elsewhere"])
+        .env("KPROV_STATE", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("image(s) api, migrate, worker would be built here")
+            && stderr.contains("--image-registry R --image-tag T --registry-pull nodes"),
+        "{stderr}"
+    );
+}
