@@ -148,7 +148,13 @@ fn units<'a>(
         add(unit_id(profile, n), TaskKind::Hook, n, &h.images, &h.after)?;
     }
     for (n, st) in &spec.steps {
-        add(unit_id(profile, n), TaskKind::Step, n, &[], &st.after)?;
+        add(
+            unit_id(profile, n),
+            TaskKind::Step,
+            n,
+            &st.images,
+            &st.after,
+        )?;
     }
     for (n, v) in &spec.runtime {
         let mut after = v.after.clone();

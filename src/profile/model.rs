@@ -370,6 +370,9 @@ pub struct StepSpec {
     /// Manifests to apply (custom resources, webhook configurations), templated.
     #[serde(default)]
     pub apply: Vec<ManifestEntry>,
+    /// Images the applied objects run (test fixtures' pods): loaded before it applies.
+    #[serde(default)]
+    pub images: Vec<String>,
     /// Status to set through the `/status` subresource, per object.
     #[serde(default)]
     pub patch_status: Vec<StatusPatchSpec>,
