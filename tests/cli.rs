@@ -514,3 +514,71 @@ fn an_existing_cluster_without_a_registry_for_the_built_images_is_refused_before
         "{stderr}"
     );
 }
+
+#[test]
+fn profile_merge_reads_files_and_directories_warns_of_what_it_skips_and_writes_the_summary() {
+    let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junit.json"), "{\"tests\": 3}").unwrap();
+    let summary = dir.path().join("summary.md");
+    let out = kprov()
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["profile", "--format", "markdown", "--merge"])
+        .arg(runs.join("real"))
+        .arg(runs.join("20261122T221847Z-signalprocessing.json"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: skipped {}: not a run record (it has no schema_version and run_id)\n",
+            dir.path().join("junit.json").display()
+        )
+    );
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        md.starts_with("### ❌ kprov: 4 runs of 2 services: 3 succeeded, 1 failed"),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        format!("{md}\n")
+    );
+
+    // A bad file named explicitly: exit 2, the file named.
+    let bad = dir.path().join("junit.json");
+    let out = kprov()
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(["profile", "--merge"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: parse run record {}:", bad.display())),
+        "{stderr}"
+    );
+    // --merge is its own report: not with a run, --compare or --what-if.
+    for other in [
+        &["latest"][..],
+        &["--compare", "latest"],
+        &["--what-if", "dag"],
+    ] {
+        let out = kprov()
+            .arg("profile")
+            .args(other)
+            .args(["--merge", "x.json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot be used with"),
+            "{other:?}: {stderr}"
+        );
+    }
+}
