@@ -1478,3 +1478,34 @@ fn a_merge_of_no_runs_or_of_runs_where_nothing_ran_does_not_panic() {
         }
     }
 }
+
+/// Which builder made each image is in the record, and the reports say it.
+#[test]
+fn the_builder_of_each_build_is_shown_in_text_markdown_and_trace() {
+    let mut r = real(Strategy::Dag);
+    let i = r
+        .tasks
+        .iter()
+        .position(|t| t.id.starts_with("build:"))
+        .expect("a build");
+    r.tasks[i].builder = Some("buildkit".into());
+    let id = r.tasks[i].id.clone();
+    let text = report::render(&r, Format::Text, &Options::default()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not in:\n{text}"));
+    assert!(line.contains("(buildkit)"), "{line}");
+    let md = report::render(&r, Format::Markdown, &Options::default()).unwrap();
+    assert!(md.contains("(buildkit)"), "{md}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&report::render(&r, Format::Trace, &Options::default()).unwrap())
+            .unwrap();
+    let ev = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == id.as_str() && e["ph"] == "X")
+        .unwrap_or_else(|| panic!("no event for {id}"));
+    assert_eq!(ev["args"]["builder"], "buildkit");
+}

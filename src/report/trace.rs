@@ -198,6 +198,9 @@ fn task_events(a: &Analysis, lanes: &Lanes, at: &Placement) -> Vec<Value> {
             "deps": t.deps,
             "critical_path": critical[i],
         });
+        if let Some(b) = &t.builder {
+            args["builder"] = json!(b);
+        }
         if let Some(err) = &t.error {
             args["error"] = json!(err);
         }
