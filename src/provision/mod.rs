@@ -116,8 +116,24 @@ pub async fn run(
         timeout: opts.timeout,
         interrupt,
     };
+    let interrupted = run_opts.interrupt.clone();
     let summary = engine::run(graph, run_opts, tx).await;
     let _ = reporter.await;
+    // An interrupted run does not wait for image cache saves: their partial files go.
+    if summary.cancelled == Some(CancelReason::Interrupted) || interrupted.is_cancelled() {
+        state.save_cancel.cancel();
+    }
+    let image_cache = {
+        let saves = state.finish_saves();
+        tokio::pin!(saves);
+        tokio::select! {
+            r = &mut saves => r,
+            _ = interrupted.cancelled() => {
+                state.save_cancel.cancel();
+                saves.await
+            }
+        }
+    };
 
     let host = HostFacts {
         cpus: std::thread::available_parallelism()
@@ -141,6 +157,7 @@ pub async fn run(
             t.builder = builders.get(image).cloned();
         }
     }
+    record.image_cache = image_cache;
     if let Some(path) = state.ca_file.get() {
         record
             .files
