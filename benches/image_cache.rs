@@ -61,7 +61,10 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (mw, mr) = (median(&without, |r| r.makespan), median(&restored, |r| r.makespan));
+    let (mw, mr) = (
+        median(&without, |r| r.makespan),
+        median(&restored, |r| r.makespan),
+    );
     let (ww, wr) = (median(&without, |r| r.wall), median(&restored, |r| r.wall));
     let rows = [
         (
@@ -101,7 +104,11 @@ fn main() {
             ),
         ),
     ];
-    let width = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v}");
     }

@@ -789,7 +789,10 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     let mut saved_images: Vec<&str> = saved.iter().map(|s| s["image"].as_str().unwrap()).collect();
     saved_images.sort();
     assert_eq!(saved_images, ["api", "migrate", "worker"], "{saved:?}");
-    assert!(stderr.contains("image cache ") && stderr.contains(": saved "), "{stderr}");
+    assert!(
+        stderr.contains("image cache ") && stderr.contains(": saved "),
+        "{stderr}"
+    );
     let mut archives: Vec<String> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -804,7 +807,11 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     assert_eq!(archives, expected, "one archive per content hash");
 
     // A fresh machine: no cluster, none of the demo's built images.
-    let down = demo.kprov().args(["down", "--service", "demo"]).output().unwrap();
+    let down = demo
+        .kprov()
+        .args(["down", "--service", "demo"])
+        .output()
+        .unwrap();
     assert!(down.status.success());
     images.remove();
     assert!(images.ids().is_empty());
@@ -816,7 +823,11 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "restored kprov up failed:\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "restored kprov up failed:\n{stderr}"
+    );
     assert!(stderr.contains(" 3 restored, "), "{stderr}");
     let second = demo.latest_record();
     for (id, outcome) in outcomes(&second) {

@@ -158,7 +158,9 @@ async fn concurrent_saves_and_restores_share_one_dir_with_one_whole_archive_per_
             .count();
         assert_eq!(written, 1, "{image}: {mine:?}");
         assert!(
-            mine.iter().any(|s| matches!(s, Saved::Skipped(w) if *w == SKIP_PRESENT || *w == SKIP_BEING_WRITTEN)),
+            mine.iter().any(
+                |s| matches!(s, Saved::Skipped(w) if *w == SKIP_PRESENT || *w == SKIP_BEING_WRITTEN)
+            ),
             "{image}: {mine:?}"
         );
         let meta: ArchiveMeta = serde_json::from_str(
@@ -265,7 +267,9 @@ async fn a_truncated_or_corrupt_archive_is_reported_removed_and_the_image_built_
         .await
         .unwrap();
     assert_eq!(again.done, Done::Ran, "built instead");
-    let problem = again.cache_problem.expect("the truncated archive is reported");
+    let problem = again
+        .cache_problem
+        .expect("the truncated archive is reported");
     assert!(
         problem.contains(&format!("has {} bytes, not the {full}", full / 2))
             && problem.ends_with("removed it"),
@@ -289,7 +293,9 @@ async fn a_truncated_or_corrupt_archive_is_reported_removed_and_the_image_built_
         .await
         .unwrap();
     assert_eq!(rebuilt.done, Done::Ran);
-    let problem = rebuilt.cache_problem.expect("the corrupt archive is reported");
+    let problem = rebuilt
+        .cache_problem
+        .expect("the corrupt archive is reported");
     assert!(
         problem.contains("the engine could not load it") && problem.ends_with("removed it"),
         "{problem}"
@@ -354,8 +360,14 @@ fn cache_ls_lists_archives_and_prune_evicts_the_least_recently_used_first() {
     let lines: Vec<&str> = ls.lines().collect();
     assert!(lines[0].starts_with("inputs"), "{ls}");
     // Most recently used first.
-    assert!(lines[1].starts_with(&hashes[2][..12]) && lines[1].contains("img3"), "{ls}");
-    assert!(lines[1].contains("3.0 MiB") && lines[1].contains("10m"), "{ls}");
+    assert!(
+        lines[1].starts_with(&hashes[2][..12]) && lines[1].contains("img3"),
+        "{ls}"
+    );
+    assert!(
+        lines[1].contains("3.0 MiB") && lines[1].contains("10m"),
+        "{ls}"
+    );
     assert!(lines[3].starts_with(&hashes[0][..12]), "{ls}");
     assert!(ls.contains("3 archive(s), 6.0 MiB in"), "{ls}");
 
@@ -369,12 +381,11 @@ fn cache_ls_lists_archives_and_prune_evicts_the_least_recently_used_first() {
         pruned.contains("evicted 2 archive(s) (3.0 MiB); 1 left (3.0 MiB)"),
         "{pruned}"
     );
-    let ls = stdout_of(
-        kprov()
-            .args(["cache", "ls"])
-            .env("KPROV_IMAGE_CACHE", &dir),
+    let ls = stdout_of(kprov().args(["cache", "ls"]).env("KPROV_IMAGE_CACHE", &dir));
+    assert!(
+        ls.contains("img3") && !ls.contains("img1") && !ls.contains("img2"),
+        "{ls}"
     );
-    assert!(ls.contains("img3") && !ls.contains("img1") && !ls.contains("img2"), "{ls}");
 
     // By age: the one left was used 10 minutes ago.
     let kept = stdout_of(

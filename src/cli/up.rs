@@ -136,14 +136,12 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         coverdata,
         kubeconfig,
         cache_dir: state.root().join("cache"),
-        image_cache: a
-            .image_cache
-            .image_cache
-            .as_ref()
-            .map(|dir| crate::tasks::image_cache::ImageCache {
+        image_cache: a.image_cache.image_cache.as_ref().map(|dir| {
+            crate::tasks::image_cache::ImageCache {
                 dir: absolute(dir),
                 max_bytes: a.image_cache.image_cache_max_size,
-            }),
+            }
+        }),
     };
     let mode = Mode::detect(a.json);
     if mode != Mode::Json {
@@ -384,4 +382,52 @@ pub async fn coverage(g: &Global, a: &CoverageArgs) -> i32 {
         ))
     };
     run.await.unwrap_or_else(|code: Exit| code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ImageCacheRecord, SavedArchive};
+
+    #[test]
+    fn the_image_cache_summary_warns_of_unusable_archives_and_failed_saves_only() {
+        let c = ImageCacheRecord {
+            dir: "/ci/images".into(),
+            saved: vec![SavedArchive {
+                image: "api".into(),
+                inputs: "ab".repeat(32),
+                bytes: 3 << 20,
+                ms: 900,
+            }],
+            not_saved: [
+                (
+                    "worker".to_string(),
+                    crate::tasks::image_cache::SKIP_PRESENT.to_string(),
+                ),
+                (
+                    "migrate".to_string(),
+                    "export image x: the engine answered 500".to_string(),
+                ),
+            ]
+            .into(),
+            unusable: [(
+                "api".to_string(),
+                "/ci/images/x.tar: it has 10 bytes, not the 99 it was saved with: removed it"
+                    .to_string(),
+            )]
+            .into(),
+            evicted: vec!["cd".repeat(32)],
+            after_run_ms: 1200,
+        };
+        assert_eq!(
+            image_cache_lines(&c),
+            [
+                "warning: image cache: api: /ci/images/x.tar: it has 10 bytes, not the 99 it was \
+                 saved with: removed it; it was built instead",
+                "image cache /ci/images: saved api (3.0 MiB; 1.2s after the last task)",
+                "warning: image cache: migrate not saved: export image x: the engine answered 500",
+                "image cache /ci/images: evicted 1 archive(s) to stay under its size cap",
+            ]
+        );
+    }
 }

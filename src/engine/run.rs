@@ -109,15 +109,12 @@ impl RunSummary {
     /// True when every task succeeded, was cached or was restored.
     pub fn succeeded(&self) -> bool {
         self.cancelled.is_none()
-            && self
-                .tasks
-                .iter()
-                .all(|t| {
-                    matches!(
-                        t.outcome,
-                        TaskOutcome::Succeeded | TaskOutcome::Cached | TaskOutcome::Restored
-                    )
-                })
+            && self.tasks.iter().all(|t| {
+                matches!(
+                    t.outcome,
+                    TaskOutcome::Succeeded | TaskOutcome::Cached | TaskOutcome::Restored
+                )
+            })
     }
 }
 

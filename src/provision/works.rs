@@ -11,9 +11,9 @@ use std::{
 use super::{render, steps};
 use crate::adapters::{docker::Engine, kube::Kube, kube::Object};
 use crate::engine::{BoxFuture, Done, TaskCtx, TaskError, Work};
-use crate::tasks::image_cache::SaveReport;
 use crate::plan::{PlannedTask, TaskKind};
 use crate::profile::{ManifestEntry, Profile, Supplied, template};
+use crate::tasks::image_cache::SaveReport;
 use crate::tasks::{
     apply::{self, Manifest},
     build::{self, BuildRequest, BuiltImage},

@@ -402,9 +402,15 @@ async fn build_with(
     if !req.no_cache
         && trust_cache
         && let Some(cache) = cache
-        && let Some(image) =
-            restore_from(engine, req, cache, (&inputs, &reference), &mut cache_problem, ctx)
-                .await?
+        && let Some(image) = restore_from(
+            engine,
+            req,
+            cache,
+            (&inputs, &reference),
+            &mut cache_problem,
+            ctx,
+        )
+        .await?
     {
         return Ok(CachedBuild {
             image,

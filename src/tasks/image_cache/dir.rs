@@ -206,8 +206,8 @@ impl CacheDir {
             io::ErrorKind::NotFound => format!("its metadata {} is missing", path.display()),
             _ => format!("read {}: {e}", path.display()),
         })?;
-        let meta: ArchiveMeta = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta: ArchiveMeta =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         if meta.inputs != inputs {
             return Err(format!(
                 "{} describes inputs {}, not {inputs}",
@@ -261,14 +261,25 @@ impl CacheDir {
         if !still_at(&file, &path)? {
             return Ok(Found::Missing);
         }
-        let unusable = |file, why| Ok(Found::Unusable(file, Unusable { path: path.clone(), why }));
+        let unusable = |file, why| {
+            Ok(Found::Unusable(
+                file,
+                Unusable {
+                    path: path.clone(),
+                    why,
+                },
+            ))
+        };
         let meta = match self.read_meta(inputs) {
             Ok(m) => m,
             Err(why) => return unusable(file, why),
         };
         let bytes = file.metadata()?.len();
         if bytes != meta.bytes {
-            let why = format!("it has {bytes} bytes, not the {} it was saved with", meta.bytes);
+            let why = format!(
+                "it has {bytes} bytes, not the {} it was saved with",
+                meta.bytes
+            );
             return unusable(file, why);
         }
         touch(&file);
@@ -390,7 +401,10 @@ impl CacheDir {
                 .filter(|i| is_inputs(i))
             {
                 let partial = self.partial_path(inputs);
-                if old && let Ok(f) = File::open(&partial) && f.try_lock().is_ok() {
+                if old
+                    && let Ok(f) = File::open(&partial)
+                    && f.try_lock().is_ok()
+                {
                     remove_if_there(&partial)?;
                 }
             } else if let Some(inputs) = name
@@ -415,9 +429,11 @@ impl Writer {
     /// are set here). Returns the archive's size. On an error nothing is published.
     pub fn commit(mut self, mut meta: ArchiveMeta) -> io::Result<u64> {
         let file = self.file.take().expect("committed once");
-        let meta_tmp = self
-            .root
-            .join(format!(".{}.json.{}.partial", self.inputs, std::process::id()));
+        let meta_tmp = self.root.join(format!(
+            ".{}.json.{}.partial",
+            self.inputs,
+            std::process::id()
+        ));
         let published = (|| {
             file.sync_all()?;
             meta.bytes = file.metadata()?.len();
@@ -478,7 +494,7 @@ mod tests {
 
     fn save(dir: &CacheDir, n: u8, bytes: usize) {
         let w = dir.begin_write(&inputs(n)).unwrap().unwrap();
-        (&*w.file()).write_all(&vec![n; bytes]).unwrap();
+        w.file().write_all(&vec![n; bytes]).unwrap();
         w.commit(meta(n)).unwrap();
     }
 
@@ -504,10 +520,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
-        assert!(
-            !names.iter().any(|n| n.ends_with(".partial")),
-            "{names:?}"
-        );
+        assert!(!names.iter().any(|n| n.ends_with(".partial")), "{names:?}");
     }
 
     #[test]
@@ -519,7 +532,7 @@ mod tests {
             dir.begin_write(&inputs(1)).unwrap().unwrap_err(),
             NotWritten::BeingWritten
         );
-        (&*first.file()).write_all(b"archive").unwrap();
+        first.file().write_all(b"archive").unwrap();
         first.commit(meta(1)).unwrap();
         assert_eq!(
             dir.begin_write(&inputs(1)).unwrap().unwrap_err(),
@@ -533,7 +546,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = CacheDir::open(tmp.path()).unwrap();
         let w = dir.begin_write(&inputs(1)).unwrap().unwrap();
-        (&*w.file()).write_all(b"half an archive").unwrap();
+        w.file().write_all(b"half an archive").unwrap();
         drop(w);
         assert!(dir.entries().unwrap().is_empty());
         assert_eq!(fs::read_dir(dir.root()).unwrap().count(), 0);
@@ -579,7 +592,12 @@ mod tests {
         let removed: Vec<&str> = pruned.removed.iter().map(|e| e.inputs.as_str()).collect();
         assert_eq!(removed, [inputs(2).as_str(), inputs(1).as_str()]);
         assert_eq!((pruned.remaining, pruned.remaining_bytes), (1, 100));
-        let left: Vec<String> = dir.entries().unwrap().into_iter().map(|e| e.inputs).collect();
+        let left: Vec<String> = dir
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.inputs)
+            .collect();
         assert_eq!(left, [inputs(3)]);
         assert!(!dir.meta_path(&inputs(2)).exists());
     }
@@ -630,7 +648,12 @@ mod tests {
         used_at(&dir, 1, 500);
         used_at(&dir, 2, 400);
         drop(dir.read(&inputs(1)).unwrap());
-        let order: Vec<String> = dir.entries().unwrap().into_iter().map(|e| e.inputs).collect();
+        let order: Vec<String> = dir
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.inputs)
+            .collect();
         assert_eq!(order, [inputs(2), inputs(1)]);
     }
 

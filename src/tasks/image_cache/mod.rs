@@ -68,7 +68,10 @@ pub struct SaveRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Saved {
     /// Written: the archive's size and how long export and write took.
-    Written { bytes: u64, took: Duration },
+    Written {
+        bytes: u64,
+        took: Duration,
+    },
     /// There already, or another run was writing it.
     Skipped(&'static str),
     Failed(String),
@@ -128,7 +131,8 @@ pub async fn restore(
         .file
         .try_clone()
         .map_err(|e| TaskError::fatal(format!("{}: {e}", archive.path.display())))?;
-    let body = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(reader), CHUNK);
+    let body =
+        tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(reader), CHUNK);
     let loaded = engine.import_image(body, &ctx.cancel).await;
     let checked = match loaded {
         Err(e) if e.is_cancelled() => {
@@ -144,7 +148,9 @@ pub async fn restore(
         Ok(image) => image,
         Err(why) => {
             let why = format!("{}: {why}", archive.path.display());
-            return Ok(Restore::Unusable(discard(dir, archive.file, inputs, why).await));
+            return Ok(Restore::Unusable(
+                discard(dir, archive.file, inputs, why).await,
+            ));
         }
     };
     engine
@@ -160,7 +166,11 @@ pub async fn restore(
 }
 
 /// The image the archive's metadata names, as loaded: it must carry the inputs' label.
-async fn check_loaded(engine: &Engine, meta: &ArchiveMeta, inputs: &str) -> Result<ImageInfo, String> {
+async fn check_loaded(
+    engine: &Engine,
+    meta: &ArchiveMeta,
+    inputs: &str,
+) -> Result<ImageInfo, String> {
     match engine.inspect_image(&meta.id).await {
         Ok(Some(image)) if image.labels.get(INPUTS_LABEL).map(String::as_str) == Some(inputs) => {
             Ok(image)
