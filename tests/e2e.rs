@@ -806,6 +806,38 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     expected.sort();
     assert_eq!(archives, expected, "one archive per content hash");
 
+    // `kprov cache key` (a CI cache key) hashes exactly what the archives are named by.
+    let key_of = |extra: &[&str]| {
+        let out = demo
+            .kprov()
+            .args(["cache", "key", "--service", "demo"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            stderr,
+        )
+    };
+    let (key, per_image) = key_of(&[]);
+    assert_eq!(key.len(), 64, "{key}");
+    for s in &saved {
+        let line = format!(
+            "{} sha256:{}",
+            s["image"].as_str().unwrap(),
+            s["inputs"].as_str().unwrap()
+        );
+        assert!(per_image.contains(&line), "{line} not in:\n{per_image}");
+    }
+    assert_eq!(key_of(&[]).0, key, "the same inputs, the same key");
+    assert_ne!(
+        key_of(&["--coverage"]).0,
+        key,
+        "the worker's coverage build is another input"
+    );
+
     // A fresh machine: no cluster, none of the demo's built images.
     let down = demo
         .kprov()

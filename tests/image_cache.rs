@@ -114,7 +114,9 @@ fn names_in(dir: &Path) -> Vec<String> {
 
 /// Two images, each saved by two writers at once and then restored by two readers at once
 /// (all in one directory, as two runs sharing DIR would): one whole archive per hash, one
-/// writer per hash wrote it, every reader loads the image.
+/// writer per hash wrote it, every reader loads the image. Each writer and reader opens the
+/// files itself, and `flock` locks belong to open file descriptions, so they contend here
+/// exactly as two processes would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_saves_and_restores_share_one_dir_with_one_whole_archive_per_hash() {
     let host = require_docker!();

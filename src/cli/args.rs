@@ -99,7 +99,7 @@ pub enum Command {
     Coverage(CoverageArgs),
     /// The image cache (`--image-cache DIR`): list its archives, evict old ones.
     #[command(
-        after_help = "Examples:\n  kprov cache ls --image-cache ~/.cache/kprov-images\n  kprov cache prune --image-cache ~/.cache/kprov-images --max-size 5GiB\n  KPROV_IMAGE_CACHE=/ci/images kprov cache prune --older-than 7d"
+        after_help = "Examples:\n  kprov cache ls --image-cache ~/.cache/kprov-images\n  kprov cache prune --image-cache ~/.cache/kprov-images --max-size 5GiB\n  KPROV_IMAGE_CACHE=/ci/images kprov cache prune --older-than 7d\n  kprov cache key --service aianalysis --coverage --source ../kubernaut"
     )]
     Cache(CacheArgs),
     /// Print a shell completion script.
@@ -189,6 +189,19 @@ pub enum CacheCommand {
     Ls(CacheDirArg),
     /// Evict archives, least recently used first; archives another run is reading stay.
     Prune(PruneArgs),
+    /// Print one hash of every build's inputs, as kprov keys its archives: a CI cache key that
+    /// changes exactly when some image would be built again (needs the engine: base image IDs
+    /// are inputs). Each image's own hash goes to stderr.
+    Key(CacheKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheKeyArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    /// The inputs of a `--coverage` run (its builds carry the coverage args).
+    #[arg(long)]
+    pub coverage: bool,
 }
 
 #[derive(Debug, Args)]

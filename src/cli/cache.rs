@@ -1,19 +1,28 @@
-//! `kprov cache ls|prune`: the image cache directory (`--image-cache DIR`), read and pruned.
+//! `kprov cache ls|prune|key`: the image cache directory (`--image-cache DIR`), read and
+//! pruned; and the hash of a service's build inputs, for a CI cache key.
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::args::{CacheArgs, CacheCommand, CacheDirArg, PruneArgs};
-use super::commands::print;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::args::{CacheArgs, CacheCommand, CacheDirArg, Global, PruneArgs};
+use super::commands::{load_valid, print};
 use super::exit;
 use super::out::say;
 use crate::report::fmt::{duration, table};
 use crate::tasks::image_cache::dir::{CacheDir, Entry, Prune};
 use crate::tasks::image_cache::{DEFAULT_MAX_BYTES, size};
 
-pub fn cache_cmd(a: &CacheArgs) -> i32 {
+pub async fn cache_cmd(g: &Global, a: &CacheArgs) -> i32 {
     let result = match &a.command {
         CacheCommand::Ls(d) => ls(d),
         CacheCommand::Prune(p) => prune(p),
+        CacheCommand::Key(k) => match load_valid(g, &k.service.service) {
+            Ok(profile) => key(g, &profile, k.coverage).await,
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(text) => print(&text, exit::SUCCESS),
@@ -118,4 +127,35 @@ fn prune(p: &PruneArgs) -> Result<String, String> {
         dir.root().display()
     ));
     Ok(out)
+}
+
+/// One hash over every build's inputs hash (`<image> <inputs>` lines, by image key); each
+/// image's line goes to stderr.
+async fn key(
+    g: &Global,
+    profile: &crate::profile::Profile,
+    coverage: bool,
+) -> Result<String, String> {
+    let engine = crate::provision::connect_engine()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let source = std::path::absolute(&g.source).unwrap_or_else(|_| g.source.clone());
+    let cancel = CancellationToken::new();
+    let mut lines = Vec::new();
+    for name in profile.spec.images.keys() {
+        let Some(req) =
+            crate::provision::build_request(profile, &source, name, coverage, PathBuf::new())
+        else {
+            continue;
+        };
+        let planned = crate::tasks::build::plan_build(&engine, &req, &cancel)
+            .await
+            .map_err(|e| e.message)?;
+        say!("{name} sha256:{}", planned.inputs);
+        lines.push(format!("{name} {}\n", planned.inputs));
+    }
+    if lines.is_empty() {
+        return Err(format!("{} builds no image", profile.service));
+    }
+    Ok(format!("{}\n", hex::encode(Sha256::digest(lines.concat()))))
 }

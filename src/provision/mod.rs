@@ -11,7 +11,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 pub use lock::ClusterLock;
-pub use works::{RunState, UpRequest};
+pub use works::{RunState, UpRequest, build_request};
 
 use crate::adapters::docker::Engine;
 use crate::engine::{self, CancelReason, GraphBuilder, RetryPolicy, TaskDef, TaskOutcome};

@@ -227,10 +227,6 @@ impl RunState {
         vals
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
-        self.profile().resolve(&self.req.source, rel)
-    }
-
     pub(super) fn kube(&self) -> Result<&Kube, TaskError> {
         self.kube
             .get()
@@ -391,27 +387,33 @@ impl Work for TaskWork {
     }
 }
 
-async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let spec = s.profile().spec.images[name]
-        .build
-        .clone()
-        .expect("planned as a build");
+/// The build of the profile's image `name` (`None`: not a build), paths resolved against
+/// `source`, the coverage args merged in for a coverage run.
+pub fn build_request(
+    profile: &Profile,
+    source: &std::path::Path,
+    name: &str,
+    coverage: bool,
+    log_dir: PathBuf,
+) -> Option<BuildRequest> {
+    let image = profile.spec.images.get(name)?;
+    let spec = image.build.as_ref()?;
     let mut args = spec.args.clone();
-    if s.req.coverage {
+    if coverage {
         args.extend(spec.coverage_args.clone());
     }
     let mut labels = spec.labels.clone();
-    labels.insert("dev.kprov.service".into(), s.profile().service.clone());
-    let context = s.path(&spec.context);
+    labels.insert("dev.kprov.service".into(), profile.service.clone());
+    let context = profile.resolve(source, &spec.context);
     let dockerfile = match &spec.dockerfile {
-        Some(d) => s.path(d),
+        Some(d) => profile.resolve(source, d),
         None => context.join("Dockerfile"),
     };
-    let repository = s.profile().spec.images[name]
+    let repository = image
         .repository
         .clone()
         .unwrap_or_else(|| format!("localhost/kprov/{name}"));
-    let req = BuildRequest {
+    Some(BuildRequest {
         image: name.to_string(),
         repository,
         context,
@@ -419,10 +421,22 @@ async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErro
         target: spec.target.clone(),
         args,
         labels,
-        coverage: s.req.coverage && !spec.coverage_args.is_empty(),
-        no_cache: s.req.no_cache,
-        log_dir: s.req.log_dir.clone(),
-    };
+        coverage: coverage && !spec.coverage_args.is_empty(),
+        no_cache: false,
+        log_dir,
+    })
+}
+
+async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let mut req = build_request(
+        s.profile(),
+        &s.req.source,
+        name,
+        s.req.coverage,
+        s.req.log_dir.clone(),
+    )
+    .expect("planned as a build");
+    req.no_cache = s.req.no_cache;
     let built = build::build_image_cached(&s.engine, &req, s.req.image_cache.as_ref(), ctx).await?;
     if let Some(why) = built.cache_problem {
         s.cache_problems

@@ -111,16 +111,16 @@ pub struct ResolvedBase {
     pub id: Option<String>,
 }
 
-/// Scans and hashes the build inputs (files on a blocking thread; honours `ctx.cancel`), and
+/// Scans and hashes the build inputs (files on a blocking thread; honours `cancel`), and
 /// resolves every base image the Dockerfile names to its local ID, so a changed base image
 /// changes the inputs.
 pub async fn plan_build(
     engine: &Engine,
     req: &BuildRequest,
-    ctx: &TaskCtx,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<PlannedBuild, TaskError> {
     let req_clone = req.clone();
-    let cancel = ctx.cancel.clone();
+    let cancel = cancel.clone();
     let scanned = tokio::task::spawn_blocking(move || {
         let cancelled = move || cancel.is_cancelled();
         let context = BuildContext::scan(&req_clone.context, &req_clone.dockerfile, &cancelled)?;
@@ -352,7 +352,7 @@ async fn build_with(
     cache: Option<&ImageCache>,
     ctx: &TaskCtx,
 ) -> Result<CachedBuild, TaskError> {
-    let planned = plan_build(engine, req, ctx).await?;
+    let planned = plan_build(engine, req, &ctx.cancel).await?;
     let PlannedBuild {
         context,
         inputs,
