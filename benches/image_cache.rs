@@ -10,9 +10,12 @@
 //!   `kprov up --no-cache --image-cache DIR` (also measured: the first run of a cache, which
 //!   builds and saves).
 //!
-//! Each run's makespan (from its run record) and the process's wall time (saving the cache
-//! included) are printed, then medians and the ratio restored / without. The demo's images are
-//! busybox COPYs, cheap to build; a service whose builds take minutes gains far more.
+//! Two scenarios, side by side: the demo as it is (busybox COPYs: its builds are cheap and
+//! overlap the cluster's creation), and the demo whose worker build has a step keeping one core
+//! busy for `KPROV_BENCH_BUILD_SECONDS` (default 20; a stand-in for kubernaut's Go builds).
+//! Each run's makespan (from its run record), the process's wall time (saving the cache
+//! included) and when its last build task ended are printed, then medians and the ratios
+//! restored / without.
 //! Everything made here (images labelled `io.kprov.bench=<pid>`, clusters, temp dirs) is
 //! removed at the end, also when a step panics.
 
@@ -34,16 +37,37 @@ fn main() {
         return;
     };
     common::ensure_sandbox_image(&host);
-    let reps: usize = std::env::var("KPROV_BENCH_REPS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
-        .max(1);
-    let bench = Bench::new(&host);
+    let env_num = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(default)
+    };
+    let reps = env_num("KPROV_BENCH_REPS", 3).max(1) as usize;
+    let slow = env_num("KPROV_BENCH_BUILD_SECONDS", 20);
     println!(
-        "image cache benchmark: the demo, CI-cold (new cluster, its images removed first), {reps} repetition(s)\n"
+        "image cache benchmark: the demo, CI-cold (new cluster, its images removed first), {reps} repetition(s)"
     );
+    for (title, spin) in [
+        (
+            "the demo as it is (busybox COPYs: cheap builds)".to_string(),
+            None,
+        ),
+        (
+            format!(
+                "the demo with a {slow}s CPU-bound step in the worker's build (a stand-in for a Go build)"
+            ),
+            Some(slow),
+        ),
+    ] {
+        println!("\n{title}");
+        let bench = Bench::new(&host, spin);
+        print_rows(&scenario(&bench, reps));
+    }
+}
 
+/// One scenario: a first run that fills the cache, then runs without and with it, alternated.
+fn scenario(bench: &Bench, reps: usize) -> Vec<(String, String)> {
     let first = bench.cold(&["--no-cache", "--image-cache", bench.cache_arg()]);
     let cache_bytes: u64 = std::fs::read_dir(&bench.cache)
         .unwrap()
@@ -66,9 +90,13 @@ fn main() {
         median(&restored, |r| r.makespan),
     );
     let (ww, wr) = (median(&without, |r| r.wall), median(&restored, |r| r.wall));
-    let rows = [
+    let (bw, br) = (
+        median(&without, |r| r.builds),
+        median(&restored, |r| r.builds),
+    );
+    vec![
         (
-            "first run with an empty cache (builds, saves): makespan / wall s".to_string(),
+            "first run, empty cache (builds, saves): makespan / wall s".to_string(),
             format!(
                 "{:.2} / {:.2}  ({} archives, {})",
                 first.makespan.as_secs_f64(),
@@ -83,18 +111,30 @@ fn main() {
         ),
         ("  wall s".into(), list(&without, |r| r.wall)),
         (
+            "  last build task ended at s".into(),
+            list(&without, |r| r.builds),
+        ),
+        (
             "restored (--image-cache DIR): makespan s".into(),
             list(&restored, |r| r.makespan),
         ),
         ("  wall s".into(), list(&restored, |r| r.wall)),
+        (
+            "  last build task ended at s".into(),
+            list(&restored, |r| r.builds),
+        ),
         (
             "medians, without / restored: makespan s".into(),
             format!("{mw:.2} / {mr:.2}"),
         ),
         ("  wall s".into(), format!("{ww:.2} / {wr:.2}")),
         (
-            "ratio restored / without: makespan, wall".into(),
-            format!("{:.2}, {:.2}", mr / mw, wr / ww),
+            "  last build task ended at s".into(),
+            format!("{bw:.2} / {br:.2}"),
+        ),
+        (
+            "ratio restored / without: makespan, wall, builds".into(),
+            format!("{:.2}, {:.2}, {:.2}", mr / mw, wr / ww, br / bw),
         ),
         (
             "build tasks per restored run: restored / built".into(),
@@ -103,14 +143,17 @@ fn main() {
                 restored[0].outcomes.restored, restored[0].outcomes.built
             ),
         ),
-    ];
+    ]
+}
+
+fn print_rows(rows: &[(String, String)]) {
     let width = rows
         .iter()
         .map(|(k, _)| k.chars().count())
         .max()
         .unwrap_or(0);
     for (k, v) in rows {
-        println!("{k:<width$}  {v}");
+        println!("  {k:<width$}  {v}");
     }
 }
 
@@ -126,6 +169,8 @@ struct Outcomes {
 struct Run {
     makespan: Duration,
     wall: Duration,
+    /// When the last build task ended (the builds' share of the run).
+    builds: Duration,
     outcomes: Outcomes,
 }
 
@@ -145,7 +190,8 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(host: &str) -> Bench {
+    /// `spin`: seconds of one busy core added to the worker's build (its context copied here).
+    fn new(host: &str, spin: Option<u64>) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let cluster = common::unique_name("bench-image-cache");
         let label = format!("{BENCH_LABEL}={}", std::process::id());
@@ -155,14 +201,28 @@ impl Bench {
             "cluster:\n  name: kprov-demo\n",
             &format!("cluster:\n  name: {cluster}\n"),
         );
+        if let Some(secs) = spin {
+            let worker = slow_worker(dir.path(), secs);
+            text = text.replace(
+                "      context: images/demo/worker\n",
+                &format!("      context: {}\n", worker.display()),
+            );
+        }
         for image in ["api", "worker", "migrate"] {
-            let context = format!("      context: images/demo/{image}\n");
-            assert!(text.contains(&context), "the demo builds {image}");
+            let at = text
+                .lines()
+                .find(|l| {
+                    l.starts_with("      context: ")
+                        && (l.ends_with(&format!("/{image}"))
+                            || l.ends_with(&format!("/{image}-slow")))
+                })
+                .unwrap_or_else(|| panic!("the demo builds {image}"))
+                .to_string();
             let labels = format!(
-                "{context}      labels: {{{BENCH_LABEL}: \"{}\"}}\n",
+                "{at}\n      labels: {{{BENCH_LABEL}: \"{}\"}}",
                 std::process::id()
             );
-            text = text.replace(&context, &labels);
+            text = text.replacen(&at, &labels, 1);
         }
         std::fs::create_dir(dir.path().join("profiles")).unwrap();
         std::fs::write(dir.path().join("profiles/demo.yaml"), text).unwrap();
@@ -233,9 +293,14 @@ impl Bench {
                 .filter(|t| t["id"].as_str().is_some_and(|i| i.starts_with("build:")))
         };
         let count = |o: &str| builds().filter(|t| t["outcome"] == o).count();
+        let last_build = builds()
+            .filter_map(|t| t["end_ms"].as_u64())
+            .max()
+            .unwrap_or(0);
         Run {
             makespan: Duration::from_millis(record["makespan_ms"].as_u64().unwrap()),
             wall,
+            builds: Duration::from_millis(last_build),
             outcomes: Outcomes {
                 built: count("succeeded"),
                 restored: count("restored"),
@@ -251,6 +316,28 @@ impl Drop for Bench {
     fn drop(&mut self) {
         self.make_cold();
     }
+}
+
+/// The demo's worker context, copied under `dir` with a build step that keeps a core busy for
+/// `secs` seconds (wall time, so the same on any machine).
+fn slow_worker(dir: &Path, secs: u64) -> PathBuf {
+    let from = common::repo_root().join("images/demo/worker");
+    let to = dir.join("worker-slow");
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["Dockerfile", "worker.sh"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let dockerfile = std::fs::read_to_string(to.join("Dockerfile")).unwrap();
+    let spin = format!(
+        "RUN end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do :; done\nCOPY worker.sh"
+    );
+    assert!(dockerfile.contains("COPY worker.sh"));
+    std::fs::write(
+        to.join("Dockerfile"),
+        dockerfile.replacen("COPY worker.sh", &spin, 1),
+    )
+    .unwrap();
+    to
 }
 
 fn remove_images(host: &str, label: &str) {
