@@ -30,6 +30,7 @@ fn help_of_every_command_has_examples() {
         "render",
         "status",
         "coverage",
+        "cache",
         "completions",
     ] {
         let text = stdout(kprov().args([cmd, "--help"]));

@@ -761,3 +761,231 @@ fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_collidi
         vec![format!("{}-control-plane", b.cluster)]
     );
 }
+
+/// Removes the images a test's demo built (they carry its cluster name in a label) on drop.
+struct DemoImages {
+    host: String,
+    label: String,
+}
+
+impl DemoImages {
+    /// Gives every image the demo builds the labels that make it this test's own: its build
+    /// inputs, and so its tag and ID, are then unique to the test.
+    fn unique_to(demo: &Demo) -> DemoImages {
+        let label = format!("io.kprov.test.repository={}", demo.cluster);
+        demo.edit_profile(|t| {
+            let mut edited = t.clone();
+            for image in ["api", "worker", "migrate"] {
+                let context = format!("      context: images/demo/{image}\n");
+                assert!(edited.contains(&context), "the demo builds {image}");
+                edited = edited.replace(
+                    &context,
+                    &format!(
+                        "{context}      labels: {{io.kprov.test: \"true\", io.kprov.test.repository: {}}}\n",
+                        demo.cluster
+                    ),
+                );
+            }
+            edited
+        });
+        DemoImages {
+            host: demo.host.clone(),
+            label,
+        }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let out = common::run_ok(common::docker(&self.host).args([
+            "image",
+            "ls",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            &format!("label={}", self.label),
+        ]));
+        let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Removes them from the engine, as a fresh CI runner lacks them.
+    fn remove(&self) {
+        let ids = self.ids();
+        if !ids.is_empty() {
+            common::run_ok(
+                common::docker(&self.host)
+                    .args(["image", "rm", "--force"])
+                    .args(&ids),
+            );
+        }
+    }
+}
+
+impl Drop for DemoImages {
+    fn drop(&mut self) {
+        if let Ok(ids) = std::panic::catch_unwind(|| self.ids())
+            && !ids.is_empty()
+        {
+            let _ = common::docker(&self.host)
+                .args(["image", "rm", "--force"])
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
+/// The run record file itself (`kprov profile --format json` is a report of it).
+fn raw_record(demo: &Demo, run_id: &str) -> serde_json::Value {
+    let path = demo.dir.path().join(format!(".kprov/runs/{run_id}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// CI on fresh runners (kubernaut runs each service's suite as its own job): the first run
+/// builds and saves every image into `--image-cache DIR`; then the cluster is deleted and the
+/// images are removed from the engine, and the second run (a new cluster, `KPROV_IMAGE_CACHE`)
+/// builds nothing: every build task is `restored`, and the demo comes up on the sandbox
+/// (Kubernetes API double).
+#[test]
+fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let demo = Demo::new(&host, "demo-image-cache");
+    let images = DemoImages::unique_to(&demo);
+    let cache = demo.dir.path().join("image-cache");
+
+    let (code, stderr) = demo.up(&["--image-cache", cache.to_str().unwrap()]);
+    assert_eq!(code, 0, "kprov up failed:\n{stderr}");
+    let first = demo.latest_record();
+    let builds: Vec<(String, String)> = outcomes(&first)
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("build:"))
+        .collect();
+    assert_eq!(builds.len(), 3, "{builds:?}");
+    assert!(builds.iter().all(|(_, o)| o == "succeeded"), "{builds:?}");
+    let saved = raw_record(&demo, first["run_id"].as_str().unwrap())["image_cache"]["saved"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut saved_images: Vec<&str> = saved.iter().map(|s| s["image"].as_str().unwrap()).collect();
+    saved_images.sort();
+    assert_eq!(saved_images, ["api", "migrate", "worker"], "{saved:?}");
+    assert!(
+        stderr.contains("image cache ") && stderr.contains(": saved "),
+        "{stderr}"
+    );
+    let mut archives: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".tar"))
+        .collect();
+    archives.sort();
+    let mut expected: Vec<String> = saved
+        .iter()
+        .map(|s| format!("{}.tar", s["inputs"].as_str().unwrap()))
+        .collect();
+    expected.sort();
+    assert_eq!(archives, expected, "one archive per content hash");
+
+    // `kprov cache key` (a CI cache key) hashes exactly what the archives are named by.
+    let key_of = |extra: &[&str]| {
+        let out = demo
+            .kprov()
+            .args(["cache", "key", "--service", "demo"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            stderr,
+        )
+    };
+    let (key, per_image) = key_of(&[]);
+    assert_eq!(key.len(), 64, "{key}");
+    for s in &saved {
+        let line = format!(
+            "{} sha256:{}",
+            s["image"].as_str().unwrap(),
+            s["inputs"].as_str().unwrap()
+        );
+        assert!(per_image.contains(&line), "{line} not in:\n{per_image}");
+    }
+    assert_eq!(key_of(&[]).0, key, "the same inputs, the same key");
+    assert_ne!(
+        key_of(&["--coverage"]).0,
+        key,
+        "the worker's coverage build is another input"
+    );
+
+    // A fresh machine: no cluster, none of the demo's built images.
+    let down = demo
+        .kprov()
+        .args(["down", "--service", "demo"])
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    images.remove();
+    assert!(images.ids().is_empty());
+
+    let out = demo
+        .kprov()
+        .args(["up", "--service", "demo"])
+        .env("KPROV_IMAGE_CACHE", &cache)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "restored kprov up failed:\n{stderr}"
+    );
+    assert!(stderr.contains(" 3 restored, "), "{stderr}");
+    let second = demo.latest_record();
+    for (id, outcome) in outcomes(&second) {
+        if id.starts_with("build:") {
+            assert_eq!(outcome, "restored", "{id} was built, not restored");
+        } else if id.starts_with("load:") || id == "cluster:create" {
+            assert_eq!(outcome, "succeeded", "{id} on a new cluster");
+        }
+    }
+    let run_id = second["run_id"].as_str().unwrap();
+    let logs = demo.dir.path().join(".kprov/logs").join(run_id);
+    let build_logs: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("build-"))
+        .collect();
+    assert!(build_logs.is_empty(), "something was built: {build_logs:?}");
+    assert!(
+        raw_record(&demo, run_id)["image_cache"]["saved"].is_null(),
+        "nothing new to save"
+    );
+    assert_eq!(images.ids().len(), 3, "the three images are back");
+    // `kprov profile`'s table of every task (the Markdown report's).
+    let profile = demo
+        .kprov()
+        .args(["profile", "--format", "markdown"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&profile.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("build:api") && l.contains("| restored |")),
+        "{text}"
+    );
+    // The environment is up, running the restored images.
+    let image = demo.kubectl(&[
+        "get",
+        "deployment",
+        "api",
+        "-n",
+        "kprov-demo",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ]);
+    let api = saved.iter().find(|s| s["image"] == "api").unwrap();
+    let tag = format!("kprov-{}", &api["inputs"].as_str().unwrap()[..12]);
+    assert!(image.ends_with(&tag), "{image} is not the restored {tag}");
+}

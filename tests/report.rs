@@ -806,6 +806,7 @@ fn record(run_id: &str, strategy: &str, jobs: usize, tasks: Vec<TaskRecord>) -> 
         outcome: "succeeded".into(),
         tasks,
         files: BTreeMap::new(),
+        image_cache: None,
     }
 }
 

@@ -10,6 +10,7 @@
 //! | build | [`Engine::build`]: a tar body in, a stream of [`BuildEvent`]s out |
 //! | images | [`Engine::inspect_image`], [`Engine::tag_image`], [`Engine::pull_image`], [`Engine::remove_image`] |
 //! | load | [`Engine::export_image`]: `docker save` as a byte stream, never collected |
+//! | image cache | [`Engine::import_image`]: `docker load` of an archive, streamed |
 //! | nodes | [`Engine::list_containers`] by label, [`Engine::remove_containers`] by label |
 //! | commands in nodes | [`Engine::exec`], [`Engine::exec_with_stdin`] (stdin streamed, exit code inspected) |
 //! | coverage | [`Engine::copy_from_container`]: a path out of a container as a tar stream |
@@ -34,7 +35,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{BuildInfoAux, ExecConfig};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, BuilderVersion, CreateImageOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ImportImageOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bytes::Bytes;
@@ -490,6 +491,42 @@ impl Engine {
             .export_image(reference)
             .map(move |item| item.map_err(|e| EngineError::from_bollard(action.clone(), e)))
             .boxed()
+    }
+
+    /// `docker load` from `archive`, a tar byte stream as [`Engine::export_image`] writes it.
+    /// Returns the engine's own lines (`Loaded image ID: sha256:…`); a truncated or corrupt
+    /// archive is an error in the engine's words. The long header timeout applies: an engine
+    /// may answer only once it has read the whole archive.
+    pub async fn import_image<S>(
+        &self,
+        archive: S,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, EngineError>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    {
+        let action = "load an image archive";
+        let opts = ImportImageOptionsBuilder::new().quiet(false).build();
+        let mut stream = pin!(self.build_docker.import_image_stream(opts, archive, None));
+        let mut lines = Vec::new();
+        loop {
+            let item = tokio::select! {
+                _ = cancel.cancelled() => return Err(EngineError::cancelled(action)),
+                item = stream.next() => item,
+            };
+            match item {
+                None => return Ok(lines),
+                Some(Ok(info)) => {
+                    if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                        return Err(EngineError::new(action, ErrorKind::Failed, detail));
+                    }
+                    if let Some(text) = info.stream {
+                        lines.extend(text.lines().map(str::to_string));
+                    }
+                }
+                Some(Err(e)) => return Err(EngineError::from_bollard(action, e)),
+            }
+        }
     }
 
     /// Containers carrying every label in `labels` (`key=value`, or `key` alone for any value);

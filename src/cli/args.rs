@@ -97,6 +97,11 @@ pub enum Command {
     /// Collect coverage from the instrumented Deployments (scale to zero, copy /coverdata out).
     #[command(after_help = "Example:\n  kprov coverage --service signalprocessing --out coverdata")]
     Coverage(CoverageArgs),
+    /// The image cache (`--image-cache DIR`): list its archives, evict old ones.
+    #[command(
+        after_help = "Examples:\n  kprov cache ls --image-cache ~/.cache/kprov-images\n  kprov cache prune --image-cache ~/.cache/kprov-images --max-size 5GiB\n  KPROV_IMAGE_CACHE=/ci/images kprov cache prune --older-than 7d\n  kprov cache key --service aianalysis --coverage --source ../kubernaut"
+    )]
+    Cache(CacheArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  kprov completions bash > /etc/bash_completion.d/kprov")]
     Completions { shell: clap_complete::Shell },
@@ -147,6 +152,80 @@ pub struct UpArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub images: ImageArgs,
+    #[command(flatten)]
+    pub image_cache: ImageCacheArgs,
+}
+
+/// `--image-cache`: built images kept between runs (and machines) as archives.
+#[derive(Debug, Args, Default)]
+pub struct ImageCacheArgs {
+    /// Keep built images in DIR, one `docker save` archive per content hash of the build
+    /// inputs, and load an image from there instead of building it when the engine lacks it
+    /// (outcome `restored`). For CI runners that start empty: save and restore DIR with your
+    /// CI's cache.
+    #[arg(long, value_name = "DIR", env = "KPROV_IMAGE_CACHE")]
+    pub image_cache: Option<PathBuf>,
+    /// The image cache's size cap, applied after each save: least recently used archives are
+    /// evicted first (10GiB, 500MiB; 10G is decimal).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "10GiB",
+        env = "KPROV_IMAGE_CACHE_MAX_SIZE",
+        value_parser = crate::tasks::image_cache::parse_size
+    )]
+    pub image_cache_max_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the archives: inputs hash, image, size, last used (most recent first).
+    Ls(CacheDirArg),
+    /// Evict archives, least recently used first; archives another run is reading stay.
+    Prune(PruneArgs),
+    /// Print one hash of every build's inputs, as kprov keys its archives: a CI cache key that
+    /// changes exactly when some image would be built again (needs the engine: base image IDs
+    /// are inputs). Each image's own hash goes to stderr.
+    Key(CacheKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CacheKeyArgs {
+    #[command(flatten)]
+    pub service: ServiceArg,
+    /// The inputs of a `--coverage` run (its builds carry the coverage args).
+    #[arg(long)]
+    pub coverage: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheDirArg {
+    /// The image cache directory.
+    #[arg(long, value_name = "DIR", env = "KPROV_IMAGE_CACHE")]
+    pub image_cache: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub dir: CacheDirArg,
+    /// Evict until the rest fit in SIZE (default, without --older-than: 10GiB).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "KPROV_IMAGE_CACHE_MAX_SIZE",
+        value_parser = crate::tasks::image_cache::parse_size
+    )]
+    pub max_size: Option<u64>,
+    /// Evict archives not used for this long (7d, 12h).
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
 }
 
 /// Where images come from instead of the profile's builds (kubernaut's CI modes).

@@ -35,6 +35,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Down(a) => super::up::down(g, &a).await,
         Command::Status(a) => super::up::status(g, &a).await,
         Command::Coverage(a) => super::up::coverage(g, &a).await,
+        Command::Cache(a) => super::cache::cache_cmd(g, &a).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The command line: arguments parsed once, resolved, then handed to the library.
 
 mod args;
+mod cache;
 mod commands;
 pub mod exit;
 mod out;

@@ -136,6 +136,12 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         coverdata,
         kubeconfig,
         cache_dir: state.root().join("cache"),
+        image_cache: a.image_cache.image_cache.as_ref().map(|dir| {
+            crate::tasks::image_cache::ImageCache {
+                dir: absolute(dir),
+                max_bytes: a.image_cache.image_cache_max_size,
+            }
+        }),
     };
     let mode = Mode::detect(a.json);
     if mode != Mode::Json {
@@ -195,14 +201,20 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     use crate::engine::TaskOutcome::*;
     if mode != Mode::Json {
         say!(
-            "\n{} in {}: {} done, {} cached, {} failed, {} skipped",
+            "\n{} in {}: {} done, {} cached, {} restored, {} failed, {} skipped",
             r.outcome,
             human(r.makespan_ms),
             count(Succeeded),
             count(Cached),
+            count(Restored),
             count(Failed),
             count(Skipped)
         );
+        if let Some(c) = &r.image_cache {
+            for line in image_cache_lines(c) {
+                say!("{line}");
+            }
+        }
         for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
             say!(
                 "\nfailed: {}\n{}",
@@ -226,6 +238,45 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         (None, 0) => exit::SUCCESS,
         _ => exit::FAILURE,
     })
+}
+
+/// What the image cache did: archives written, unusable ones (a warning each), evictions.
+fn image_cache_lines(c: &crate::record::ImageCacheRecord) -> Vec<String> {
+    use crate::tasks::image_cache::size;
+    let mut lines = Vec::new();
+    for (image, why) in &c.unusable {
+        lines.push(format!(
+            "warning: image cache: {image}: {why}; it was built instead"
+        ));
+    }
+    if !c.saved.is_empty() {
+        let bytes: u64 = c.saved.iter().map(|s| s.bytes).sum();
+        let images: Vec<&str> = c.saved.iter().map(|s| s.image.as_str()).collect();
+        lines.push(format!(
+            "image cache {}: saved {} ({}; {} after the last task)",
+            c.dir,
+            images.join(", "),
+            size(bytes),
+            human(c.after_run_ms)
+        ));
+    }
+    for (image, why) in c.not_saved.iter().filter(|(_, w)| !is_expected_skip(w)) {
+        lines.push(format!("warning: image cache: {image} not saved: {why}"));
+    }
+    if !c.evicted.is_empty() {
+        lines.push(format!(
+            "image cache {}: evicted {} archive(s) to stay under its size cap",
+            c.dir,
+            c.evicted.len()
+        ));
+    }
+    lines
+}
+
+/// A save skipped because it was not needed (not a failure worth a warning).
+fn is_expected_skip(why: &str) -> bool {
+    use crate::tasks::image_cache::{SKIP_BEING_WRITTEN, SKIP_PRESENT};
+    why == SKIP_PRESENT || why == SKIP_BEING_WRITTEN
 }
 
 /// Every `--image KEY=REF` must name an image the engine holds, before anything starts.
@@ -331,4 +382,52 @@ pub async fn coverage(g: &Global, a: &CoverageArgs) -> i32 {
         ))
     };
     run.await.unwrap_or_else(|code: Exit| code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ImageCacheRecord, SavedArchive};
+
+    #[test]
+    fn the_image_cache_summary_warns_of_unusable_archives_and_failed_saves_only() {
+        let c = ImageCacheRecord {
+            dir: "/ci/images".into(),
+            saved: vec![SavedArchive {
+                image: "api".into(),
+                inputs: "ab".repeat(32),
+                bytes: 3 << 20,
+                ms: 900,
+            }],
+            not_saved: [
+                (
+                    "worker".to_string(),
+                    crate::tasks::image_cache::SKIP_PRESENT.to_string(),
+                ),
+                (
+                    "migrate".to_string(),
+                    "export image x: the engine answered 500".to_string(),
+                ),
+            ]
+            .into(),
+            unusable: [(
+                "api".to_string(),
+                "/ci/images/x.tar: it has 10 bytes, not the 99 it was saved with: removed it"
+                    .to_string(),
+            )]
+            .into(),
+            evicted: vec!["cd".repeat(32)],
+            after_run_ms: 1200,
+        };
+        assert_eq!(
+            image_cache_lines(&c),
+            [
+                "warning: image cache: api: /ci/images/x.tar: it has 10 bytes, not the 99 it was \
+                 saved with: removed it; it was built instead",
+                "image cache /ci/images: saved api (3.0 MiB; 1.2s after the last task)",
+                "warning: image cache: migrate not saved: export image x: the engine answered 500",
+                "image cache /ci/images: evicted 1 archive(s) to stay under its size cap",
+            ]
+        );
+    }
 }

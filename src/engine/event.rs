@@ -53,6 +53,9 @@ pub enum TaskOutcome {
     Succeeded,
     /// Nothing to do: the work was already done.
     Cached,
+    /// Its result was restored from a cache instead of being made (an image loaded from an
+    /// `--image-cache` archive instead of built).
+    Restored,
     Failed,
     /// Never started (see [`SkipReason`]).
     Skipped,

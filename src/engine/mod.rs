@@ -57,6 +57,9 @@ pub enum Done {
     Ran,
     /// The work was already done (image cached, already loaded): nothing was changed.
     Cached,
+    /// The result was brought back from a cache kept outside this machine's state (an image
+    /// loaded from an archive instead of built): cheaper than running, not free.
+    Restored,
 }
 
 /// Why a task failed. `transient` errors are retried under the task's retry policy.

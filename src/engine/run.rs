@@ -106,13 +106,15 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// True when every task succeeded or was cached.
+    /// True when every task succeeded, was cached or was restored.
     pub fn succeeded(&self) -> bool {
         self.cancelled.is_none()
-            && self
-                .tasks
-                .iter()
-                .all(|t| matches!(t.outcome, TaskOutcome::Succeeded | TaskOutcome::Cached))
+            && self.tasks.iter().all(|t| {
+                matches!(
+                    t.outcome,
+                    TaskOutcome::Succeeded | TaskOutcome::Cached | TaskOutcome::Restored
+                )
+            })
     }
 }
 
@@ -351,6 +353,7 @@ impl Scheduler {
         let outcome = match c.result {
             Ok(Done::Ran) => TaskOutcome::Succeeded,
             Ok(Done::Cached) => TaskOutcome::Cached,
+            Ok(Done::Restored) => TaskOutcome::Restored,
             Err(_) => TaskOutcome::Failed,
         };
         let error = c.result.err();

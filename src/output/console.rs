@@ -30,6 +30,7 @@ fn mark(outcome: TaskOutcome) -> &'static str {
     match outcome {
         TaskOutcome::Succeeded => "done",
         TaskOutcome::Cached => "cached",
+        TaskOutcome::Restored => "restored",
         TaskOutcome::Failed => "FAILED",
         TaskOutcome::Skipped => "skipped",
     }

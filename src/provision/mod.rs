@@ -11,7 +11,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 pub use lock::ClusterLock;
-pub use works::{RunState, UpRequest};
+pub use works::{RunState, UpRequest, build_request};
 
 use crate::adapters::docker::Engine;
 use crate::engine::{self, CancelReason, GraphBuilder, RetryPolicy, TaskDef, TaskOutcome};
@@ -116,8 +116,24 @@ pub async fn run(
         timeout: opts.timeout,
         interrupt,
     };
+    let interrupted = run_opts.interrupt.clone();
     let summary = engine::run(graph, run_opts, tx).await;
     let _ = reporter.await;
+    // An interrupted run does not wait for image cache saves: their partial files go.
+    if summary.cancelled == Some(CancelReason::Interrupted) || interrupted.is_cancelled() {
+        state.save_cancel.cancel();
+    }
+    let image_cache = {
+        let saves = state.finish_saves();
+        tokio::pin!(saves);
+        tokio::select! {
+            r = &mut saves => r,
+            _ = interrupted.cancelled() => {
+                state.save_cancel.cancel();
+                saves.await
+            }
+        }
+    };
 
     let host = HostFacts {
         cpus: std::thread::available_parallelism()
@@ -141,6 +157,7 @@ pub async fn run(
             t.builder = builders.get(image).cloned();
         }
     }
+    record.image_cache = image_cache;
     if let Some(path) = state.ca_file.get() {
         record
             .files

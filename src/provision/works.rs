@@ -13,11 +13,14 @@ use crate::adapters::{docker::Engine, kube::Kube, kube::Object};
 use crate::engine::{BoxFuture, Done, TaskCtx, TaskError, Work};
 use crate::plan::{PlannedTask, TaskKind};
 use crate::profile::{ManifestEntry, Profile, Supplied, template};
+use crate::tasks::image_cache::SaveReport;
 use crate::tasks::{
     apply::{self, Manifest},
     build::{self, BuildRequest, BuiltImage},
     cluster::{self, ClusterInfo, ClusterRequest},
-    diagnostics, load, pull, tls,
+    diagnostics,
+    image_cache::{self, ImageCache, SaveRequest, Saved},
+    load, pull, tls,
     wait::{self, WaitTarget},
 };
 
@@ -42,6 +45,8 @@ pub struct UpRequest {
     pub kubeconfig: PathBuf,
     /// kprov's cache (manifests downloaded by URL, kept by digest).
     pub cache_dir: PathBuf,
+    /// `--image-cache`: built images kept as archives, restored instead of rebuilt.
+    pub image_cache: Option<ImageCache>,
 }
 
 /// State shared by the tasks of one run.
@@ -61,6 +66,12 @@ pub struct RunState {
     pub ca_file: OnceLock<PathBuf>,
     /// kubectl and helm, for manifests from kustomize directories and charts.
     tools: crate::tasks::remote::Tools,
+    /// Image cache saves started after builds, awaited when the run's tasks are done.
+    saves: Mutex<Vec<tokio::task::JoinHandle<SaveReport>>>,
+    /// Stops saves still running (an interrupted run).
+    pub(super) save_cancel: tokio_util::sync::CancellationToken,
+    /// Archives a build could not use, by image key.
+    cache_problems: Mutex<BTreeMap<String, String>>,
 }
 
 impl RunState {
@@ -97,7 +108,62 @@ impl RunState {
             runtime: Mutex::default(),
             ca_file: OnceLock::new(),
             tools: crate::tasks::remote::Tools::find(),
+            saves: Mutex::default(),
+            save_cancel: tokio_util::sync::CancellationToken::new(),
+            cache_problems: Mutex::default(),
         }
+    }
+
+    /// Saves `image` into the image cache in the background (the run goes on; the saves are
+    /// awaited by [`RunState::finish_saves`]).
+    fn spawn_save(&self, key: &str, image: &BuiltImage, inputs: String) {
+        let Some(cache) = self.req.image_cache.clone() else {
+            return;
+        };
+        let engine = self.engine.clone();
+        let cancel = self.save_cancel.clone();
+        let req = SaveRequest {
+            image: key.to_string(),
+            reference: image.reference.clone(),
+            id: image.id.clone(),
+            inputs,
+        };
+        let handle =
+            tokio::spawn(async move { image_cache::save(&engine, &cache, req, &cancel).await });
+        self.saves.lock().expect("not poisoned").push(handle);
+    }
+
+    /// Waits for the image cache's saves; what they did, for the run record.
+    pub(super) async fn finish_saves(&self) -> Option<crate::record::ImageCacheRecord> {
+        let cache = self.req.image_cache.as_ref()?;
+        let started = std::time::Instant::now();
+        let handles = std::mem::take(&mut *self.saves.lock().expect("not poisoned"));
+        let mut record = crate::record::ImageCacheRecord {
+            dir: cache.dir.display().to_string(),
+            unusable: self.cache_problems.lock().expect("not poisoned").clone(),
+            ..Default::default()
+        };
+        for h in handles {
+            let Ok(report) = h.await else { continue };
+            let image = report.request.image.clone();
+            match report.saved {
+                Saved::Written { bytes, took } => record.saved.push(crate::record::SavedArchive {
+                    image,
+                    inputs: report.request.inputs,
+                    bytes,
+                    ms: took.as_millis() as u64,
+                }),
+                Saved::Skipped(why) => {
+                    record.not_saved.insert(image, why.to_string());
+                }
+                Saved::Failed(why) => {
+                    record.not_saved.insert(image, why);
+                }
+            }
+            record.evicted.extend(report.evicted);
+        }
+        record.after_run_ms = started.elapsed().as_millis() as u64;
+        Some(record)
     }
 
     fn set_ca_file(&self, path: PathBuf) {
@@ -159,10 +225,6 @@ impl RunState {
             vals.insert("kubeconfigDir".into(), dir.display().to_string());
         }
         vals
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.profile().resolve(&self.req.source, rel)
     }
 
     pub(super) fn kube(&self) -> Result<&Kube, TaskError> {
@@ -337,27 +399,33 @@ impl Work for TaskWork {
     }
 }
 
-async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
-    let spec = s.profile().spec.images[name]
-        .build
-        .clone()
-        .expect("planned as a build");
+/// The build of the profile's image `name` (`None`: not a build), paths resolved against
+/// `source`, the coverage args merged in for a coverage run.
+pub fn build_request(
+    profile: &Profile,
+    source: &std::path::Path,
+    name: &str,
+    coverage: bool,
+    log_dir: PathBuf,
+) -> Option<BuildRequest> {
+    let image = profile.spec.images.get(name)?;
+    let spec = image.build.as_ref()?;
     let mut args = spec.args.clone();
-    if s.req.coverage {
+    if coverage {
         args.extend(spec.coverage_args.clone());
     }
     let mut labels = spec.labels.clone();
-    labels.insert("dev.kprov.service".into(), s.profile().service.clone());
-    let context = s.path(&spec.context);
+    labels.insert("dev.kprov.service".into(), profile.service.clone());
+    let context = profile.resolve(source, &spec.context);
     let dockerfile = match &spec.dockerfile {
-        Some(d) => s.path(d),
+        Some(d) => profile.resolve(source, d),
         None => context.join("Dockerfile"),
     };
-    let repository = s.profile().spec.images[name]
+    let repository = image
         .repository
         .clone()
         .unwrap_or_else(|| format!("localhost/kprov/{name}"));
-    let req = BuildRequest {
+    Some(BuildRequest {
         image: name.to_string(),
         repository,
         context,
@@ -365,16 +433,38 @@ async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskErro
         target: spec.target.clone(),
         args,
         labels,
-        coverage: s.req.coverage && !spec.coverage_args.is_empty(),
-        no_cache: s.req.no_cache,
-        log_dir: s.req.log_dir.clone(),
-    };
-    let (image, done) = build::build_image(&s.engine, &req, ctx).await?;
+        coverage: coverage && !spec.coverage_args.is_empty(),
+        no_cache: false,
+        log_dir,
+    })
+}
+
+async fn build(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let mut req = build_request(
+        s.profile(),
+        &s.req.source,
+        name,
+        s.req.coverage,
+        s.req.log_dir.clone(),
+    )
+    .expect("planned as a build");
+    req.no_cache = s.req.no_cache;
+    let built = build::build_image_cached(&s.engine, &req, s.req.image_cache.as_ref(), ctx).await?;
+    if let Some(why) = built.cache_problem {
+        s.cache_problems
+            .lock()
+            .expect("not poisoned")
+            .insert(name.to_string(), why);
+    }
+    // A restored image is in the cache already; a built or cached one is saved unless it is.
+    if built.done != Done::Restored {
+        s.spawn_save(name, &built.image, built.inputs);
+    }
     s.images
         .lock()
         .expect("not poisoned")
-        .insert(name.to_string(), image);
-    Ok(done)
+        .insert(name.to_string(), built.image);
+    Ok(built.done)
 }
 
 async fn pull(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {

@@ -40,6 +40,43 @@ pub struct RunRecord {
     /// that `config.tls.caFile` asked for).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// What `--image-cache` did beside the build tasks' `restored` outcomes: archives written
+    /// (after their builds, overlapping the rest of the run), archives that could not be used,
+    /// and evictions. Absent without `--image-cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_cache: Option<ImageCacheRecord>,
+}
+
+/// The image cache's side of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageCacheRecord {
+    pub dir: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saved: Vec<SavedArchive>,
+    /// Images not saved, and why (`already in the cache`, `another run is writing it`, an
+    /// error), by image key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_saved: BTreeMap<String, String>,
+    /// Archives that were there but could not be used (truncated, no metadata, refused by the
+    /// engine), by image key, with what became of them; those images were built.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unusable: BTreeMap<String, String>,
+    /// Input hashes of archives evicted to keep the directory under its cap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evicted: Vec<String>,
+    /// How long saving went on after the run's last task ended (`kprov up` waits for it).
+    #[serde(default)]
+    pub after_run_ms: u64,
+}
+
+/// An archive a run wrote into the image cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedArchive {
+    pub image: String,
+    pub inputs: String,
+    pub bytes: u64,
+    /// Export and write, from its start.
+    pub ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +198,7 @@ impl RunRecord {
             outcome: outcome.to_string(),
             tasks,
             files: BTreeMap::new(),
+            image_cache: None,
         }
     }
 }

@@ -1,9 +1,9 @@
 //! `--format svg`: a waterfall of the run, as a standalone SVG.
 //!
 //! One row per task (sorted by start), bars coloured by phase, the queue wait as a faint bar
-//! before each task, cached tasks pale and dashed, failed ones hatched red, cancelled ones
-//! hatched grey, tasks that never ran as a grey note; the critical path outlined in black and
-//! linked by arrows; per-phase busy bands above the tasks; a time axis with round tick steps;
+//! before each task, cached tasks pale and dashed, restored ones (from an image cache) half
+//! pale and dotted, failed ones hatched red, cancelled ones hatched grey, tasks that never ran
+//! as a grey note; the critical path outlined in black and linked by arrows; per-phase busy bands above the tasks; a time axis with round tick steps;
 //! a marker where the run failed; a legend.
 
 use std::fmt::Write;
@@ -99,6 +99,7 @@ fn f(x: f64) -> String {
 enum Look {
     Ran,
     Cached,
+    Restored,
     Failed,
     Cancelled,
 }
@@ -106,6 +107,7 @@ enum Look {
 fn look(t: &TaskRecord) -> Look {
     match t.outcome {
         TaskOutcome::Cached => Look::Cached,
+        TaskOutcome::Restored => Look::Restored,
         TaskOutcome::Failed if was_cancelled(t) => Look::Cancelled,
         TaskOutcome::Failed => Look::Failed,
         _ => Look::Ran,
@@ -457,6 +459,7 @@ fn task_row(s: &mut String, a: &Analysis, l: &Layout, k: usize, i: usize, critic
     let (opacity, stroke, stroke_w, dash) = match kind {
         Look::Ran => ("1", "none", 0.0, ""),
         Look::Cached => ("0.3", colour, 1.0, r#" stroke-dasharray="3 2""#),
+        Look::Restored => ("0.6", colour, 1.0, r#" stroke-dasharray="1 2""#),
         Look::Failed => ("1", FAILED, 1.5, ""),
         Look::Cancelled => ("0.35", GREY, 1.0, ""),
     };
@@ -511,6 +514,7 @@ fn bar_note(t: &TaskRecord, critical: bool) -> (String, bool) {
     let mut note = t.duration_ms().map(duration).unwrap_or_default();
     match kind {
         Look::Cached => note.push_str(" cached"),
+        Look::Restored => note.push_str(" restored"),
         Look::Failed => note.push_str(" failed"),
         Look::Cancelled => note.push_str(" cancelled"),
         Look::Ran => {}
@@ -638,6 +642,11 @@ fn legend(s: &mut String, a: &Analysis, y: f64) {
         let attrs =
             format!(r#"fill="{GREY}" fill-opacity="0.3" stroke="{GREY}" stroke-dasharray="3 2""#);
         items.push(("cached".into(), Box::new(move |x| bar(x, &attrs))));
+    }
+    if has(Look::Restored) {
+        let attrs =
+            format!(r#"fill="{GREY}" fill-opacity="0.6" stroke="{GREY}" stroke-dasharray="1 2""#);
+        items.push(("restored".into(), Box::new(move |x| bar(x, &attrs))));
     }
     if has(Look::Failed) {
         let under = format!(r#"fill="{GREY}" stroke="{FAILED}" stroke-width="1.5""#);

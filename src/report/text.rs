@@ -14,6 +14,7 @@ pub(crate) fn outcome_str(o: TaskOutcome) -> &'static str {
     match o {
         TaskOutcome::Succeeded => "succeeded",
         TaskOutcome::Cached => "cached",
+        TaskOutcome::Restored => "restored",
         TaskOutcome::Failed => "failed",
         TaskOutcome::Skipped => "skipped",
     }

@@ -99,6 +99,7 @@ pub fn replay(
             // The replay keeps what the task was (cached stays cached) but nothing fails.
             outcome: match t.outcome {
                 TaskOutcome::Cached => TaskOutcome::Cached,
+                TaskOutcome::Restored => TaskOutcome::Restored,
                 _ => TaskOutcome::Succeeded,
             },
             attempts: 1,

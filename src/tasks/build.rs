@@ -11,7 +11,9 @@
 //!    always name the same image, and there are no time-based tags;
 //! 3. when that image exists and carries the hash in its [`INPUTS_LABEL`] label, stops there
 //!    ([`Done::Cached`], logged as `cached: inputs sha256:… unchanged`) unless `no_cache`;
-//! 4. otherwise streams the context tar to the engine (bounded memory, no temp file) and
+//! 4. with an image cache ([`build_image_cached`], `--image-cache DIR`), loads the archive for
+//!    the inputs when there is one ([`Done::Restored`]; [`crate::tasks::image_cache`]);
+//! 5. otherwise streams the context tar to the engine (bounded memory, no temp file) and
 //!    drives the build output to its end: every line goes to the task's progress and to
 //!    `<log_dir>/build-<image>.log`; a failed build fails the task with the log's last lines
 //!    and its path.
@@ -32,6 +34,7 @@ use crate::adapters::oci::Platform;
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::context::{BuildContext, ContextError};
 use crate::tasks::dockerfile::base_images;
+use crate::tasks::image_cache::{self, ImageCache, Restore};
 
 /// The label holding the hash of an image's build inputs.
 pub const INPUTS_LABEL: &str = "dev.kprov.inputs";
@@ -108,16 +111,16 @@ pub struct ResolvedBase {
     pub id: Option<String>,
 }
 
-/// Scans and hashes the build inputs (files on a blocking thread; honours `ctx.cancel`), and
+/// Scans and hashes the build inputs (files on a blocking thread; honours `cancel`), and
 /// resolves every base image the Dockerfile names to its local ID, so a changed base image
 /// changes the inputs.
 pub async fn plan_build(
     engine: &Engine,
     req: &BuildRequest,
-    ctx: &TaskCtx,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<PlannedBuild, TaskError> {
     let req_clone = req.clone();
-    let cancel = ctx.cancel.clone();
+    let cancel = cancel.clone();
     let scanned = tokio::task::spawn_blocking(move || {
         let cancelled = move || cancel.is_cancelled();
         let context = BuildContext::scan(&req_clone.context, &req_clone.dockerfile, &cancelled)?;
@@ -187,10 +190,12 @@ pub async fn plan_build(
 
 /// `<repository>:kprov-<first 12 hex of inputs>`.
 pub fn reference_for(repository: &str, inputs: &str) -> String {
-    format!(
-        "{repository}:{TAG_PREFIX}{}",
-        &inputs[..TAG_HEX_LEN.min(inputs.len())]
-    )
+    format!("{repository}:{}", tag_for(inputs))
+}
+
+/// `kprov-<first 12 hex of inputs>`.
+pub fn tag_for(inputs: &str) -> String {
+    format!("{TAG_PREFIX}{}", &inputs[..TAG_HEX_LEN.min(inputs.len())])
 }
 
 /// A length-prefixed field, so no two different inputs feed the same bytes.
@@ -275,7 +280,79 @@ pub async fn build_image_with(
     choice: BuilderChoice,
     ctx: &TaskCtx,
 ) -> Result<(BuiltImage, Done), TaskError> {
-    let planned = plan_build(engine, req, ctx).await?;
+    let b = build_with(engine, req, choice, None, ctx).await?;
+    Ok((b.image, b.done))
+}
+
+/// What [`build_image_cached`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedBuild {
+    pub image: BuiltImage,
+    /// [`Done::Cached`] (in the engine), [`Done::Restored`] (from the image cache) or
+    /// [`Done::Ran`] (built).
+    pub done: Done,
+    /// The hash of the build inputs: the image cache's key.
+    pub inputs: String,
+    /// An archive for these inputs that could not be used, and what became of it.
+    pub cache_problem: Option<String>,
+}
+
+/// [`build_image`], restoring from `cache` an image the engine lacks before building it.
+pub async fn build_image_cached(
+    engine: &Engine,
+    req: &BuildRequest,
+    cache: Option<&ImageCache>,
+    ctx: &TaskCtx,
+) -> Result<CachedBuild, TaskError> {
+    build_with(engine, req, BuilderChoice::Auto, cache, ctx).await
+}
+
+/// Loads the image for `inputs` from `cache`: `Ok(None)` when there is no usable archive
+/// (`problem` then says why, if one was there).
+async fn restore_from(
+    engine: &Engine,
+    req: &BuildRequest,
+    cache: &ImageCache,
+    (inputs, reference): (&str, &str),
+    problem: &mut Option<String>,
+    ctx: &TaskCtx,
+) -> Result<Option<BuiltImage>, TaskError> {
+    let tag = tag_for(inputs);
+    match image_cache::restore(engine, cache, inputs, (&req.repository, &tag), ctx).await? {
+        Restore::Restored(image, _) => {
+            let builder = image
+                .labels
+                .get(BUILDER_LABEL)
+                .and_then(|b| Builder::parse(b));
+            Ok(Some(BuiltImage {
+                reference: reference.to_string(),
+                id: image.id,
+                builder,
+            }))
+        }
+        Restore::Missing => {
+            ctx.progress(format!(
+                "not in the image cache {}: building",
+                cache.dir.display()
+            ));
+            Ok(None)
+        }
+        Restore::Unusable(why) => {
+            ctx.progress(format!("image cache: {why}; building instead"));
+            *problem = Some(why);
+            Ok(None)
+        }
+    }
+}
+
+async fn build_with(
+    engine: &Engine,
+    req: &BuildRequest,
+    choice: BuilderChoice,
+    cache: Option<&ImageCache>,
+    ctx: &TaskCtx,
+) -> Result<CachedBuild, TaskError> {
+    let planned = plan_build(engine, req, &ctx.cancel).await?;
     let PlannedBuild {
         context,
         inputs,
@@ -309,15 +386,38 @@ pub async fn build_image_with(
                 .labels
                 .get(BUILDER_LABEL)
                 .and_then(|b| Builder::parse(b));
-            return Ok((
-                BuiltImage {
+            return Ok(CachedBuild {
+                image: BuiltImage {
                     reference,
                     id: image.id,
                     builder,
                 },
-                Done::Cached,
-            ));
+                done: Done::Cached,
+                inputs,
+                cache_problem: None,
+            });
         }
+    }
+    let mut cache_problem = None;
+    if !req.no_cache
+        && trust_cache
+        && let Some(cache) = cache
+        && let Some(image) = restore_from(
+            engine,
+            req,
+            cache,
+            (&inputs, &reference),
+            &mut cache_problem,
+            ctx,
+        )
+        .await?
+    {
+        return Ok(CachedBuild {
+            image,
+            done: Done::Restored,
+            inputs,
+            cache_problem: None,
+        });
     }
 
     let log_path = req.log_path();
@@ -480,14 +580,16 @@ pub async fn build_image_with(
         short_id(&image.id),
         builder_name(builder)
     ));
-    Ok((
-        BuiltImage {
+    Ok(CachedBuild {
+        image: BuiltImage {
             reference,
             id: image.id,
             builder: Some(builder),
         },
-        Done::Ran,
-    ))
+        done: Done::Ran,
+        inputs,
+        cache_problem,
+    })
 }
 
 /// An engine failure as a task failure, retried when it was a daemon hiccup.

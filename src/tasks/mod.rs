@@ -10,6 +10,7 @@ pub mod context;
 pub mod coverage;
 pub mod diagnostics;
 pub mod dockerfile;
+pub mod image_cache;
 pub mod load;
 pub mod pull;
 pub mod remote;
