@@ -30,6 +30,9 @@ pub const CRDS: &str = "apply:crds";
 pub const ESTABLISHED: &str = "wait:crds";
 pub const CONFIG: &str = "apply:config";
 pub const WAIT: &str = "wait:ready";
+/// `cluster.registry: local`: the registry container (or, for a cluster kprov does not own,
+/// the registry its `local-registry-hosting` ConfigMap names).
+pub const REGISTRY: &str = "registry:local";
 
 /// The task that makes `image` available on this host: `build:` (from the profile's
 /// Dockerfile), `pull:` (a third-party or registry image kprov pulls), `image:` (one already
@@ -60,6 +63,10 @@ pub fn nodes_pull(profile: &Profile, image: &str) -> bool {
 
 pub fn load_id(image: &str) -> String {
     format!("load:{image}")
+}
+
+pub fn push_id(image: &str) -> String {
+    format!("push:{image}")
 }
 
 /// The task id of a component (`deploy:x`), hook (`hook:x`) or step (`step:x`).
@@ -186,7 +193,30 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
         };
         tasks.push(task(build_id(profile, name), kind, vec![], Some(name)));
     }
-    tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
+    // With a local registry: kprov's own registry comes first and the new cluster is wired to
+    // it; a cluster kprov does not own names its registry (its ConfigMap), read once connected.
+    let registry = profile.local_registry();
+    match (registry, opts.existing_cluster) {
+        (true, false) => {
+            tasks.push(task(REGISTRY.into(), TaskKind::Registry, vec![], None));
+            tasks.push(task(
+                CLUSTER.into(),
+                TaskKind::Cluster,
+                vec![REGISTRY.into()],
+                None,
+            ));
+        }
+        (true, true) => {
+            tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
+            tasks.push(task(
+                REGISTRY.into(),
+                TaskKind::Registry,
+                vec![CLUSTER.into()],
+                None,
+            ));
+        }
+        (false, _) => tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None)),
+    }
     let mut setup = Vec::new();
     if !spec.crds.is_empty() {
         tasks.push(task(
@@ -227,7 +257,16 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
         if nodes_pull(profile, name) {
             continue;
         }
-        if opts.existing_cluster {
+        if registry {
+            // One push whatever the number of nodes; the nodes pull it.
+            tasks.push(task(
+                push_id(name),
+                TaskKind::Push,
+                vec![build_id(profile, name), REGISTRY.into()],
+                Some(name),
+            ));
+            loaded.insert(name.clone(), push_id(name));
+        } else if opts.existing_cluster {
             loaded.insert(name.clone(), build_id(profile, name));
         } else {
             tasks.push(task(
