@@ -17,7 +17,7 @@
 //! medians. Everything made here is removed at the end, also when a step panics.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_macros, unused_imports, dead_code)] // the test helpers' macro is for tests
+#[allow(unused_macros, unused_imports)] // the test helpers' macro is for tests
 mod common;
 
 use std::collections::BTreeMap;
@@ -38,7 +38,9 @@ const BENCH_LABEL: &str = "io.kprov.bench";
 
 fn main() {
     let Some(host) = common::docker_host() else {
-        eprintln!("skipping the registry benchmark: no Docker engine (run eval \"$(scripts/docker-up)\")");
+        eprintln!(
+            "skipping the registry benchmark: no Docker engine (run eval \"$(scripts/docker-up)\")"
+        );
         return;
     };
     common::ensure_test_images(&host);
@@ -67,7 +69,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let engine = rt.block_on(Engine::connect_to(&host)).expect("connect to the engine");
+    let engine = rt
+        .block_on(Engine::connect_to(&host))
+        .expect("connect to the engine");
     let work = tempfile::tempdir().unwrap();
     let images = rt.block_on(demo_images(&engine, work.path(), &run_id));
     println!(
@@ -77,17 +81,25 @@ fn main() {
 
     let (mut streamed, mut pushed, mut delivered) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
-        let nodes = nodes(&host, "bench-stream");
+        let nodes = three_nodes(&host, "bench-stream");
         let start = Instant::now();
-        rt.block_on(futures::future::join_all(images.iter().map(|(_, image)| async {
-            load_image_with(&engine, nodes.name(), image, &LoadOptions::default(), &ctx())
+        rt.block_on(futures::future::join_all(images.iter().map(
+            |(_, image)| async {
+                load_image_with(
+                    &engine,
+                    nodes.name(),
+                    image,
+                    &LoadOptions::default(),
+                    &ctx(),
+                )
                 .await
                 .unwrap_or_else(|e| panic!("load {}: {}", image.reference, e.message))
-        })));
+            },
+        )));
         streamed.push(start.elapsed());
         drop(nodes);
 
-        let nodes = nodes(&host, "bench-pull");
+        let nodes = three_nodes(&host, "bench-pull");
         let registry = Registry::start(&host, &run_id, rep);
         registry.wire(&nodes);
         let local = LocalRegistry {
@@ -117,10 +129,16 @@ fn main() {
     let (s, p, d) = (median(&streamed), median(&pushed), median(&delivered));
     println!();
     let rows = [
-        ("streaming: load into 3 nodes (kprov load:)", secs_list(&streamed)),
+        (
+            "streaming: load into 3 nodes (kprov load:)",
+            secs_list(&streamed),
+        ),
         ("registry: push once (kprov push:)", secs_list(&pushed)),
         ("registry: push, then 3 nodes pull", secs_list(&delivered)),
-        ("  ratio registry (push + pulls) / streaming", format!("{:.2}", d / s)),
+        (
+            "  ratio registry (push + pulls) / streaming",
+            format!("{:.2}", d / s),
+        ),
         ("  ratio push alone / streaming", format!("{:.2}", p / s)),
     ];
     for (what, figure) in rows {
@@ -136,7 +154,10 @@ async fn demo_images(engine: &Engine, work: &Path, run_id: &str) -> Vec<(String,
     for (name, args) in [
         ("api", BTreeMap::new()),
         ("migrate", BTreeMap::new()),
-        ("worker", BTreeMap::from([("GREETING".to_string(), "hello".to_string())])),
+        (
+            "worker",
+            BTreeMap::from([("GREETING".to_string(), "hello".to_string())]),
+        ),
     ] {
         let context = root.join("images/demo").join(name);
         let req = BuildRequest {
@@ -173,7 +194,7 @@ async fn demo_images(engine: &Engine, work: &Path, run_id: &str) -> Vec<(String,
 }
 
 /// A control plane and two workers on the `kind` network.
-fn nodes(host: &str, name: &str) -> common::TestCluster {
+fn three_nodes(host: &str, name: &str) -> common::TestCluster {
     common::TestCluster::start_with(
         host,
         name,
@@ -193,8 +214,16 @@ async fn pull_everywhere(engine: &Engine, nodes: &[String], refs: &[String]) {
         async move {
             for r in refs {
                 let cmd = [
-                    "ctr", "-n", "k8s.io", "images", "pull", "--hosts-dir",
-                    "/etc/containerd/certs.d", "--snapshotter", common::NODE_SNAPSHOTTER, r,
+                    "ctr",
+                    "-n",
+                    "k8s.io",
+                    "images",
+                    "pull",
+                    "--hosts-dir",
+                    "/etc/containerd/certs.d",
+                    "--snapshotter",
+                    common::NODE_SNAPSHOTTER,
+                    r,
                 ];
                 let out = engine.exec(node, &cmd, &cancel).await.unwrap();
                 assert!(out.success(), "{node}: pull {r}: {}", out.tail(3));
@@ -220,9 +249,17 @@ impl Registry {
             .unwrap()
             .port();
         common::run_ok(common::docker(host).args([
-            "run", "-d", "--name", &name, "--network", "kind",
-            "--label", &format!("{BENCH_LABEL}={run_id}"),
-            "-p", &format!("127.0.0.1:{port}:5000"), REGISTRY_IMAGE,
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "kind",
+            "--label",
+            &format!("{BENCH_LABEL}={run_id}"),
+            "-p",
+            &format!("127.0.0.1:{port}:5000"),
+            REGISTRY_IMAGE,
         ]));
         let r = Registry {
             host: host.to_string(),
@@ -231,7 +268,11 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !r.answers() {
-            assert!(Instant::now() < deadline, "the registry {} did not answer", r.name);
+            assert!(
+                Instant::now() < deadline,
+                "the registry {} did not answer",
+                r.name
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         r
@@ -248,7 +289,8 @@ impl Registry {
         };
         let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
         let mut head = [0u8; 12];
-        tcp.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n").is_ok()
+        tcp.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .is_ok()
             && tcp.read_exact(&mut head).is_ok()
             && head.ends_with(b" 200")
     }
@@ -256,21 +298,35 @@ impl Registry {
     /// kind's guide: each node's containerd sends `localhost:PORT` to the registry container.
     fn wire(&self, nodes: &common::TestCluster) {
         let dir = format!("/etc/containerd/certs.d/{}", self.address());
-        let toml = format!("server = \"http://{0}:5000\"\n\n[host.\"http://{0}:5000\"]\n", self.name);
+        let toml = format!(
+            "server = \"http://{0}:5000\"\n\n[host.\"http://{0}:5000\"]\n",
+            self.name
+        );
         for node in nodes.nodes() {
-            nodes.exec(node, &["sh", "-c", &format!("mkdir -p '{dir}' && printf '%s' '{toml}' > '{dir}/hosts.toml'")]);
+            nodes.exec(
+                node,
+                &[
+                    "sh",
+                    "-c",
+                    &format!("mkdir -p '{dir}' && printf '%s' '{toml}' > '{dir}/hosts.toml'"),
+                ],
+            );
         }
     }
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = common::docker(&self.host).args(["rm", "-f", "-v", &self.name]).output();
+        let _ = common::docker(&self.host)
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
         // The push tagged the images for this registry: untag them.
         let out = common::docker(&self.host)
             .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
             .output();
-        let listed = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+        let listed = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
         let prefix = format!("{}/", self.address());
         let tags: Vec<&str> = listed.lines().filter(|l| l.starts_with(&prefix)).collect();
         if !tags.is_empty() {
@@ -293,12 +349,18 @@ impl Drop for Cleanup {
                 .args(what)
                 .args(["--filter", &filter])
                 .output();
-            let ids = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+            let ids = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if ids.is_empty() {
                 continue;
             }
-            let rm = if what[0] == "ps" { ["rm", "-f"] } else { ["rmi", "-f"] };
+            let rm = if what[0] == "ps" {
+                ["rm", "-f"]
+            } else {
+                ["rmi", "-f"]
+            };
             let _ = common::docker(&self.host).args(rm).args(&ids).output();
         }
     }
