@@ -355,3 +355,53 @@ fn cycle(pending: &BTreeMap<String, Unit<'_>>) -> Vec<String> {
         at = next;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(cluster: &str) -> Profile {
+        let text = format!(
+            "service: s\n{cluster}images:\n  api:\n    build: {{context: .}}\n  db:\n    external: postgres:16\ncomponents:\n  api:\n    manifests: []\n    images: [api, db]\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        crate::profile::load(dir.path(), "s").unwrap()
+    }
+
+    fn deps<'a>(tasks: &'a [PlannedTask], id: &str) -> &'a [String] {
+        &tasks.iter().find(|t| t.id == id).expect(id).deps
+    }
+
+    #[test]
+    fn a_local_registry_pushes_each_image_once_instead_of_loading_it() {
+        let p = profile("cluster:\n  registry: local\n");
+        let tasks = tasks_for(&p, &PlanOptions::default()).unwrap();
+        assert!(tasks.iter().all(|t| t.kind != TaskKind::Load), "{tasks:?}");
+        assert_eq!(deps(&tasks, REGISTRY), [] as [String; 0]);
+        assert_eq!(deps(&tasks, CLUSTER), [REGISTRY]);
+        assert_eq!(deps(&tasks, "push:api"), ["build:api", REGISTRY]);
+        assert_eq!(deps(&tasks, "push:db"), ["pull:db", REGISTRY]);
+        assert_eq!(deps(&tasks, "deploy:api"), [CLUSTER, "push:api", "push:db"]);
+    }
+
+    #[test]
+    fn a_cluster_kprov_does_not_own_is_asked_for_its_registry_once_connected() {
+        let p = profile("cluster:\n  registry: local\n");
+        let opts = PlanOptions {
+            existing_cluster: true,
+            ..Default::default()
+        };
+        let tasks = tasks_for(&p, &opts).unwrap();
+        assert_eq!(deps(&tasks, CLUSTER), [] as [String; 0]);
+        assert_eq!(deps(&tasks, REGISTRY), [CLUSTER]);
+        assert_eq!(deps(&tasks, "push:api"), ["build:api", REGISTRY]);
+        // Without a registry nothing reaches such a cluster's nodes: no loads, no pushes.
+        let tasks = tasks_for(&profile(""), &opts).unwrap();
+        assert!(
+            tasks
+                .iter()
+                .all(|t| !matches!(t.kind, TaskKind::Load | TaskKind::Push | TaskKind::Registry))
+        );
+    }
+}

@@ -254,6 +254,26 @@ mod tests {
     }
 
     #[test]
+    fn a_local_registry_takes_every_image_into_a_cluster_kprov_does_not_own() {
+        let text = "service: s\ncluster: {registry: local}\nimages:\n  api:\n    build: {context: .}\n  db:\n    external: postgres:16\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        let mut p = crate::profile::load(dir.path(), "s").unwrap();
+        let s = ImageSources {
+            local: vec![("api".into(), "a:1".into())],
+            existing_cluster: true,
+            ..Default::default()
+        };
+        supply(&mut p, &s).unwrap();
+        // Pushed by kprov, not pulled by the nodes from where the reference says.
+        assert!(pulled_by_nodes(&p).is_empty());
+        assert_eq!(
+            p.spec.images["api"].supplied,
+            Some(Supplied::Local("a:1".into()))
+        );
+    }
+
+    #[test]
     fn an_image_argument_is_key_equals_reference() {
         assert_eq!(
             parse_local("api=localhost/x:1").unwrap(),
