@@ -267,3 +267,20 @@ fn one_error_in_a_large_profile_costs_about_one_more_read() {
         "with one error {failed:.3}s, without {clean:.3}s"
     );
 }
+
+#[test]
+fn a_cluster_registry_other_than_local_is_named_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "reg",
+        "service: reg\ncluster:\n  registry: ghcr.io\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("reg.yaml:3:")
+            && e.contains("cluster.registry")
+            && e.contains("must be local")),
+        "{errors:?}"
+    );
+}

@@ -8,7 +8,8 @@
 //! |---|---|
 //! | run records | [`Engine::version`], [`Engine::api_version`], [`Engine::host`] |
 //! | build | [`Engine::build`]: a tar body in, a stream of [`BuildEvent`]s out |
-//! | images | [`Engine::inspect_image`], [`Engine::tag_image`], [`Engine::pull_image`], [`Engine::remove_image`] |
+//! | images | [`Engine::inspect_image`], [`Engine::tag_image`], [`Engine::pull_image`], [`Engine::push_image`], [`Engine::remove_image`] |
+//! | the local registry | [`Engine::create_service_container`], [`Engine::start_container`], [`Engine::connect_network`] |
 //! | load | [`Engine::export_image`]: `docker save` as a byte stream, never collected |
 //! | image cache | [`Engine::import_image`]: `docker load` of an archive, streamed |
 //! | nodes | [`Engine::list_containers`] by label, [`Engine::remove_containers`] by label |
@@ -944,6 +945,148 @@ impl Engine {
                     Err(err)
                 }
             }
+        }
+    }
+}
+
+/// A long-running service container kprov starts for the host (the local registry): its name,
+/// image, published ports and network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceContainer {
+    pub name: String,
+    pub image: String,
+    /// (host address, host port, container port/tcp)
+    pub ports: Vec<(String, u16, u16)>,
+    pub labels: BTreeMap<String, String>,
+    /// Restart with the engine (`--restart=always`).
+    pub restart_always: bool,
+}
+
+impl Engine {
+    /// Creates `spec` unless a container of that name exists; `Ok(false)` when it did (a
+    /// concurrent creator's 409 name conflict included: that container is the one to use).
+    pub async fn create_service_container(
+        &self,
+        spec: &ServiceContainer,
+    ) -> Result<bool, EngineError> {
+        use bollard::models::{
+            ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+        };
+        use bollard::query_parameters::CreateContainerOptionsBuilder;
+        let action = format!("create container {} from {}", spec.name, spec.image);
+        let mut bindings = HashMap::new();
+        for (addr, host, container) in &spec.ports {
+            bindings.insert(
+                format!("{container}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(addr.clone()),
+                    host_port: Some(host.to_string()),
+                }]),
+            );
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            exposed_ports: Some(bindings.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                port_bindings: Some(bindings),
+                restart_policy: spec.restart_always.then_some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::ALWAYS),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        match self.docker.create_container(Some(opts), body).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::from_bollard(action, e)),
+        }
+    }
+
+    /// Starts container `name`; starting a running one is no error.
+    pub async fn start_container(&self, name: &str) -> Result<(), EngineError> {
+        match self.docker.start_container(name, None).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(EngineError::from_bollard(
+                format!("start container {name}"),
+                e,
+            )),
+        }
+    }
+
+    /// Connects `container` to `network` unless it is connected already (also when a concurrent
+    /// caller connected it first).
+    pub async fn connect_network(&self, network: &str, container: &str) -> Result<(), EngineError> {
+        let connected = |v: &serde_json::Value| {
+            v.pointer(&format!("/NetworkSettings/Networks/{network}"))
+                .is_some_and(|n| !n.is_null())
+        };
+        let action = format!("connect container {container} to network {network}");
+        let inspect = self.inspect_container_json(container).await?;
+        if inspect.as_ref().is_some_and(connected) {
+            return Ok(());
+        }
+        let req = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: None,
+        };
+        match self.docker.connect_network(network, req).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let again = self.inspect_container_json(container).await?;
+                if again.as_ref().is_some_and(connected) {
+                    Ok(())
+                } else {
+                    Err(EngineError::from_bollard(action, e))
+                }
+            }
+        }
+    }
+
+    /// Pushes `repository:tag` to its registry, reporting status lines to `on_status`. Push
+    /// errors arrive inside the stream (the registry's answer), so it is driven to its end.
+    pub async fn push_image(
+        &self,
+        repository: &str,
+        tag: &str,
+        cancel: &CancellationToken,
+        mut on_status: impl FnMut(&str) + Send,
+    ) -> Result<(), EngineError> {
+        use bollard::query_parameters::PushImageOptionsBuilder;
+        let action = format!("push image {repository}:{tag}");
+        let opts = PushImageOptionsBuilder::new().tag(tag).build();
+        let mut stream = pin!(self.docker.push_image(repository, Some(opts), None));
+        let mut failure = None;
+        loop {
+            let item = tokio::select! {
+                _ = cancel.cancelled() => return Err(EngineError::cancelled(action)),
+                item = stream.next() => item,
+            };
+            match item {
+                None => break,
+                Some(Ok(info)) => {
+                    if let Some(status) = info.status {
+                        on_status(&status);
+                    }
+                }
+                Some(Err(e)) => {
+                    failure.get_or_insert_with(|| EngineError::from_bollard(&action, e).detail);
+                }
+            }
+        }
+        match failure {
+            Some(detail) => Err(EngineError::new(action, ErrorKind::Failed, detail)),
+            None => Ok(()),
         }
     }
 }

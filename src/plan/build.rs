@@ -30,6 +30,9 @@ pub const CRDS: &str = "apply:crds";
 pub const ESTABLISHED: &str = "wait:crds";
 pub const CONFIG: &str = "apply:config";
 pub const WAIT: &str = "wait:ready";
+/// `cluster.registry: local`: the registry container (or, for a cluster kprov does not own,
+/// the registry its `local-registry-hosting` ConfigMap names).
+pub const REGISTRY: &str = "registry:local";
 
 /// The task that makes `image` available on this host: `build:` (from the profile's
 /// Dockerfile), `pull:` (a third-party or registry image kprov pulls), `image:` (one already
@@ -81,6 +84,10 @@ pub fn nodes_pull(profile: &Profile, image: &str) -> bool {
 
 pub fn load_id(image: &str) -> String {
     format!("load:{image}")
+}
+
+pub fn push_id(image: &str) -> String {
+    format!("push:{image}")
 }
 
 /// The task id of a component (`deploy:x`), hook (`hook:x`) or step (`step:x`).
@@ -218,7 +225,30 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
         };
         tasks.push(task(build_id(profile, name), kind, deps, Some(name)));
     }
-    tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
+    // With a local registry: kprov's own registry comes first and the new cluster is wired to
+    // it; a cluster kprov does not own names its registry (its ConfigMap), read once connected.
+    let registry = profile.local_registry();
+    match (registry, opts.existing_cluster) {
+        (true, false) => {
+            tasks.push(task(REGISTRY.into(), TaskKind::Registry, vec![], None));
+            tasks.push(task(
+                CLUSTER.into(),
+                TaskKind::Cluster,
+                vec![REGISTRY.into()],
+                None,
+            ));
+        }
+        (true, true) => {
+            tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
+            tasks.push(task(
+                REGISTRY.into(),
+                TaskKind::Registry,
+                vec![CLUSTER.into()],
+                None,
+            ));
+        }
+        (false, _) => tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None)),
+    }
     let mut setup = Vec::new();
     if !spec.crds.is_empty() {
         tasks.push(task(
@@ -259,7 +289,16 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
         if nodes_pull(profile, name) {
             continue;
         }
-        if opts.existing_cluster {
+        if registry {
+            // One push whatever the number of nodes; the nodes pull it.
+            tasks.push(task(
+                push_id(name),
+                TaskKind::Push,
+                vec![build_id(profile, name), REGISTRY.into()],
+                Some(name),
+            ));
+            loaded.insert(name.clone(), push_id(name));
+        } else if opts.existing_cluster {
             loaded.insert(name.clone(), build_id(profile, name));
         } else {
             tasks.push(task(
@@ -346,5 +385,55 @@ fn cycle(pending: &BTreeMap<String, Unit<'_>>) -> Vec<String> {
         }
         path.push(next);
         at = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(cluster: &str) -> Profile {
+        let text = format!(
+            "service: s\n{cluster}images:\n  api:\n    build: {{context: .}}\n  db:\n    external: postgres:16\ncomponents:\n  api:\n    manifests: []\n    images: [api, db]\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        crate::profile::load(dir.path(), "s").unwrap()
+    }
+
+    fn deps<'a>(tasks: &'a [PlannedTask], id: &str) -> &'a [String] {
+        &tasks.iter().find(|t| t.id == id).expect(id).deps
+    }
+
+    #[test]
+    fn a_local_registry_pushes_each_image_once_instead_of_loading_it() {
+        let p = profile("cluster:\n  registry: local\n");
+        let tasks = tasks_for(&p, &PlanOptions::default()).unwrap();
+        assert!(tasks.iter().all(|t| t.kind != TaskKind::Load), "{tasks:?}");
+        assert_eq!(deps(&tasks, REGISTRY), [] as [String; 0]);
+        assert_eq!(deps(&tasks, CLUSTER), [REGISTRY]);
+        assert_eq!(deps(&tasks, "push:api"), ["build:api", REGISTRY]);
+        assert_eq!(deps(&tasks, "push:db"), ["pull:db", REGISTRY]);
+        assert_eq!(deps(&tasks, "deploy:api"), [CLUSTER, "push:api", "push:db"]);
+    }
+
+    #[test]
+    fn a_cluster_kprov_does_not_own_is_asked_for_its_registry_once_connected() {
+        let p = profile("cluster:\n  registry: local\n");
+        let opts = PlanOptions {
+            existing_cluster: true,
+            ..Default::default()
+        };
+        let tasks = tasks_for(&p, &opts).unwrap();
+        assert_eq!(deps(&tasks, CLUSTER), [] as [String; 0]);
+        assert_eq!(deps(&tasks, REGISTRY), [CLUSTER]);
+        assert_eq!(deps(&tasks, "push:api"), ["build:api", REGISTRY]);
+        // Without a registry nothing reaches such a cluster's nodes: no loads, no pushes.
+        let tasks = tasks_for(&profile(""), &opts).unwrap();
+        assert!(
+            tasks
+                .iter()
+                .all(|t| !matches!(t.kind, TaskKind::Load | TaskKind::Push | TaskKind::Registry))
+        );
     }
 }

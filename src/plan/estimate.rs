@@ -56,6 +56,8 @@ pub fn sized_ms(kind: TaskKind, size: Size) -> u64 {
         TaskKind::Build => 4_000 + bytes * 250 / MB + files * 2,
         TaskKind::Pull => 1_000,
         TaskKind::Load => 1_500 + bytes * 50 / MB,
+        TaskKind::Push => 1_000 + bytes * 30 / MB,
+        TaskKind::Registry => 1_000,
         TaskKind::Cluster => 12_000 + 8_000 * count.saturating_sub(1),
         TaskKind::Crds => 300 + 40 * count,
         TaskKind::Established => 500 + 50 * count,
@@ -127,7 +129,7 @@ pub fn sizes(profile: &Profile, source: &Path, tasks: &[PlannedTask]) -> Vec<(St
         .map(|t| {
             let subject = t.subject.as_deref().unwrap_or_default();
             let size = match t.kind {
-                TaskKind::Build | TaskKind::Load => {
+                TaskKind::Build | TaskKind::Load | TaskKind::Push => {
                     contexts.get(subject).copied().unwrap_or_default()
                 }
                 TaskKind::Cluster => count(nodes),

@@ -52,6 +52,10 @@ pub enum TaskKind {
     Config,
     /// Stream an image into every node that lacks it.
     Load,
+    /// Create or reuse the local registry (`cluster.registry: local`).
+    Registry,
+    /// Push an image to the local registry once; the nodes pull it.
+    Push,
     /// Apply a component's manifests.
     Deploy,
     /// Apply a hook (a Job) and wait for it to complete.
@@ -75,6 +79,8 @@ impl TaskKind {
             TaskKind::Established => "established",
             TaskKind::Config => "config",
             TaskKind::Load => "load",
+            TaskKind::Registry => "registry",
+            TaskKind::Push => "push",
             TaskKind::Deploy => "deploy",
             TaskKind::Hook => "hook",
             TaskKind::Value => "value",
@@ -85,10 +91,12 @@ impl TaskKind {
     pub fn phase(self) -> Phase {
         match self {
             TaskKind::Build | TaskKind::Binary | TaskKind::Pull => Phase::Build,
-            TaskKind::Cluster | TaskKind::Crds | TaskKind::Established | TaskKind::Config => {
-                Phase::Cluster
-            }
-            TaskKind::Load => Phase::Load,
+            TaskKind::Cluster
+            | TaskKind::Crds
+            | TaskKind::Established
+            | TaskKind::Config
+            | TaskKind::Registry => Phase::Cluster,
+            TaskKind::Load | TaskKind::Push => Phase::Load,
             TaskKind::Deploy
             | TaskKind::Hook
             | TaskKind::Value
@@ -99,7 +107,11 @@ impl TaskKind {
     pub fn class(self) -> Class {
         match self {
             TaskKind::Build | TaskKind::Binary => Class::Cpu,
-            TaskKind::Load | TaskKind::Pull | TaskKind::Cluster => Class::Io,
+            TaskKind::Load
+            | TaskKind::Pull
+            | TaskKind::Cluster
+            | TaskKind::Registry
+            | TaskKind::Push => Class::Io,
             _ => Class::Api,
         }
     }
@@ -111,7 +123,7 @@ pub mod render;
 pub mod strategy;
 pub mod uses;
 
-pub use build::{PlanError, PlanOptions, tasks_for, unit_id};
+pub use build::{PlanError, PlanOptions, nodes_pull, tasks_for, unit_id};
 pub use estimate::Estimates;
 pub use strategy::Strategy;
 

@@ -43,6 +43,14 @@ impl Profile {
         self.spec.namespace.as_deref().unwrap_or("default")
     }
 
+    /// `cluster.registry: local`: images reach the nodes through the local registry.
+    pub fn local_registry(&self) -> bool {
+        self.spec
+            .cluster
+            .as_ref()
+            .is_some_and(model::ClusterSpec::local_registry)
+    }
+
     pub fn cluster_name(&self) -> String {
         self.spec
             .cluster

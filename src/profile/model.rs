@@ -68,6 +68,17 @@ pub struct ClusterSpec {
     pub kubeadm_config_patches: Vec<String>,
     #[serde(default)]
     pub containerd_config_patches: Vec<String>,
+    /// `local`: images reach the nodes through kind's local registry (`kprov-registry` on
+    /// 127.0.0.1:5001, each node's containerd given a mirror for it, the
+    /// `local-registry-hosting` ConfigMap of KEP-1755): pushed once, pulled by every node.
+    pub registry: Option<String>,
+}
+
+impl ClusterSpec {
+    /// `registry: local`: images go through the local registry instead of being streamed.
+    pub fn local_registry(&self) -> bool {
+        self.registry.as_deref() == Some("local")
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

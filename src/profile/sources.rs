@@ -4,7 +4,8 @@
 //! every built image is `R/<name>:T` and nothing is built) and `--registry-pull` (who pulls
 //! it). Against a cluster kprov does not own nothing can be streamed into the nodes, so every
 //! image must then come from a registry the nodes pull from; a profile that leaves no way is
-//! refused here, before anything starts.
+//! refused here, before anything starts, unless the profile says `cluster.registry: local`
+//! (every image kprov has is then pushed to the registry the cluster advertises).
 
 use super::{ImageSpec, Profile, Supplied};
 
@@ -53,10 +54,13 @@ pub fn registry_name(key: &str, image: &ImageSpec) -> String {
 /// returned, each in one sentence naming the image and the option.
 pub fn supply(profile: &mut Profile, s: &ImageSources) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
+    // With `cluster.registry: local` every image kprov has reaches the nodes through the
+    // registry, whoever owns the cluster.
+    let streamed_only = s.existing_cluster && !profile.local_registry();
     let images = &mut profile.spec.images;
     for (key, reference) in &s.local {
         match images.get_mut(key) {
-            Some(_) if s.existing_cluster => {
+            Some(_) if streamed_only => {
                 errors.push(format!(
                     "--image {key}={reference}: the cluster is not kprov's (--kubeconfig/--context), \
                      so kprov cannot stream a local image into its nodes; push it to a registry \
@@ -71,7 +75,7 @@ pub fn supply(profile: &mut Profile, s: &ImageSources) -> Result<(), Vec<String>
         }
     }
     if let Some(r) = &s.registry {
-        if s.existing_cluster && !r.nodes_pull {
+        if streamed_only && !r.nodes_pull {
             errors.push(
                 "--registry-pull kprov streams the pulled images into the nodes, which needs a \
                  cluster kprov created; against --kubeconfig/--context use --registry-pull nodes"
@@ -89,7 +93,7 @@ pub fn supply(profile: &mut Profile, s: &ImageSources) -> Result<(), Vec<String>
             }
         }
     }
-    if s.existing_cluster {
+    if streamed_only {
         let mut unreachable = Vec::new();
         for (key, img) in images.iter_mut() {
             match (&img.supplied, &img.external) {
@@ -247,6 +251,26 @@ mod tests {
         let e = supply(&mut p, &s).unwrap_err();
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(e[0].contains("--image api=a:1") && e[1].contains("--registry-pull nodes"));
+    }
+
+    #[test]
+    fn a_local_registry_takes_every_image_into_a_cluster_kprov_does_not_own() {
+        let text = "service: s\ncluster: {registry: local}\nimages:\n  api:\n    build: {context: .}\n  db:\n    external: postgres:16\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        let mut p = crate::profile::load(dir.path(), "s").unwrap();
+        let s = ImageSources {
+            local: vec![("api".into(), "a:1".into())],
+            existing_cluster: true,
+            ..Default::default()
+        };
+        supply(&mut p, &s).unwrap();
+        // Pushed by kprov, not pulled by the nodes from where the reference says.
+        assert!(pulled_by_nodes(&p).is_empty());
+        assert_eq!(
+            p.spec.images["api"].supplied,
+            Some(Supplied::Local("a:1".into()))
+        );
     }
 
     #[test]

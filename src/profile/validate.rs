@@ -248,6 +248,14 @@ impl Validator<'_> {
                 );
             }
         }
+        if let Some(r) = c.registry.as_deref().filter(|r| *r != "local") {
+            self.err(
+                "",
+                None,
+                &["cluster", "registry"],
+                format!("registry {r:?} must be local (kind's local registry, which kprov creates or reuses)"),
+            );
+        }
         if !c.nodes.is_empty() && !c.nodes.iter().any(|n| n.role == "control-plane") {
             self.err(
                 "",

@@ -53,7 +53,7 @@ pub fn run_id(service: &str, now: std::time::SystemTime) -> (String, String) {
 fn retry_for(kind: TaskKind) -> RetryPolicy {
     match kind {
         // Docker daemon hiccups: one more try.
-        TaskKind::Build | TaskKind::Pull | TaskKind::Load => RetryPolicy {
+        TaskKind::Build | TaskKind::Pull | TaskKind::Load | TaskKind::Push => RetryPolicy {
             attempts: 2,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(5),
@@ -67,7 +67,8 @@ fn timeout_for(kind: TaskKind) -> Option<Duration> {
     match kind {
         TaskKind::Build | TaskKind::Binary => Some(Duration::from_secs(30 * 60)),
         TaskKind::Cluster => Some(Duration::from_secs(10 * 60)),
-        TaskKind::Load | TaskKind::Pull => Some(Duration::from_secs(10 * 60)),
+        TaskKind::Load | TaskKind::Pull | TaskKind::Push => Some(Duration::from_secs(10 * 60)),
+        TaskKind::Registry => Some(Duration::from_secs(2 * 60)),
         // Waits carry their own per-object deadlines and name what blocks them.
         _ => None,
     }

@@ -248,6 +248,27 @@ pub struct Rendered {
     pub object: Object,
 }
 
+/// Whether `image` goes through the local registry (`cluster.registry: local`): pushed by
+/// kprov, pulled by the nodes.
+fn pushed(profile: &Profile, image: &str) -> bool {
+    profile.local_registry() && !plan::nodes_pull(profile, image)
+}
+
+/// The references the nodes pull themselves before a run: those `--image-registry` names, and
+/// the placeholders of pushed images.
+fn pulled_before_run(profile: &Profile) -> Vec<String> {
+    let mut refs = crate::profile::sources::pulled_by_nodes(profile);
+    refs.extend(
+        profile
+            .spec
+            .images
+            .keys()
+            .filter(|k| pushed(profile, k))
+            .map(|k| format!("<image.{k} from push:{k}>")),
+    );
+    refs
+}
+
 /// The values known before a run, with a placeholder for each value only the run produces.
 fn values_before_run(profile: &Profile, values: &BTreeMap<String, String>) -> template::Values {
     let images: BTreeMap<String, String> = profile
@@ -255,6 +276,7 @@ fn values_before_run(profile: &Profile, values: &BTreeMap<String, String>) -> te
         .images
         .iter()
         .map(|(k, i)| match (&i.supplied, &i.external) {
+            _ if pushed(profile, k) => (k.clone(), format!("<image.{k} from push:{k}>")),
             (Some(Supplied::Local(r)), _) => (k.clone(), r.clone()),
             (Some(Supplied::Registry { reference, .. }), _) => (k.clone(), reference.clone()),
             (None, Some(r)) => (k.clone(), r.clone()),
@@ -383,7 +405,7 @@ pub async fn render_profile(
         let vals = values_before_run(profile, &values);
         let rules = ImageRules {
             instrumented: Vec::new(),
-            pulled_by_nodes: crate::profile::sources::pulled_by_nodes(profile),
+            pulled_by_nodes: pulled_before_run(profile),
         };
         objects.extend(render_manifests(profile, &sources, &vals, &rules)?);
         out.extend(objects.into_iter().map(|object| Rendered {

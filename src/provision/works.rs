@@ -20,7 +20,9 @@ use crate::tasks::{
     cluster::{self, ClusterInfo, ClusterRequest},
     diagnostics,
     image_cache::{self, ImageCache, SaveRequest, Saved},
-    load, pull, tls,
+    load, pull,
+    registry::{self, LocalRegistry},
+    tls,
     wait::{self, WaitTarget},
 };
 
@@ -72,6 +74,10 @@ pub struct RunState {
     pub(super) save_cancel: tokio_util::sync::CancellationToken,
     /// Archives a build could not use, by image key.
     cache_problems: Mutex<BTreeMap<String, String>>,
+    /// `cluster.registry: local`: where images are pushed, once `registry:local` ran.
+    registry: OnceLock<LocalRegistry>,
+    /// The references pushed to it: the nodes pull them (`imagePullPolicy: IfNotPresent`).
+    pushed: Mutex<Vec<String>>,
 }
 
 impl RunState {
@@ -111,6 +117,8 @@ impl RunState {
             saves: Mutex::default(),
             save_cancel: tokio_util::sync::CancellationToken::new(),
             cache_problems: Mutex::default(),
+            registry: OnceLock::new(),
+            pushed: Mutex::default(),
         }
     }
 
@@ -292,9 +300,11 @@ impl RunState {
                 .await
                 .map_err(TaskError::fatal)?;
         let vals = self.values(values);
+        let mut pulled_by_nodes = crate::profile::sources::pulled_by_nodes(self.profile());
+        pulled_by_nodes.extend(self.pushed.lock().expect("not poisoned").iter().cloned());
         let rules = render::ImageRules {
             instrumented: self.instrumented(),
-            pulled_by_nodes: crate::profile::sources::pulled_by_nodes(self.profile()),
+            pulled_by_nodes,
         };
         render::render_manifests(self.profile(), &sources, &vals, &rules).map_err(TaskError::fatal)
     }
@@ -389,6 +399,8 @@ impl Work for TaskWork {
                         .name;
                     load::load_image(&s.engine, name, &image, ctx).await
                 }
+                TaskKind::Registry => local_registry(s, ctx).await,
+                TaskKind::Push => push(s, subject, ctx).await,
                 TaskKind::Deploy => deploy(s, subject, ctx).await,
                 TaskKind::Hook => hook(s, subject, ctx).await,
                 TaskKind::Value => steps::runtime_value(s, subject, ctx).await,
@@ -484,6 +496,38 @@ async fn pull(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
     Ok(done)
 }
 
+/// `registry:local`: kprov's registry container, or the one a cluster kprov does not own
+/// advertises.
+async fn local_registry(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let (local, done) = match &s.req.existing {
+        Some(_) => (registry::advertised(s.kube()?, ctx).await?, Done::Cached),
+        None => registry::ensure_local(&s.engine, ctx).await?,
+    };
+    let _ = s.registry.set(local);
+    Ok(done)
+}
+
+/// `push:<image>`: the image this run built or pulled, pushed once; the nodes pull it.
+async fn push(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let local = s
+        .registry
+        .get()
+        .ok_or_else(|| TaskError::fatal("no local registry (registry:local did not run)"))?;
+    let image = s.image(name)?;
+    let spec = &s.profile().spec.images[name];
+    let as_name = crate::profile::sources::registry_name(name, spec);
+    let (pulled_as, done) = registry::push(&s.engine, local, &as_name, &image, ctx).await?;
+    s.pushed
+        .lock()
+        .expect("not poisoned")
+        .push(pulled_as.reference.clone());
+    s.images
+        .lock()
+        .expect("not poisoned")
+        .insert(name.to_string(), pulled_as);
+    Ok(done)
+}
+
 /// The profile's named ports as kind port mappings on loopback (`hostPort: 0` becomes a free
 /// port when the cluster is created).
 fn port_mappings(profile: &Profile) -> Vec<crate::profile::PortMapping> {
@@ -512,6 +556,10 @@ async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
             let mut spec = s.profile().spec.cluster.clone().unwrap_or_default();
             spec.name = Some(s.profile().cluster_name());
             spec.extra_port_mappings.extend(port_mappings(s.profile()));
+            if s.profile().local_registry() {
+                spec.containerd_config_patches
+                    .push(registry::CONTAINERD_PATCH.to_string());
+            }
             let req = ClusterRequest {
                 name: s.profile().cluster_name(),
                 spec,
@@ -527,6 +575,9 @@ async fn cluster(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let kube = Kube::connect(Some(&info.kubeconfig), Some(&info.context))
         .await
         .map_err(TaskError::from)?;
+    if s.profile().local_registry() && s.req.existing.is_none() {
+        registry::wire_nodes(&s.engine, &info.nodes, &kube, ctx).await?;
+    }
     let _ = s.kube.set(kube);
     let _ = s.cluster.set(info);
     Ok(done)

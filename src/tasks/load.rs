@@ -800,9 +800,58 @@ fn snapshotter_from_config(config: &str) -> Result<String, String> {
         .to_string())
 }
 
+/// The CRI plugin's registry hosts directories (`registry.config_path`, `:`-separated) from
+/// `containerd config dump` output: config version 3 and later under
+/// `plugins.'io.containerd.cri.v1.images'.registry`, 2 under
+/// `plugins."io.containerd.grpc.v1.cri".registry`. Empty when unset (the node then knows no
+/// mirror from a hosts directory).
+pub fn registry_config_path_from_config(config: &str) -> Result<Vec<String>, String> {
+    let table: toml::Table = config.parse().map_err(|e: toml::de::Error| {
+        format!("`containerd config dump` is not TOML: {}", e.message())
+    })?;
+    let version = table
+        .get("version")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(1);
+    let plugin = match version {
+        v if v >= 3 => "io.containerd.cri.v1.images",
+        2 => "io.containerd.grpc.v1.cri",
+        _ => "cri",
+    };
+    let path = table
+        .get("plugins")
+        .and_then(|p| p.get(plugin))
+        .and_then(|p| p.get("registry"))
+        .and_then(|r| r.get("config_path"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or_default();
+    Ok(path
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_registry_hosts_directory_is_read_per_config_version() {
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n";
+        assert_eq!(
+            registry_config_path_from_config(v2).unwrap(),
+            ["/etc/containerd/certs.d", "/etc/docker/certs.d"]
+        );
+        let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.images'.registry]\n  config_path = '/etc/containerd/certs.d'\n";
+        assert_eq!(
+            registry_config_path_from_config(v3).unwrap(),
+            ["/etc/containerd/certs.d"]
+        );
+        let unset =
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"\"\n";
+        assert!(registry_config_path_from_config(unset).unwrap().is_empty());
+    }
 
     #[test]
     fn an_import_refused_because_a_concurrent_one_holds_the_name_is_retried_and_others_are_not() {

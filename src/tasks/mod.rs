@@ -1,5 +1,5 @@
-//! The work of each task kind, composed from the adapters: build and load images, create or
-//! reuse the cluster, apply, generate TLS, wait, collect diagnostics; plus the coverage patch
+//! The work of each task kind, composed from the adapters: build and load (or push) images,
+//! the local registry, create or reuse the cluster, apply, generate TLS, wait, collect diagnostics; plus the coverage patch
 //! and the `status`/`coverage` commands' reading of a running environment.
 
 pub mod apply;
@@ -13,6 +13,7 @@ pub mod dockerfile;
 pub mod image_cache;
 pub mod load;
 pub mod pull;
+pub mod registry;
 pub mod remote;
 pub mod status;
 pub mod tls;

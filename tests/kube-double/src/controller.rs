@@ -10,20 +10,25 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
+use crate::images::{self, NodeImages};
 use crate::ops::{self, PatchType, WriteOpts};
 use crate::registry::ResourceType;
 use crate::store::{CRD_GR, Store, is_established, key_of};
 use crate::util::{
     annotation, meta_str, now_rfc3339, parse_duration, random_suffix, random_u64, safe_hash,
 };
-use crate::{Config, Shared};
+use crate::{Config, Shared, agent};
 
 const ANN: &str = "double.kprov.dev/";
 const CONTROLLER: &str = "kube-controller-manager";
 const KUBELET: &str = "kubelet";
 
-/// The node's images (normalised reference → digest), or why they could not be listed.
-type NodeImages = Result<BTreeMap<String, String>, String>;
+/// A pull the kubelet's part started on a node: running, or ended with the image's digest
+/// or the error the kubelet reports.
+enum Pull {
+    Running,
+    Ended(Instant, Result<String, String>),
+}
 
 /// Per-object memory the simulation needs beyond what is in the objects.
 #[derive(Default)]
@@ -36,7 +41,12 @@ pub struct Sim {
     events: HashMap<(String, String, String), String>,
     next_pod_ip: u32,
     last_event_nanos: u64,
-    images: Option<(Instant, NodeImages)>,
+    /// Each node's images, and when they were read.
+    images: BTreeMap<String, (Instant, NodeImages)>,
+    /// (node, normalised image) → its latest pull, shared by every pod on that node.
+    pulls: HashMap<(String, String), Pull>,
+    /// Pulls to start (outside the store lock).
+    pull_queue: Vec<(String, String)>,
 }
 
 struct PodSim {
@@ -49,6 +59,10 @@ struct PodSim {
     container_ids: Vec<String>,
     /// The last scripted readiness-probe failure reported, as the kubelet probes periodically.
     last_probe_event: Option<Instant>,
+    /// Images this pod waits on a pull for (as written), since when.
+    waiting_pull: BTreeMap<String, Instant>,
+    /// Images pulled for this pod (its `Pulled` Event said so).
+    pulled: HashSet<String>,
 }
 
 fn rt(store: &Store, gr: &str) -> ResourceType {
@@ -418,53 +432,97 @@ pub fn normalize_image(image: &str) -> String {
     }
 }
 
-/// `ctr -n k8s.io images ls` on this node: normalised reference → digest.
-async fn node_images(ctr: &str) -> NodeImages {
-    let out = tokio::process::Command::new(ctr)
-        .args(["-n", "k8s.io", "images", "ls"])
-        .output()
-        .await
-        .map_err(|e| format!("failed to run `{ctr} -n k8s.io images ls`: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{ctr} -n k8s.io images ls` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+/// The node a pod is bound to, or the one the scheduler would bind it to.
+fn pod_node<'a>(cfg: &'a Config, pod: &'a Value) -> &'a str {
+    pod.pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&cfg.nodes[0])
+}
+
+/// The images of `node`: this node's containerd, or a worker's through its node agent.
+async fn node_images(cfg: &Config, node: &str) -> NodeImages {
+    if node == cfg.nodes[0] {
+        images::list(&cfg.image_tools()).await
+    } else {
+        agent::list(node).await
     }
-    let mut images = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if let (Some(r), Some(d)) = (cols.first(), cols.get(2)) {
-            images.insert(r.to_string(), d.to_string());
-        }
+}
+
+/// Pulls `image` into `node`'s containerd: here, or through the worker's node agent.
+async fn pull_on(cfg: &Config, node: &str, image: &str) -> Result<String, String> {
+    if node == cfg.nodes[0] {
+        images::pull(&cfg.image_tools(), image).await
+    } else {
+        agent::pull(node, image).await
     }
-    Ok(images)
+}
+
+/// The nodes whose image lists some pod waits on and that were not read in the last 300 ms.
+fn stale_nodes(shared: &Shared) -> Vec<String> {
+    let sim = shared.sim.lock().unwrap_or_else(|e| e.into_inner());
+    let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+    if !shared.config.image_check {
+        return Vec::new();
+    }
+    let mut nodes: Vec<String> = store
+        .list("pods", None)
+        .iter()
+        .filter(|p| {
+            sim.pods
+                .get(meta_str(p, "uid"))
+                .is_none_or(|s| s.images_ok_since.is_none())
+        })
+        .map(|p| pod_node(&shared.config, p).to_string())
+        .filter(|n| {
+            sim.images
+                .get(n)
+                .is_none_or(|(at, _)| at.elapsed() > Duration::from_millis(300))
+        })
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// Starts the pulls the kubelet's part asked for, each in its own task: its result lands in
+/// `sim.pulls` (and the image in the node's list) when it ends.
+fn start_pulls(shared: &Arc<Shared>) {
+    let queued = std::mem::take(
+        &mut shared
+            .sim
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pull_queue,
+    );
+    for (node, image) in queued {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let result = pull_on(&shared.config, &node, &image).await;
+            let mut sim = shared.sim.lock().unwrap_or_else(|e| e.into_inner());
+            if let (Ok(digest), Some((_, Ok(list)))) = (&result, sim.images.get_mut(&node)) {
+                list.insert(image.clone(), digest.clone());
+            }
+            sim.pulls
+                .insert((node, image), Pull::Ended(Instant::now(), result));
+        });
+    }
 }
 
 pub async fn run(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(shared.config.tick).await;
-        // Refresh the node's image list outside the store lock, only while some pod needs it.
-        let needs_images = {
-            let sim = shared.sim.lock().unwrap_or_else(|e| e.into_inner());
-            let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
-            let stale = sim
+        // Read node image lists and pull outside the store lock, only while some pod needs it.
+        for node in stale_nodes(&shared) {
+            let images = node_images(&shared.config, &node).await;
+            shared
+                .sim
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .images
-                .as_ref()
-                .is_none_or(|(at, _)| at.elapsed() > Duration::from_millis(300));
-            shared.config.image_check
-                && stale
-                && store.list("pods", None).iter().any(|p| {
-                    sim.pods
-                        .get(meta_str(p, "uid"))
-                        .is_none_or(|s| s.images_ok_since.is_none())
-                })
-        };
-        if needs_images {
-            let images = node_images(&shared.config.ctr).await;
-            shared.sim.lock().unwrap_or_else(|e| e.into_inner()).images =
-                Some((Instant::now(), images));
+                .insert(node, (Instant::now(), images));
         }
+        start_pulls(&shared);
         let mut sim = shared.sim.lock().unwrap_or_else(|e| e.into_inner());
         let mut store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
         // A bug tripped by one odd object must not stop the simulation for every other one.
@@ -483,8 +541,8 @@ fn step(cfg: &Config, store: &mut Store, sim: &mut Sim) {
     garbage_collect(store);
     foreground_deletion(store);
     deployments(store, sim);
-    replicasets(cfg, store, sim);
-    statefulsets(cfg, store, sim);
+    replicasets(store, sim);
+    statefulsets(store, sim);
     jobs(cfg, store, sim);
     pods(cfg, store, sim);
     rollups(cfg, store, sim);
@@ -882,13 +940,7 @@ fn deployments(store: &mut Store, sim: &mut Sim) {
     }
 }
 
-fn new_pod(
-    owner: &Value,
-    name: &str,
-    template: &Value,
-    node: &str,
-    extra_labels: &[(&str, String)],
-) -> Value {
+fn new_pod(owner: &Value, name: &str, template: &Value, extra_labels: &[(&str, String)]) -> Value {
     let mut labels = template
         .pointer("/metadata/labels")
         .cloned()
@@ -905,8 +957,8 @@ fn new_pod(
     if let Some(a) = template.pointer("/metadata/annotations") {
         meta["annotations"] = a.clone();
     }
-    let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
-    spec["nodeName"] = json!(node);
+    // Unbound: the scheduler's part binds it (see `schedule`), unless the template names a node.
+    let spec = template.get("spec").cloned().unwrap_or(json!({}));
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec})
 }
 
@@ -949,8 +1001,7 @@ fn delete_pod(store: &mut Store, pod: &Value) {
     store.remove("pods", &ns, &name);
 }
 
-fn replicasets(cfg: &Config, store: &mut Store, sim: &mut Sim) {
-    let node = cfg.nodes[0].clone();
+fn replicasets(store: &mut Store, sim: &mut Sim) {
     for rs in store.list("replicasets.apps", None) {
         if is_deleting(&rs) {
             continue;
@@ -964,7 +1015,7 @@ fn replicasets(cfg: &Config, store: &mut Store, sim: &mut Sim) {
         let template = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
         for _ in have..want {
             let name = format!("{}-{}", meta_str(&rs, "name"), random_suffix(5));
-            let pod = new_pod(&rs, &name, &template, &node, &[]);
+            let pod = new_pod(&rs, &name, &template, &[]);
             create_pod(
                 store,
                 sim,
@@ -995,8 +1046,7 @@ fn replicasets(cfg: &Config, store: &mut Store, sim: &mut Sim) {
     }
 }
 
-fn statefulsets(cfg: &Config, store: &mut Store, sim: &mut Sim) {
-    let node = cfg.nodes[0].clone();
+fn statefulsets(store: &mut Store, sim: &mut Sim) {
     for sts in store.list("statefulsets.apps", None) {
         if is_deleting(&sts) {
             continue;
@@ -1099,7 +1149,6 @@ fn statefulsets(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                         &sts,
                         &pod_name,
                         &template,
-                        &node,
                         &[
                             ("controller-revision-hash", revision.clone()),
                             ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
@@ -1175,7 +1224,7 @@ fn jobs(_cfg: &Config, store: &mut Store, sim: &mut Sim) {
         let template = job.pointer("/spec/template").cloned().unwrap_or(json!({}));
         for _ in active..want_active {
             let pod_name = format!("{name}-{}", random_suffix(5));
-            let pod = new_pod(&job, &pod_name, &template, &_cfg.nodes[0], &[]);
+            let pod = new_pod(&job, &pod_name, &template, &[]);
             create_pod(
                 store,
                 sim,
@@ -1225,25 +1274,166 @@ fn sim_duration(store: &Store, pod: &Value, key: &str, default: Duration) -> Dur
 #[derive(Clone, Debug, PartialEq)]
 enum Missing {
     Never(String),
-    Pull(String),
+    /// Being pulled into the node.
+    Pulling(String),
+    /// Its last pull failed; in back-off once `crash_interval` has passed since.
+    PullFailed {
+        image: String,
+        error: String,
+        backoff: bool,
+    },
+}
+
+/// What the kubelet's image check found for one pod on its node.
+#[derive(Default)]
+struct ImageCheck {
+    missing: Option<Missing>,
+    error: Option<String>,
+    /// Image as written in the spec → digest on the node.
+    digests: HashMap<String, String>,
+}
+
+/// A failed pull is tried again this long after it failed (the kubelet backs off 10 s, then
+/// doubling; the double keeps it short and fixed).
+fn pull_retry(cfg: &Config) -> Duration {
+    cfg.crash_interval * 5
+}
+
+/// Looks up each of `images` (as written, with its pull policy) on `node`: present, never to
+/// be pulled, being pulled, or failed. Queues a pull for a missing image whose policy allows
+/// one, once per node (pods waiting for the same image share it), as the kubelet does.
+fn check_images(
+    cfg: &Config,
+    sim: &mut Sim,
+    node: &str,
+    images: &[(String, String)],
+) -> ImageCheck {
+    let mut out = ImageCheck::default();
+    let (read_at, list) = match sim.images.get(node) {
+        Some((at, Ok(list))) => (*at, list.clone()),
+        Some((_, Err(e))) => {
+            out.error = Some(e.clone());
+            return out;
+        }
+        None => {
+            out.error = Some(format!(
+                "the image list of node {node} has not been read yet"
+            ));
+            return out;
+        }
+    };
+    for (image, policy) in images {
+        let norm = normalize_image(image);
+        if let Some(d) = list.get(&norm) {
+            out.digests.insert(image.clone(), d.clone());
+            continue;
+        }
+        if out.missing.is_some() {
+            continue;
+        }
+        if policy == "Never" {
+            out.missing = Some(Missing::Never(image.clone()));
+            continue;
+        }
+        let key = (node.to_string(), norm);
+        let state = match sim.pulls.get(&key) {
+            Some(Pull::Running) => Some(Missing::Pulling(image.clone())),
+            // Pulled, and no list read since said otherwise.
+            Some(Pull::Ended(t, Ok(d))) if *t >= read_at => {
+                out.digests.insert(image.clone(), d.clone());
+                continue;
+            }
+            Some(Pull::Ended(t, Err(e))) if t.elapsed() < pull_retry(cfg) => {
+                Some(Missing::PullFailed {
+                    image: image.clone(),
+                    error: e.clone(),
+                    backoff: t.elapsed() >= cfg.crash_interval,
+                })
+            }
+            _ => None,
+        };
+        out.missing = Some(state.unwrap_or_else(|| {
+            sim.pulls.insert(key.clone(), Pull::Running);
+            sim.pull_queue.push(key);
+            Missing::Pulling(image.clone())
+        }));
+    }
+    out
+}
+
+/// The kubelet's `Pulled` Events: an image this pod waited for that is now on the node, with
+/// how long the pod waited (`Successfully pulled image "X" in 1.2s (1.2s including waiting)`).
+fn pulled_events(
+    store: &mut Store,
+    sim: &mut Sim,
+    pod: &Value,
+    uid: &str,
+    node: &str,
+    missing: &Option<Missing>,
+    digests: &HashMap<String, String>,
+) {
+    let Some(ps) = sim.pods.get_mut(uid) else {
+        return;
+    };
+    if let Some(Missing::Pulling(img)) = missing {
+        ps.waiting_pull
+            .entry(img.clone())
+            .or_insert_with(Instant::now);
+    }
+    let done: Vec<(String, Duration)> = ps
+        .waiting_pull
+        .iter()
+        .filter(|(img, _)| digests.contains_key(*img))
+        .map(|(img, since)| (img.clone(), since.elapsed()))
+        .collect();
+    for (img, _) in &done {
+        ps.waiting_pull.remove(img);
+        ps.pulled.insert(img.clone());
+    }
+    for (img, took) in done {
+        let took = format!("{:.3}s", took.as_secs_f64());
+        let msg =
+            format!("Successfully pulled image \"{img}\" in {took} ({took} including waiting)");
+        emit(store, sim, pod, false, "Pulled", &msg, KUBELET, Some(node));
+    }
+}
+
+/// The node the scheduler binds a new pod to: the control plane of a one-node cluster, else
+/// the worker running the fewest pods (kind taints a multi-node cluster's control plane
+/// `NoSchedule`; the double ignores tolerations).
+fn schedule(cfg: &Config, store: &Store) -> String {
+    let workers = &cfg.nodes[1..];
+    if workers.is_empty() {
+        return cfg.nodes[0].clone();
+    }
+    let pods = store.list("pods", None);
+    let load = |w: &String| {
+        pods.iter()
+            .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(w))
+            .count()
+    };
+    workers
+        .iter()
+        .min_by_key(|w| load(w))
+        .cloned()
+        .unwrap_or_else(|| cfg.nodes[0].clone())
 }
 
 fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
-    let node_name = cfg.nodes[0].clone();
     let host_ip = cfg.advertise_ip.clone();
-    let images = sim.images.as_ref().map(|(_, r)| r.clone());
     for pod in store.list("pods", None) {
         if is_deleting(&pod) {
             continue;
         }
         let uid = meta_str(&pod, "uid").to_string();
         let mut pod = pod;
-        // The scheduler's part: bind unscheduled pods to the control-plane node.
+        // The scheduler's part: bind unscheduled pods (see `schedule`).
         if pod
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
+            let node_name = schedule(cfg, store);
             let t = rt(store, "pods");
             let (ns, name) = key_of(&pod);
             if let Ok((bound, _)) = ops::patch(
@@ -1259,11 +1449,7 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                 pod = bound;
             }
         }
-        let node = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or(&node_name)
-            .to_string();
+        let node = pod_node(cfg, &pod).to_string();
         let first = !sim.pods.contains_key(&uid);
         if first {
             sim.next_pod_ip += 1;
@@ -1281,6 +1467,8 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                     stage: String::new(),
                     restarts_seen: 0,
                     last_probe_event: None,
+                    waiting_pull: BTreeMap::new(),
+                    pulled: HashSet::new(),
                     container_ids: (0..containers)
                         .map(|_| {
                             format!(
@@ -1340,35 +1528,35 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
             .cloned()
             .unwrap_or_default();
 
-        // The kubelet's image check, against the node's real containerd.
-        let mut missing: Option<Missing> = None;
-        let mut check_error: Option<String> = None;
-        let mut digests: HashMap<String, String> = HashMap::new();
+        // The kubelet's image check, against the node's real containerd; pulls for real.
+        let mut check = ImageCheck::default();
         if age >= start_after && !skip_check {
-            match &images {
-                Some(Ok(list)) => {
-                    for c in init_containers.iter().chain(containers.iter()) {
-                        let image = c["image"].as_str().unwrap_or_default();
-                        let norm = normalize_image(image);
-                        match list.get(&norm) {
-                            Some(d) => {
-                                digests.insert(image.to_string(), d.clone());
-                            }
-                            None if missing.is_none() => {
-                                missing = Some(if c["imagePullPolicy"] == "Never" {
-                                    Missing::Never(image.to_string())
-                                } else {
-                                    Missing::Pull(image.to_string())
-                                });
-                            }
-                            None => {}
-                        }
-                    }
-                }
-                Some(Err(e)) => check_error = Some(e.clone()),
-                None => check_error = Some("the node's image list has not been read yet".into()),
-            }
+            let wanted: Vec<(String, String)> = init_containers
+                .iter()
+                .chain(containers.iter())
+                .map(|c| {
+                    let image = c["image"].as_str().unwrap_or_default().to_string();
+                    (
+                        image,
+                        c["imagePullPolicy"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            check = check_images(cfg, sim, &node, &wanted);
         }
+        let ImageCheck {
+            missing,
+            error: check_error,
+            digests,
+        } = check;
+        pulled_events(store, sim, &pod, &uid, &node, &missing, &digests);
+        let pull_error = match &missing {
+            Some(Missing::PullFailed { error, .. }) => Some(error.clone()),
+            _ => None,
+        };
         let ps = sim.pods.get_mut(&uid).expect("inserted above");
         let images_ready =
             age >= start_after && missing.is_none() && (check_error.is_none() || skip_check);
@@ -1390,13 +1578,14 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
         let (stage, restarts) = match (&missing, &check_error, running_for) {
             _ if age < start_after => ("creating".to_string(), 0),
             (Some(Missing::Never(img)), _, _) => (format!("never:{img}"), 0),
-            (Some(Missing::Pull(img)), _, _) => {
-                let backoff = age.saturating_sub(start_after) >= cfg.crash_interval;
-                (
-                    format!("{}:{img}", if backoff { "pullbackoff" } else { "pullerr" }),
-                    0,
-                )
-            }
+            (Some(Missing::Pulling(img)), _, _) => (format!("pulling:{img}"), 0),
+            (Some(Missing::PullFailed { image, backoff, .. }), _, _) => (
+                format!(
+                    "{}:{image}",
+                    if *backoff { "pullbackoff" } else { "pullerr" }
+                ),
+                0,
+            ),
             (None, Some(_), None) => ("checkfailed".to_string(), 0),
             (_, _, Some(t)) => {
                 if crash.is_some() {
@@ -1454,7 +1643,7 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                         "Error: ErrImageNeverPull".into(),
                     );
                 }
-                ("pullerr", img) => {
+                ("pulling", img) => {
                     ev(
                         store,
                         sim,
@@ -1462,15 +1651,11 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                         "Pulling",
                         format!("Pulling image \"{img}\""),
                     );
-                    ev(
-                        store,
-                        sim,
-                        true,
-                        "Failed",
-                        format!(
-                            "Failed to pull image \"{img}\": kube-double: no registry is reachable from a sandbox node; load the image into the node first"
-                        ),
-                    );
+                }
+                ("pullerr", img) => {
+                    let error = pull_error.clone().unwrap_or_default();
+                    let msg = format!("Failed to pull image \"{img}\": {error}");
+                    ev(store, sim, true, "Failed", msg);
                     ev(store, sim, true, "Failed", "Error: ErrImagePull".into());
                 }
                 ("pullbackoff", img) => {
@@ -1499,19 +1684,33 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
                     if previous_stage.is_empty()
                         || matches!(
                             previous_stage.split(':').next(),
-                            Some("creating" | "never" | "pullerr" | "pullbackoff" | "checkfailed")
+                            Some(
+                                "creating"
+                                    | "never"
+                                    | "pulling"
+                                    | "pullerr"
+                                    | "pullbackoff"
+                                    | "checkfailed"
+                            )
                         ) =>
                 {
+                    let pulled = sim
+                        .pods
+                        .get(&uid)
+                        .map(|p| p.pulled.clone())
+                        .unwrap_or_default();
                     for c in &containers {
                         let cname = c["name"].as_str().unwrap_or_default();
                         let image = c["image"].as_str().unwrap_or_default();
-                        ev(
-                            store,
-                            sim,
-                            false,
-                            "Pulled",
-                            format!("Container image \"{image}\" already present on machine"),
-                        );
+                        if !pulled.contains(image) {
+                            ev(
+                                store,
+                                sim,
+                                false,
+                                "Pulled",
+                                format!("Container image \"{image}\" already present on machine"),
+                            );
+                        }
                         ev(
                             store,
                             sim,
@@ -1585,7 +1784,7 @@ fn pods(cfg: &Config, store: &mut Store, sim: &mut Sim) {
             &container_ids,
             &digests,
             crash.as_deref(),
-            check_error.as_deref(),
+            pull_error.as_deref(),
         );
         put_status(store, "pods", &pod, status, KUBELET);
     }
@@ -1602,7 +1801,7 @@ fn pod_status(
     container_ids: &[String],
     digests: &HashMap<String, String>,
     crash: Option<&str>,
-    check_error: Option<&str>,
+    pull_error: Option<&str>,
 ) -> Value {
     let old = pod.get("status").cloned().unwrap_or(json!({}));
     let kind = stage.split(':').next().unwrap_or(stage);
@@ -1634,14 +1833,15 @@ fn pod_status(
             let name = c["name"].as_str().unwrap_or_default();
             let image = c["image"].as_str().unwrap_or_default();
             let (state, last) = match kind {
-                "creating" | "checkfailed" => (waiting("ContainerCreating", None), json!({})),
+                "creating" | "checkfailed" | "pulling" => (waiting("ContainerCreating", None), json!({})),
                 "never" => {
                     let msg = format!("Container image \"{image}\" is not present with pull policy of Never");
                     let missing_here = stage.ends_with(&format!(":{image}"));
                     (if missing_here { waiting("ErrImageNeverPull", Some(msg)) } else { waiting("ContainerCreating", None) }, json!({}))
                 }
-                "pullerr" => (waiting("ErrImagePull", Some(format!("failed to pull image \"{image}\": kube-double: no registry is reachable from a sandbox node"))), json!({})),
-                "pullbackoff" => (waiting("ImagePullBackOff", Some(format!("Back-off pulling image \"{image}\""))), json!({})),
+                "pullerr" | "pullbackoff" if !stage.ends_with(&format!(":{image}")) => (waiting("ContainerCreating", None), json!({})),
+                "pullerr" => (waiting("ErrImagePull", Some(pull_error.unwrap_or_default().to_string())), json!({})),
+                "pullbackoff" => (waiting("ImagePullBackOff", Some(format!("Back-off pulling image \"{image}\": ErrImagePull: {}", pull_error.unwrap_or_default()))), json!({})),
                 "crashloop" => (
                     waiting("CrashLoopBackOff", Some(format!("back-off 10s restarting failed container={name} pod={}_{}({})", meta_str(pod, "name"), meta_str(pod, "namespace"), meta_str(pod, "uid")))),
                     json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": started, "containerID": container_ids.get(idx)}}),
@@ -1749,7 +1949,6 @@ fn pod_status(
     if !inits.is_empty() {
         status["initContainerStatuses"] = json!(inits);
     }
-    let _ = check_error;
     status
 }
 

@@ -40,11 +40,13 @@
 //! `double.kprov.dev/skip-image-check: "true"`.
 
 mod admission;
+mod agent;
 mod certs;
 mod controller;
 mod errors;
 mod faults;
 mod http;
+mod images;
 mod nodeports;
 mod ops;
 mod patch;
@@ -89,9 +91,20 @@ pub struct Config {
     pub tick: Duration,
     pub bookmark_interval: Duration,
     pub ctr: String,
+    pub containerd: String,
     pub image_check: bool,
     pub history: usize,
     pub verbose: bool,
+}
+
+impl Config {
+    /// The commands the kubelet's image work runs in this node.
+    pub fn image_tools(&self) -> images::Tools {
+        images::Tools {
+            ctr: self.ctr.clone(),
+            containerd: self.containerd.clone(),
+        }
+    }
 }
 
 pub struct Shared {
@@ -202,6 +215,7 @@ async fn load_config() -> Result<Config, String> {
         tick: env_ms("KUBE_DOUBLE_TICK_MS", 100).max(Duration::from_millis(10)),
         bookmark_interval: env_ms("KUBE_DOUBLE_BOOKMARK_MS", 10_000),
         ctr: env_or("KUBE_DOUBLE_CTR", "ctr"),
+        containerd: env_or("KUBE_DOUBLE_CONTAINERD", "containerd"),
         image_check: env_or("KUBE_DOUBLE_IMAGE_CHECK", "on") != "off",
         history: env_or("KUBE_DOUBLE_HISTORY", "20000")
             .parse()
@@ -213,6 +227,7 @@ async fn load_config() -> Result<Config, String> {
 const USAGE: &str =
     "kube-double: an in-memory Kubernetes API double for kprov's tests (not a real apiserver).
 Usage: kube-double            (configured by KUBE_DOUBLE_* environment variables)
+       kube-double --node-agent   (on a worker node: its images, for the double; port 10250)
 See tests/kube-double/README.md for the API surface, the annotations and the fault endpoint.";
 
 #[tokio::main]
@@ -221,10 +236,30 @@ async fn main() {
         println!("{USAGE}");
         return;
     }
-    if let Err(e) = run().await {
+    let result = if std::env::args().skip(1).any(|a| a == "--node-agent") {
+        node_agent().await
+    } else {
+        run().await
+    };
+    if let Err(e) = result {
         eprintln!("kube-double: error: failed to {e}");
         std::process::exit(1);
     }
+}
+
+/// `--node-agent`: this node's image list and pulls, for the double on the control plane.
+async fn node_agent() -> Result<(), String> {
+    let listen: SocketAddr = env_or(
+        "KUBE_DOUBLE_AGENT_LISTEN",
+        &format!("0.0.0.0:{}", agent::PORT),
+    )
+    .parse()
+    .map_err(|e| format!("parse KUBE_DOUBLE_AGENT_LISTEN: {e}"))?;
+    let tools = images::Tools {
+        ctr: env_or("KUBE_DOUBLE_CTR", "ctr"),
+        containerd: env_or("KUBE_DOUBLE_CONTAINERD", "containerd"),
+    };
+    agent::serve(listen, tools).await
 }
 
 async fn run() -> Result<(), String> {
