@@ -441,3 +441,145 @@ fn render_shows_every_object_in_apply_order_with_run_time_placeholders() {
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), tasks.len());
 }
+
+/// Registry mode with the nodes pulling: nothing is built or loaded, each built image is
+/// `R/<name>:T`, and its containers are rendered `IfNotPresent` (the manifests say `Never`).
+#[test]
+fn registry_images_pulled_by_the_nodes_are_planned_without_builds_and_rendered_if_not_present() {
+    let registry = [
+        "--image-registry",
+        "registry.example:5000/kubernaut",
+        "--image-tag",
+        "pr-7",
+        "--registry-pull",
+        "nodes",
+    ];
+    let out = kprov()
+        .args(["render", "--service", "demo", "--format", "json"])
+        .args(registry)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = objects
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["object"])
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "api")
+        .expect("the api Deployment");
+    let c = &api["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], "registry.example:5000/kubernaut/api:pr-7");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+
+    let plan = stdout(
+        kprov()
+            .args(["plan", "--service", "demo", "--format", "json"])
+            .args(registry),
+    );
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let ids: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    for gone in ["build:api", "load:api", "build:worker", "load:worker"] {
+        assert!(!ids.contains(&gone), "{gone} in {ids:?}");
+    }
+    // The third-party image is still pulled and loaded as before.
+    assert!(
+        ids.contains(&"pull:store") && ids.contains(&"load:store"),
+        "{ids:?}"
+    );
+}
+
+/// A cluster kprov does not own gets no loads: a profile whose built images would have no way
+/// into its nodes is refused before anything starts, naming them and the way out.
+#[test]
+fn an_existing_cluster_without_a_registry_for_the_built_images_is_refused_before_starting() {
+    let out = kprov()
+        .args(["up", "--service", "demo", "--context", "kind-elsewhere"])
+        .env("KPROV_STATE", tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("image(s) api, migrate, worker would be built here")
+            && stderr.contains("--image-registry R --image-tag T --registry-pull nodes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn profile_merge_reads_files_and_directories_warns_of_what_it_skips_and_writes_the_summary() {
+    let runs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runs");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junit.json"), "{\"tests\": 3}").unwrap();
+    let summary = dir.path().join("summary.md");
+    let out = kprov()
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .args(["profile", "--format", "markdown", "--merge"])
+        .arg(runs.join("real"))
+        .arg(runs.join("20261122T221847Z-signalprocessing.json"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "warning: skipped {}: not a run record (it has no schema_version and run_id)\n",
+            dir.path().join("junit.json").display()
+        )
+    );
+    let md = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        md.starts_with("### ❌ kprov: 4 runs of 2 services: 3 succeeded, 1 failed"),
+        "{md}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&summary).unwrap(),
+        format!("{md}\n")
+    );
+
+    // A bad file named explicitly: exit 2, the file named.
+    let bad = dir.path().join("junit.json");
+    let out = kprov()
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(["profile", "--merge"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: parse run record {}:", bad.display())),
+        "{stderr}"
+    );
+    // --merge is its own report: not with a run, --compare or --what-if.
+    for other in [
+        &["latest"][..],
+        &["--compare", "latest"],
+        &["--what-if", "dag"],
+    ] {
+        let out = kprov()
+            .arg("profile")
+            .args(other)
+            .args(["--merge", "x.json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot be used with"),
+            "{other:?}: {stderr}"
+        );
+    }
+}

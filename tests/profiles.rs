@@ -1,25 +1,49 @@
-//! The shipped kubernaut profiles, checked against a kubernaut-like source tree built here:
-//! they validate, plan to the snapshotted graphs, render to objects Kubernetes would take,
-//! carry the reference's facts, and instrument exactly the images with coverage args.
+//! The shipped kubernaut profiles, checked against kubernaut-shaped source trees: they validate,
+//! plan to the snapshotted graphs, render (`kprov render`) to the snapshotted objects, put exact
+//! images, probes and declared NodePorts into their workloads, instrument exactly the images with
+//! coverage args, and carry the facts the conformance tables (profiles/conformance/*.md) call
+//! most fatal — read from what `kprov render --format json` says kprov would apply.
 //!
-//! The tree holds a file at every path the profiles name: the three real CRDs kept in
-//! ../shared/reference/kubernaut (kubernaut's files, read in place), small synthetic CRDs for the
-//! other kinds, one-line Dockerfiles, empty config and Rego files, 17 goose migrations.
+//! Source trees (`--source`):
+//! - the profiles of kubernaut HEAD (d5a4a8709) read [`common::kubernaut_source`]: kubernaut's
+//!   own data files from ../shared/reference/kubernaut (all 11 CRDs, the suites' kind configs)
+//!   with the stand-ins of tests/fixtures/kubernaut laid over them (symlinks, nothing copied);
+//! - `aianalysis-hapi` (kubernaut 2e38670be, the last tree whose AIAnalysis suite deployed
+//!   HolmesGPT-API) reads tests/fixtures/kubernaut-2e38670be, hand-written stand-ins only (its
+//!   README says what each is).
+//!
+//! workflowexecution downloads Tekton's v1.7.0 release by URL, and its profile pins a zero
+//! sha256 placeholder (the real digest could not be looked up offline): `kprov render` of the
+//! shipped profile needs the network and then fails on the digest. Every test that renders it
+//! therefore reads a copy of kprov's profiles and manifests in which that one manifest entry is
+//! a local stand-in (a Namespace `tekton-pipelines`, [`TEKTON_STAND_IN`]); everything else in the
+//! copy is the shipped text. Validation and planning read the shipped profile (neither fetches).
+//!
+//! Snapshots never hold kubernaut's files: the body of every CustomResourceDefinition in a render
+//! snapshot is replaced by its name and the sha256 of its rendered document ([`elide_crds`]).
+
+// Only the kubernaut tree of common is used here, not its Docker helpers.
+#[allow(unused_macros, unused_imports)]
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use kprov::adapters::kube::Object;
-use kprov::profile::{self, Profile, template};
-use kprov::tasks::{
-    apply::{Manifest, parse_manifests},
-    coverage,
-};
+use kprov::profile::{self, ManifestEntry, Profile, template};
+use kprov::provision::render::CLUSTER_SCOPED;
+use kprov::tasks::remote::RemoteSource;
+use kprov::tasks::{cluster, coverage, tls};
 use serde_json::Value;
+use sha2::Digest as _;
 
-const SERVICES: [&str; 7] = [
+/// The AIAnalysis profile of kubernaut trees with HolmesGPT-API (2e38670be).
+const HAPI: &str = "aianalysis-hapi";
+
+/// Every kubernaut profile kprov ships: kubernaut HEAD's (d5a4a8709) and [`HAPI`].
+const ALL: [&str; 8] = [
     "aianalysis",
+    "aianalysis-hapi",
     "datastorage",
     "gateway",
     "notification",
@@ -28,22 +52,18 @@ const SERVICES: [&str; 7] = [
     "workflowexecution",
 ];
 
-/// The eleven kubernaut.ai kinds (plural, Kind); the first three are the real CRD files.
-const CRDS: [(&str, &str); 11] = [
-    ("actiontypes", "ActionType"),
-    ("notificationrequests", "NotificationRequest"),
-    ("signalprocessings", "SignalProcessing"),
-    ("agentsessions", "AgentSession"),
-    ("aianalyses", "AIAnalysis"),
-    ("effectivenessassessments", "EffectivenessAssessment"),
-    ("investigationsessions", "InvestigationSession"),
-    ("remediationapprovalrequests", "RemediationApprovalRequest"),
-    ("remediationrequests", "RemediationRequest"),
-    ("remediationworkflows", "RemediationWorkflow"),
-    ("workflowexecutions", "WorkflowExecution"),
-];
+/// What stands in for Tekton's v1.7.0 release.yaml when workflowexecution is rendered offline.
+const TEKTON_STAND_IN: &str = "\
+# Stand-in for https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml
+# (tests/profiles.rs): only the release's first object, so that rendering needs no network.
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: tekton-pipelines
+";
 
-const REAL_CRDS: usize = 3;
+/// The kprov path of [`TEKTON_STAND_IN`] in a profiles copy.
+const TEKTON_STAND_IN_PATH: &str = "manifests/tekton-release.stand-in.yaml";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -53,92 +73,86 @@ fn profiles_dir() -> PathBuf {
     repo().join("profiles")
 }
 
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
+/// A `--source` tree for a service, kept alive as long as it is used.
+struct Source {
+    _dir: Option<tempfile::TempDir>,
+    path: PathBuf,
 }
 
-fn synthetic_crd(plural: &str, kind: &str) -> String {
-    format!(
-        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: {plural}.kubernaut.ai\nspec:\n  group: kubernaut.ai\n  names:\n    kind: {kind}\n    listKind: {kind}List\n    plural: {plural}\n    singular: {}\n  scope: Namespaced\n  versions:\n    - name: v1alpha1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          x-kubernetes-preserve-unknown-fields: true\n",
-        kind.to_lowercase()
-    )
+impl Source {
+    fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
-/// A kubernaut-like source tree with a file at every path the shipped profiles name.
-fn kubernaut_tree() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    // kubernaut's own CRDs, read in place (never copied into this project).
-    let fixtures = repo().join("../shared/reference/kubernaut");
-    for (plural, kind) in CRDS.iter().take(REAL_CRDS) {
-        let rel = format!("config/crd/bases/kubernaut.ai_{plural}.yaml");
-        let text = std::fs::read_to_string(fixtures.join(&rel)).unwrap();
-        assert!(
-            text.contains(&format!("kind: {kind}")),
-            "{rel} is not the {kind} CRD"
-        );
-        write(root, &rel, &text);
+/// The kubernaut tree `service`'s profile is written for (see the module doc).
+fn source_for(service: &str) -> Source {
+    if service == HAPI {
+        return Source {
+            _dir: None,
+            path: repo().join("tests/fixtures/kubernaut-2e38670be"),
+        };
     }
-    for (plural, kind) in CRDS.iter().skip(REAL_CRDS) {
-        write(
-            root,
-            &format!("config/crd/bases/kubernaut.ai_{plural}.yaml"),
-            &synthetic_crd(plural, kind),
-        );
+    let dir = common::kubernaut_source();
+    Source {
+        path: dir.path().to_path_buf(),
+        _dir: Some(dir),
     }
-    write(
-        root,
-        "config/crd/tekton/pipelineruns_tekton_dev.yaml",
-        &synthetic_crd("pipelineruns", "PipelineRun").replace("kubernaut.ai", "tekton.dev"),
+}
+
+/// Where `kprov render` reads `service`'s profile: kprov's own profiles, except for
+/// workflowexecution (a copy with Tekton's release replaced by [`TEKTON_STAND_IN`]).
+struct Profiles {
+    _copy: Option<tempfile::TempDir>,
+    /// The folder holding `profiles/` and `manifests/`.
+    root: PathBuf,
+}
+
+impl Profiles {
+    fn dir(&self) -> PathBuf {
+        self.root.join("profiles")
+    }
+}
+
+fn render_profiles(service: &str) -> Profiles {
+    if service != "workflowexecution" {
+        return Profiles {
+            _copy: None,
+            root: repo(),
+        };
+    }
+    let copy = kprov_tree_copy();
+    let we = copy.path().join("profiles/workflowexecution.yaml");
+    let text = std::fs::read_to_string(&we).unwrap();
+    let url =
+        "      - url: https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml";
+    assert!(
+        text.lines().any(|l| l == url),
+        "{} has no {url:?}",
+        we.display()
     );
-    for name in [
-        "data-storage",
-        "signalprocessing-controller",
-        "aianalysis",
-        "gateway",
-        "workflowexecution-controller",
-        "remediationorchestrator-controller",
-        "notification-controller",
-        "authwebhook",
-        "kubernautagent",
-    ] {
-        write(root, &format!("docker/{name}.Dockerfile"), "FROM scratch\n");
+    // The URL entry's line and the lines that belong to it (deeper indented: comments, sha256).
+    let mut out = String::new();
+    let mut in_entry = false;
+    for line in text.lines() {
+        if line == url {
+            out.push_str(&format!("      - kprov:{TEKTON_STAND_IN_PATH}\n"));
+            in_entry = true;
+            continue;
+        }
+        if in_entry && line.starts_with("        ") {
+            continue;
+        }
+        in_entry = false;
+        out.push_str(line);
+        out.push('\n');
     }
-    write(root, "holmesgpt-api/Dockerfile", "FROM scratch\n");
-    write(root, "test/services/mock-llm/Dockerfile", "FROM scratch\n");
-    for i in 1..=17 {
-        write(
-            root,
-            &format!("migrations/{i:03}_step.sql"),
-            &format!(
-                "-- +goose Up\nCREATE TABLE t{i} (id int);\n-- +goose Down\nDROP TABLE t{i};\n"
-            ),
-        );
+    std::fs::write(&we, out).unwrap();
+    std::fs::write(copy.path().join(TEKTON_STAND_IN_PATH), TEKTON_STAND_IN).unwrap();
+    Profiles {
+        root: copy.path().to_path_buf(),
+        _copy: Some(copy),
     }
-    for rel in [
-        "config/signalprocessing.yaml",
-        "config/signalprocessing/proactive-signal-mappings.yaml",
-        "config/aianalysis.yaml",
-        "config/gateway.yaml",
-        "config/workflowexecution.yaml",
-        "config/remediationorchestrator.yaml",
-        "config/samples/notification_routing_config.yaml",
-    ] {
-        write(root, rel, "# fixture\n");
-    }
-    write(
-        root,
-        "config/rego/signalprocessing/policy.rego",
-        "package signalprocessing\n",
-    );
-    write(
-        root,
-        "config/rego/aianalysis/approval.rego",
-        "package aianalysis.approval\n",
-    );
-    dir
 }
 
 fn kprov(profiles: &Path, source: &Path) -> Command {
@@ -156,10 +170,6 @@ fn kprov(profiles: &Path, source: &Path) -> Command {
 
 /// `kprov plan --format json` with fixed limits and no run records (default estimates).
 fn plan_json(source: &Path, service: &str, strategy: &str) -> Value {
-    plan_json_with(source, service, strategy, &[])
-}
-
-fn plan_json_with(source: &Path, service: &str, strategy: &str, extra: &[&str]) -> Value {
     let state = tempfile::tempdir().unwrap();
     let out = kprov(&profiles_dir(), source)
         .args([
@@ -177,7 +187,6 @@ fn plan_json_with(source: &Path, service: &str, strategy: &str, extra: &[&str]) 
             "--state",
         ])
         .arg(state.path())
-        .args(extra)
         .output()
         .unwrap();
     assert_eq!(
@@ -189,86 +198,551 @@ fn plan_json_with(source: &Path, service: &str, strategy: &str, extra: &[&str]) 
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn load(service: &str) -> Profile {
-    profile::load(&profiles_dir(), service).unwrap_or_else(|e| panic!("{e}"))
+/// `kprov render --format FORMAT` of `service` (profiles from [`render_profiles`]), with an
+/// empty state directory (no cached remote manifests).
+fn render_text(profiles: &Profiles, source: &Path, service: &str, format: &str) -> String {
+    let state = tempfile::tempdir().unwrap();
+    let out = kprov(&profiles.dir(), source)
+        .args(["render", "--service", service, "--format", format])
+        .arg("--state")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "render {service}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
-/// The reference each image gets in rendering: recognisable, and unique per image.
-fn fake_refs(p: &Profile) -> BTreeMap<String, String> {
-    p.spec
-        .images
+/// One object of a render, with the task that applies it.
+struct Item {
+    task: String,
+    object: Value,
+}
+
+/// What `kprov render --format json` says a run of `service` applies.
+struct Render {
+    service: String,
+    items: Vec<Item>,
+}
+
+fn render(service: &str) -> Render {
+    let source = source_for(service);
+    let profiles = render_profiles(service);
+    let text = render_text(&profiles, source.path(), service, "json");
+    let items = serde_json::from_str::<Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|(k, i)| {
-            (
-                k.clone(),
-                i.external
-                    .clone()
-                    .unwrap_or_else(|| format!("localhost/test/{k}:kprov-0123456789ab")),
-            )
+        .map(|i| Item {
+            task: i["task"].as_str().unwrap().to_string(),
+            object: i["object"].clone(),
         })
+        .collect();
+    Render {
+        service: service.to_string(),
+        items,
+    }
+}
+
+fn kind(o: &Value) -> &str {
+    o["kind"].as_str().unwrap_or_default()
+}
+
+fn name(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or_default()
+}
+
+fn namespace(o: &Value) -> Option<&str> {
+    o["metadata"]["namespace"].as_str()
+}
+
+/// The pod template's spec (a Pod's own spec).
+fn pod_spec(o: &Value) -> Option<&Value> {
+    match kind(o) {
+        "Pod" => o.get("spec"),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => o.pointer("/spec/template/spec"),
+        _ => None,
+    }
+}
+
+/// Containers and init containers.
+fn all_containers(o: &Value) -> Vec<&Value> {
+    let Some(pod) = pod_spec(o) else {
+        return Vec::new();
+    };
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|l| pod.get(*l).and_then(Value::as_array))
+        .flatten()
         .collect()
 }
 
-/// Every component's and hook's manifests, rendered the way a run renders them (host ports
-/// stand in as 40000 + n) and parsed, namespaces as written; by workload name.
-fn render_all(p: &Profile) -> BTreeMap<String, Vec<Object>> {
-    let images = fake_refs(p);
-    let host_ports: BTreeMap<String, u16> = p
-        .spec
-        .ports
-        .keys()
-        .enumerate()
-        .map(|(i, k)| (k.clone(), 40000 + i as u16))
-        .collect();
-    let workloads = p
-        .spec
-        .components
-        .iter()
-        .map(|(n, c)| (n, &c.manifests, &c.values))
-        .chain(
-            p.spec
-                .hooks
-                .iter()
-                .map(|(n, h)| (n, &h.manifests, &h.values)),
-        );
-    let mut out = BTreeMap::new();
-    for (name, manifests, values) in workloads {
-        let vals = p.template_values(values, &images, &host_ports);
-        let mut objects = Vec::new();
-        for m in manifests.iter().filter_map(|m| m.path()) {
-            let path = p.resolve(Path::new("/nonexistent-source"), m);
-            let text = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {name}: {}: {e}", p.service, path.display()));
-            let text = template::render(&text, &vals)
-                .unwrap_or_else(|e| panic!("{}: {name}: {}: {e:?}", p.service, path.display()));
-            let objs = parse_manifests(&Manifest {
-                origin: path.display().to_string(),
-                text,
-            })
-            .unwrap_or_else(|e| panic!("{}: {name}: {e}", p.service));
-            objects.extend(objs);
-        }
-        out.insert(name.clone(), objects);
-    }
-    out
-}
-
-fn containers(o: &Object) -> Vec<&Value> {
-    o.get("/spec/template/spec/containers")
+fn containers(o: &Value) -> Vec<&Value> {
+    o.pointer("/spec/template/spec/containers")
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default()
 }
 
-fn is_workload(o: &Object) -> bool {
-    matches!(o.kind(), "Deployment" | "StatefulSet" | "Job")
+fn env<'a>(c: &'a Value, var: &str) -> Option<&'a str> {
+    c["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == var)
+        .and_then(|e| e["value"].as_str())
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// A file a container sees, traced to the ConfigMap or Secret key it comes from.
+#[derive(Debug)]
+struct Mounted {
+    kind: String,
+    name: String,
+    key: String,
+    /// The key's value in the render (`None`: that object is not in the render).
+    content: Option<String>,
+    sub_path: bool,
+}
+
+impl Render {
+    fn objects(&self) -> impl Iterator<Item = &Value> {
+        self.items.iter().map(|i| &i.object)
+    }
+
+    fn find(&self, kind_: &str, name_: &str) -> Option<&Item> {
+        self.items
+            .iter()
+            .find(|i| kind(&i.object) == kind_ && name(&i.object) == name_)
+    }
+
+    fn get(&self, kind_: &str, name_: &str) -> &Value {
+        match self.find(kind_, name_) {
+            Some(i) => &i.object,
+            None => panic!(
+                "{}: no {kind_} {name_} in the render; it has: {:?}",
+                self.service,
+                self.objects()
+                    .map(|o| format!("{} {}", kind(o), name(o)))
+                    .collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    fn container(&self, deployment: &str, container: &str) -> &Value {
+        let d = self.get("Deployment", deployment);
+        containers(d)
+            .into_iter()
+            .find(|c| c["name"] == container)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{}: Deployment {deployment} has no container {container}",
+                    self.service
+                )
+            })
+    }
+
+    /// The data (or stringData) value `key` of a ConfigMap or Secret in the render.
+    fn data(&self, kind_: &str, name_: &str, key: &str) -> Option<String> {
+        let o = &self.find(kind_, name_)?.object;
+        ["data", "stringData"]
+            .iter()
+            .find_map(|d| o[*d][key].as_str())
+            .map(str::to_string)
+    }
+
+    /// A ConfigMap key parsed as YAML.
+    fn yaml(&self, config_map: &str, key: &str) -> Value {
+        let text = self
+            .data("ConfigMap", config_map, key)
+            .unwrap_or_else(|| panic!("{}: ConfigMap {config_map} has no {key}", self.service));
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "{}: ConfigMap {config_map} key {key} is not YAML: {e}",
+                self.service
+            )
+        })
+    }
+
+    /// The file at `path` in `container` of Deployment `deployment`: the longest mountPath that
+    /// holds it, that mount's volume, and the ConfigMap/Secret key (items and projections
+    /// followed). Panics when no mount or no key provides it.
+    fn file(&self, deployment: &str, container: &str, path: &str) -> Mounted {
+        let d = self.get("Deployment", deployment);
+        let c = self.container(deployment, container);
+        let what = format!("{}: {deployment}/{container}: {path}", self.service);
+        let mut mounts: Vec<&Value> = c["volumeMounts"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m["mountPath"].as_str().unwrap_or("").len()));
+        let (mount, rel) = mounts
+            .iter()
+            .find_map(|m| {
+                let at = m["mountPath"].as_str()?;
+                if path == at {
+                    Some((*m, None))
+                } else {
+                    path.strip_prefix(&format!("{}/", at.trim_end_matches('/')))
+                        .map(|rel| (*m, Some(rel.to_string())))
+                }
+            })
+            .unwrap_or_else(|| panic!("{what}: no volume mount holds it"));
+        let sub_path = mount["subPath"].as_str();
+        let in_volume = match (sub_path, rel) {
+            (Some(s), None) => s.to_string(),
+            (Some(s), Some(rel)) => format!("{s}/{rel}"),
+            (None, Some(rel)) => rel,
+            (None, None) => panic!("{what}: is a whole volume's directory, not a file"),
+        };
+        let volume = d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["name"] == mount["name"]))
+            .unwrap_or_else(|| panic!("{what}: volume {} is not declared", mount["name"]));
+        // (kind, name, items) of each source the volume projects.
+        let mut sources: Vec<(&str, &str, Option<&Value>)> = Vec::new();
+        if let Some(cm) = volume.get("configMap") {
+            sources.push(("ConfigMap", cm["name"].as_str().unwrap(), cm.get("items")));
+        }
+        if let Some(s) = volume.get("secret") {
+            sources.push(("Secret", s["secretName"].as_str().unwrap(), s.get("items")));
+        }
+        for p in volume["projected"]["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cm) = p.get("configMap") {
+                sources.push(("ConfigMap", cm["name"].as_str().unwrap(), cm.get("items")));
+            }
+            if let Some(s) = p.get("secret") {
+                sources.push(("Secret", s["name"].as_str().unwrap(), s.get("items")));
+            }
+        }
+        assert!(
+            !sources.is_empty(),
+            "{what}: volume {volume} is no ConfigMap or Secret"
+        );
+        for (kind_, name_, items) in sources {
+            let key = match items.and_then(Value::as_array) {
+                Some(items) => match items.iter().find(|i| i["path"] == in_volume.as_str()) {
+                    Some(i) => i["key"].as_str().unwrap().to_string(),
+                    None => continue,
+                },
+                None => in_volume.clone(),
+            };
+            return Mounted {
+                kind: kind_.to_string(),
+                name: name_.to_string(),
+                content: self.data(kind_, name_, &key),
+                key,
+                sub_path: sub_path.is_some(),
+            };
+        }
+        panic!("{what}: no item of volume {volume} is at {in_volume}")
+    }
+
+    /// The file's content; panics when the object that provides it is not in the render or lacks
+    /// the key.
+    fn file_text(&self, deployment: &str, container: &str, path: &str) -> String {
+        let m = self.file(deployment, container, path);
+        m.content.unwrap_or_else(|| {
+            panic!(
+                "{}: {deployment}/{container}: {path} is key {} of {} {}, which the render lacks",
+                self.service, m.key, m.kind, m.name
+            )
+        })
+    }
+
+    /// Whether RBAC in the render lets ServiceAccount `sa_ns/sa` `verb` the `resource` named
+    /// `object` of API group `group` in namespace `ns` (`None`: a cluster-scoped resource).
+    #[allow(clippy::too_many_arguments)]
+    fn allowed(
+        &self,
+        sa_ns: &str,
+        sa: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        object: &str,
+        ns: Option<&str>,
+    ) -> bool {
+        let any = |v: &Value, want: &str| strings(v).iter().any(|x| *x == want || *x == "*");
+        self.objects()
+            .filter(|b| match kind(b) {
+                "ClusterRoleBinding" => true,
+                "RoleBinding" => ns.is_some() && namespace(b) == ns,
+                _ => false,
+            })
+            .filter(|b| {
+                b["subjects"].as_array().into_iter().flatten().any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"] == sa
+                        && s["namespace"].as_str().or(namespace(b)) == Some(sa_ns)
+                })
+            })
+            .filter_map(|b| {
+                let role_kind = b["roleRef"]["kind"].as_str()?;
+                let role_name = b["roleRef"]["name"].as_str()?;
+                self.objects().find(|r| {
+                    kind(r) == role_kind
+                        && name(r) == role_name
+                        && (role_kind == "ClusterRole" || namespace(r) == namespace(b))
+                })
+            })
+            .flat_map(|r| r["rules"].as_array().into_iter().flatten())
+            .any(|rule| {
+                any(&rule["apiGroups"], group)
+                    && any(&rule["resources"], resource)
+                    && any(&rule["verbs"], verb)
+                    && (strings(&rule["resourceNames"]).is_empty()
+                        || strings(&rule["resourceNames"]).contains(&object))
+            })
+    }
+
+    /// DataStorage's auth middleware lets the pod of `deployment` write audit events: SAR
+    /// `create` and `get` on services/data-storage-service in DataStorage's namespace
+    /// (datastorage-stack.md, "What the DataStorage binary requires": auth middleware).
+    fn may_write_to_datastorage(&self, deployment: &str) {
+        let d = self.get("Deployment", deployment);
+        let ns = namespace(d).unwrap();
+        let sa = d["spec"]["template"]["spec"]["serviceAccountName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: {deployment} names no ServiceAccount", self.service));
+        let ds_ns = namespace(self.get("Deployment", "datastorage")).unwrap();
+        for verb in ["create", "get"] {
+            assert!(
+                self.allowed(
+                    ns,
+                    sa,
+                    verb,
+                    "",
+                    "services",
+                    "data-storage-service",
+                    Some(ds_ns)
+                ),
+                "{}: ServiceAccount {ns}/{sa} ({deployment}) may not {verb} \
+                 services/data-storage-service in {ds_ns}",
+                self.service
+            );
+        }
+    }
+
+    /// A controller that audits to DataStorage over TLS: every https `datastorage.*` URL of its
+    /// config names a host DataStorage's certificate covers, and `TLS_CA_FILE` is the
+    /// inter-service CA (the binaries' `/readyz` fails closed until `healthUrl` answers).
+    fn trusts_datastorage(
+        &self,
+        p: &Profile,
+        deployment: &str,
+        container: &str,
+        datastorage: &Value,
+    ) {
+        let sans = datastorage_sans(p);
+        let mut urls = 0;
+        for key in ["url", "healthUrl"] {
+            let Some(url) = datastorage[key].as_str() else {
+                continue;
+            };
+            let rest = url.strip_prefix("https://").unwrap_or_else(|| {
+                panic!(
+                    "{}: {deployment}: datastorage.{key} {url} is not https",
+                    self.service
+                )
+            });
+            let host = rest.split([':', '/']).next().unwrap();
+            assert!(
+                sans.iter().any(|s| s == host),
+                "{}: {deployment}: datastorage.{key} host {host} is not a SAN of datastorage-tls \
+                 {sans:?}",
+                self.service
+            );
+            urls += 1;
+        }
+        assert!(
+            urls > 0,
+            "{}: {deployment}: no datastorage URL",
+            self.service
+        );
+        let c = self.container(deployment, container);
+        let ca = env(c, "TLS_CA_FILE")
+            .unwrap_or_else(|| panic!("{}: {deployment}: no TLS_CA_FILE", self.service));
+        let m = self.file(deployment, container, ca);
+        assert_eq!(
+            (m.kind.as_str(), m.name.as_str(), m.key.as_str()),
+            ("ConfigMap", "inter-service-ca", "ca.crt"),
+            "{}: {deployment}: TLS_CA_FILE {ca}",
+            self.service
+        );
+    }
+
+    /// The container's args are exactly `args`, and the config file they name is mounted.
+    fn runs_with(&self, deployment: &str, container: &str, args: &[&str], config: &str) {
+        let c = self.container(deployment, container);
+        assert_eq!(
+            strings(&c["args"]),
+            args,
+            "{}: {deployment}/{container} args",
+            self.service
+        );
+        let text = self.file_text(deployment, container, config);
+        assert!(
+            !text.trim().is_empty(),
+            "{}: {deployment}: {config} is empty",
+            self.service
+        );
+    }
+
+    fn node_ports(&self, service: &str) -> BTreeMap<String, u64> {
+        self.get("Service", service)["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["nodePort"].as_u64()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// The SANs kprov issues datastorage-tls with: the profile's templated SANs, as apply:config
+/// computes them (`tls::leaves`).
+fn datastorage_sans(p: &Profile) -> Vec<String> {
+    let t = p.spec.config.tls.as_ref().expect("config.tls");
+    let vals = p.template_values(&BTreeMap::new(), &BTreeMap::new(), &BTreeMap::new());
+    let sans: Vec<Vec<String>> = t
+        .certificates
+        .iter()
+        .map(|c| {
+            c.sans
+                .iter()
+                .map(|s| template::render(s, &vals).unwrap())
+                .collect()
+        })
+        .collect();
+    tls::leaves(t, p.namespace(), &sans)
+        .into_iter()
+        .find(|l| l.secret == "datastorage-tls")
+        .expect("a datastorage-tls certificate")
+        .sans
+}
+
+/// The kind config kprov hands `kind create cluster` for the profile (no --coverage): the
+/// profile's `cluster:` with every `ports:` entry added on loopback, as the cluster task does
+/// (src/provision/works.rs `port_mappings`).
+fn kind_config(p: &Profile, source: &Path) -> Value {
+    let mut spec = p.spec.cluster.clone().unwrap_or_default();
+    spec.name = Some(p.cluster_name());
+    spec.extra_port_mappings
+        .extend(p.spec.ports.values().map(|port| profile::PortMapping {
+            container_port: port.node_port,
+            host_port: port.host_port,
+            listen_address: Some("127.0.0.1".into()),
+            protocol: None,
+        }));
+    let req = cluster::ClusterRequest {
+        name: p.cluster_name(),
+        spec,
+        source: source.to_path_buf(),
+        coverage_dir: None,
+        reuse: false,
+        kubeconfig: p.kubeconfig().unwrap(),
+        service: Some(p.service.clone()),
+    };
+    cluster::kind_config(&req).unwrap_or_else(|e| panic!("{}: {e}", p.service))
+}
+
+fn load(service: &str) -> Profile {
+    profile::load(&profiles_dir(), service).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The reference `kprov render` gives an image: its external reference, else a placeholder
+/// naming the build.
+fn rendered_ref(p: &Profile, image: &str) -> String {
+    match &p.spec.images[image].external {
+        Some(r) => r.clone(),
+        None => format!("<image.{image} from build:{image}>"),
+    }
+}
+
+/// insta settings masking the run's paths: the source tree as `[source]`, kprov's tree (or its
+/// copy) as `[kprov]`.
+fn masked(source: &Path, profiles: &Profiles) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(&regex::escape(&source.display().to_string()), "[source]");
+    s.add_filter(
+        &regex::escape(&profiles.root.display().to_string()),
+        "[kprov]",
+    );
+    s
+}
+
+/// A render's YAML with each CustomResourceDefinition's body replaced by its name and the
+/// sha256 of its rendered document: the CRDs are kubernaut's files, which this repository never
+/// holds a copy of.
+fn elide_crds(yaml: &str) -> String {
+    let mut docs: Vec<Vec<&str>> = Vec::new();
+    for line in yaml.lines() {
+        if line == "---" {
+            docs.push(Vec::new());
+        }
+        docs.last_mut()
+            .expect("a render starts with ---")
+            .push(line);
+    }
+    let mut out = String::new();
+    for doc in docs {
+        if !doc.contains(&"kind: CustomResourceDefinition") {
+            for l in doc {
+                out.push_str(l);
+                out.push('\n');
+            }
+            continue;
+        }
+        let text = doc[2..].join("\n");
+        let sha = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        let api_version = doc.iter().find(|l| l.starts_with("apiVersion: ")).unwrap();
+        let meta = doc.iter().position(|l| *l == "metadata:").unwrap();
+        let crd_name = doc[meta..]
+            .iter()
+            .find_map(|l| l.strip_prefix("  name: "))
+            .unwrap();
+        out.push_str(&format!(
+            "{}\n{}\n{api_version}\nkind: CustomResourceDefinition\nmetadata:\n  name: {crd_name}\n\
+             # body not kept here ({} lines, sha256 {sha})\n",
+            doc[0],
+            doc[1],
+            doc.len() - 2,
+        ));
+    }
+    out
 }
 
 #[test]
-fn every_kubernaut_profile_validates_against_a_kubernaut_like_tree() {
-    let tree = kubernaut_tree();
-    for s in SERVICES {
-        let out = kprov(&profiles_dir(), tree.path())
+fn every_kubernaut_profile_validates_against_its_kubernaut_tree() {
+    // Every profile kprov ships but its demo is one of these tests' profiles.
+    let shipped: Vec<String> = profile::find(&profiles_dir())
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .filter(|s| s != "demo")
+        .collect();
+    assert_eq!(shipped, ALL);
+    for s in ALL {
+        let source = source_for(s);
+        let out = kprov(&profiles_dir(), source.path())
             .args(["validate", "--service", s])
             .output()
             .unwrap();
@@ -283,9 +757,9 @@ fn every_kubernaut_profile_validates_against_a_kubernaut_like_tree() {
 
 #[test]
 fn every_kubernaut_profile_plans_to_its_snapshotted_graph() {
-    let tree = kubernaut_tree();
-    for s in SERVICES {
-        let plan = plan_json(tree.path(), s, "dag");
+    for s in ALL {
+        let source = source_for(s);
+        let plan = plan_json(source.path(), s, "dag");
         assert_eq!(plan["service"], s);
         insta::assert_json_snapshot!(format!("plan_{s}"), plan);
     }
@@ -293,16 +767,32 @@ fn every_kubernaut_profile_plans_to_its_snapshotted_graph() {
 
 #[test]
 fn the_hybrid_estimate_is_never_below_the_dag_estimate() {
-    let tree = kubernaut_tree();
-    for s in SERVICES {
-        let dag = plan_json(tree.path(), s, "dag")["estimated_makespan_ms"]
+    for s in ALL {
+        let source = source_for(s);
+        let dag = plan_json(source.path(), s, "dag")["estimated_makespan_ms"]
             .as_u64()
             .unwrap();
-        let hybrid = plan_json(tree.path(), s, "hybrid")["estimated_makespan_ms"]
+        let hybrid = plan_json(source.path(), s, "hybrid")["estimated_makespan_ms"]
             .as_u64()
             .unwrap();
         assert!(hybrid >= dag, "{s}: hybrid {hybrid} ms < dag {dag} ms");
         println!("{s:<24} dag {dag:>7} ms  hybrid {hybrid:>7} ms");
+    }
+}
+
+/// `kprov render --format yaml` of every profile, snapshotted: the source tree's and kprov's
+/// paths masked, CRD bodies elided ([`elide_crds`]); workflowexecution with Tekton's release
+/// replaced by [`TEKTON_STAND_IN`] (module doc).
+#[test]
+fn every_kubernaut_profile_renders_to_its_snapshotted_objects() {
+    for s in ALL {
+        let source = source_for(s);
+        let profiles = render_profiles(s);
+        let yaml = render_text(&profiles, source.path(), s, "yaml");
+        let text = elide_crds(&yaml);
+        masked(source.path(), &profiles).bind(|| {
+            insta::assert_snapshot!(format!("render_{s}"), text);
+        });
     }
 }
 
@@ -339,16 +829,16 @@ fn line_col_of(path: &Path, needle: &str) -> (usize, usize) {
 
 #[test]
 fn a_profile_with_syntax_errors_exits_2_listing_each_with_file_line_and_column() {
-    let tree = kubernaut_tree();
+    let source = source_for("signalprocessing");
     let copy = kprov_tree_copy();
     let sp = copy.path().join("profiles/signalprocessing.yaml");
     edit(
         &sp,
-        "    images: [controller]\n",
-        "    images: [controller]\n    replicas: 2\n",
+        "    images: [signalprocessing]\n",
+        "    images: [signalprocessing]\n    replicas: 2\n",
     );
     edit(&sp, "      coverageArgs:\n", "      coverageArg:\n");
-    let out = kprov(&copy.path().join("profiles"), tree.path())
+    let out = kprov(&copy.path().join("profiles"), source.path())
         .args(["validate", "--service", "signalprocessing"])
         .output()
         .unwrap();
@@ -360,7 +850,7 @@ fn a_profile_with_syntax_errors_exits_2_listing_each_with_file_line_and_column()
             "replicas: 2",
             "components.signalprocessing-controller.replicas",
         ),
-        ("coverageArg:", "images.controller.build.coverageArg"),
+        ("coverageArg:", "images.signalprocessing.build.coverageArg"),
     ] {
         let (line, col) = line_col_of(&sp, needle);
         let want = format!("{}:{line}:{col}: {field}: unknown field", sp.display());
@@ -370,14 +860,14 @@ fn a_profile_with_syntax_errors_exits_2_listing_each_with_file_line_and_column()
 
 #[test]
 fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it() {
-    let tree = kubernaut_tree();
+    let source = source_for("signalprocessing");
     let copy = kprov_tree_copy();
     let sp = copy.path().join("profiles/signalprocessing.yaml");
     let stack = copy.path().join("profiles/stacks/datastorage.yaml");
     edit(
         &sp,
-        "    images: [controller]\n",
-        "    images: [controler]\n",
+        "    images: [signalprocessing]\n",
+        "    images: [signalprocesing]\n",
     );
     edit(&sp, "    nodePort: 30182\n", "    nodePort: 3182\n");
     edit(
@@ -385,8 +875,14 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
         "dockerfile: docker/data-storage.Dockerfile",
         "dockerfile: docker/datastorage.Dockerfile",
     );
-    std::fs::remove_file(tree.path().join("config/rego/signalprocessing/policy.rego")).unwrap();
-    let out = kprov(&copy.path().join("profiles"), tree.path())
+    // A file of the source tree a ConfigMap reads (a symlink in the overlay).
+    std::fs::remove_file(
+        source
+            .path()
+            .join("config/signalprocessing/proactive-signal-mappings.yaml"),
+    )
+    .unwrap();
+    let out = kprov(&copy.path().join("profiles"), source.path())
         .args(["validate", "--service", "signalprocessing"])
         .output()
         .unwrap();
@@ -394,7 +890,11 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("4 errors in profile"), "{err}");
     let expect = [
-        (&sp, "images: [controler]", "unknown image \"controler\""),
+        (
+            &sp,
+            "images: [signalprocesing]",
+            "unknown image \"signalprocesing\"",
+        ),
         (
             &sp,
             "nodePort: 3182",
@@ -405,7 +905,11 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
             "dockerfile: docker/datastorage.Dockerfile",
             "datastorage.Dockerfile does not exist",
         ),
-        (&sp, "configMaps:", "policy.rego does not exist"),
+        (
+            &sp,
+            "configMaps:",
+            "proactive-signal-mappings.yaml does not exist",
+        ),
     ];
     for (file, needle, message) in expect {
         let (line, _) = line_col_of(file, needle);
@@ -420,322 +924,204 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
     }
 }
 
-#[test]
-fn the_profiles_carry_the_reference_facts() {
-    // (service, cluster, namespace, exact CRD entries, main NodePorts)
-    type Facts = (
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static [&'static str],
-        &'static [u16],
-    );
-    let table: [Facts; 7] = [
-        (
-            "signalprocessing",
-            "signalprocessing-e2e",
-            "kubernaut-system",
-            &[
-                "kubernaut.ai_signalprocessings.yaml",
-                "kubernaut.ai_remediationrequests.yaml",
-            ],
-            &[30082, 30182],
-        ),
-        (
-            "aianalysis",
-            "aianalysis-e2e",
-            "kubernaut-system",
-            &[
-                "kubernaut.ai_aianalyses.yaml",
-                "kubernaut.ai_investigationsessions.yaml",
-            ],
-            &[30084, 30184, 30284, 30088],
-        ),
-        (
-            "gateway",
-            "gateway-e2e",
-            "kubernaut-system",
-            &["kubernaut.ai_remediationrequests.yaml"],
-            &[30080, 30180],
-        ),
-        (
-            "workflowexecution",
-            "workflowexecution-e2e",
-            "kubernaut-system",
-            &["kubernaut.ai_*.yaml"],
-            &[30085, 30185],
-        ),
-        (
-            "remediationorchestrator",
-            "ro-e2e",
-            "kubernaut-system",
-            &[],
-            &[30083, 30183],
-        ),
-        (
-            "notification",
-            "notification-e2e",
-            "notification-e2e",
-            &["kubernaut.ai_notificationrequests.yaml"],
-            &[30090, 30186],
-        ),
-        (
-            "datastorage",
-            "datastorage-e2e",
-            "datastorage-e2e",
-            &["kubernaut.ai_*.yaml"],
-            &[30081, 30181, 30281, 30432],
-        ),
-    ];
-    for (service, cluster, ns, crds, node_ports) in table {
-        let p = load(service);
-        assert_eq!(p.cluster_name(), cluster, "{service}");
-        assert_eq!(p.namespace(), ns, "{service}");
-        let c = p.spec.cluster.as_ref().unwrap();
-        assert_eq!(
-            c.kubeconfig.as_deref(),
-            Some(format!("~/.kube/{service}-e2e-config").as_str()),
-            "{service}"
-        );
-        let image = c.node_image.as_deref().unwrap();
-        assert!(
-            image.starts_with("kindest/node:v1.36.1@sha256:")
-                && image.len() == "kindest/node:v1.36.1@sha256:".len() + 64,
-            "{service}: {image}"
-        );
-        assert_eq!(
-            c.nodes.len(),
-            1,
-            "{service}: one control-plane node, no workers"
-        );
-        assert_eq!(c.nodes[0].role, "control-plane");
-        let patches = c.kubeadm_config_patches.join("\n");
-        for arg in [
-            "max-requests-inflight: \"800\"",
-            "max-mutating-requests-inflight: \"400\"",
-            "kube-api-qps: \"100\"",
-            "kube-api-burst: \"200\"",
-        ] {
-            assert!(patches.contains(arg), "{service}: no {arg}");
-        }
-        for crd in crds {
-            assert!(
-                p.spec.crds.iter().any(|e| e.ends_with(crd)),
-                "{service}: no CRD entry {crd}: {:?}",
-                p.spec.crds
-            );
-        }
-        let declared: BTreeSet<u16> = p.spec.ports.values().map(|p| p.node_port).collect();
-        for np in node_ports {
-            assert!(
-                declared.contains(np),
-                "{service}: NodePort {np} not declared: {declared:?}"
-            );
-        }
-        // Host ports are picked per run, so services side by side never collide.
-        assert!(
-            p.spec.ports.values().all(|p| p.host_port == 0),
-            "{service}: a fixed hostPort"
-        );
-        // The shared stack, complete in every profile.
-        for comp in ["postgresql", "redis", "datastorage"] {
-            assert!(p.spec.components.contains_key(comp), "{service}: no {comp}");
-        }
-        assert_eq!(p.spec.hooks["migrations"].after, ["postgresql"]);
-        assert!(
-            p.spec.components["datastorage"]
-                .depends_on
-                .contains(&"migrations".to_string())
-        );
-        assert_eq!(
-            p.spec.images["postgres"].external.as_deref(),
-            Some("postgres:16-alpine")
-        );
-        assert_eq!(
-            p.spec.images["redis"].external.as_deref(),
-            Some("redis:7-alpine")
-        );
-        let ds = p.spec.images["datastorage"].build.as_ref().unwrap();
-        assert_eq!(
-            (ds.context.as_str(), ds.args.contains_key("GOARCH")),
-            (".", true)
-        );
-        let tls = p.spec.config.tls.as_ref().unwrap();
-        assert_eq!(tls.ca_config_map, "inter-service-ca");
-        assert!(
-            tls.services.contains(&"datastorage".to_string())
-                && tls.signing_keys == ["datastorage-signing"]
-        );
-        assert!(
-            p.spec
-                .config
-                .secrets
-                .iter()
-                .any(|s| s.name == "postgresql-secret")
-        );
-        assert!(
-            p.spec
-                .config
-                .config_maps
-                .iter()
-                .any(|c| c.name == "datastorage-config")
-        );
-    }
-    let ro = load("remediationorchestrator");
-    assert_eq!(
-        ro.spec.crds.len(),
-        9,
-        "RemediationOrchestrator installs nine CRDs"
-    );
-}
+/// Containers that have no readiness probe, as in kubernaut: (service, container, why).
+const WITHOUT_PROBES: [(&str, &str, &str); 2] = [
+    (
+        "notification",
+        "nginx",
+        "mock-webhook has no probes (conformance/notification.md row 14)",
+    ),
+    (
+        HAPI,
+        "holmesgpt-api",
+        "HAPI has no probes (conformance/aianalysis.md row H16)",
+    ),
+];
 
-#[test]
-fn the_datastorage_stack_expands_to_all_crds_and_seventeen_migrations() {
-    let tree = kubernaut_tree();
-    let p = load("datastorage");
-    let crds: Vec<PathBuf> = p
-        .spec
-        .crds
-        .iter()
-        .flat_map(|c| p.expand(tree.path(), c).unwrap())
-        .collect();
-    assert_eq!(crds.len(), 11);
-    let migrations = p.resolve(
-        tree.path(),
-        &p.spec.images["migrations"].build.as_ref().unwrap().context,
-    );
-    let sql = std::fs::read_dir(migrations)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "sql")
-        })
-        .count();
-    assert_eq!(sql, 17);
-}
+/// The pull policy of third-party images, as kubernaut's manifests write it.
+const EXTERNAL_PULL_POLICY: [(&str, Option<&str>); 4] = [
+    // datastorage-stack.md rows 13 and 15: none (IfNotPresent by default).
+    ("postgres", None),
+    ("redis", None),
+    // notification.md row 14.
+    ("nginx", Some("IfNotPresent")),
+    // aianalysis.md row 34: the enrichment fixtures' pods name none.
+    ("pause", None),
+];
+
+/// Declared NodePorts no Service serves: (service, port entry, why).
+const UNSERVED_PORTS: [(&str, &str, &str); 1] = [(
+    HAPI,
+    "datastorage-health",
+    "that era's DataStorage has no health port; the stack's entry stays (aianalysis.md H3)",
+)];
 
 #[test]
 fn every_component_renders_to_objects_with_exact_images_probes_and_declared_node_ports() {
-    for s in SERVICES {
+    for s in ALL {
         let p = load(s);
-        let refs: BTreeSet<String> = fake_refs(&p).into_values().collect();
-        let declared: BTreeSet<u64> = p
+        let r = render(s);
+        let refs: BTreeMap<String, String> = p
+            .spec
+            .images
+            .keys()
+            .map(|k| (rendered_ref(&p, k), k.clone()))
+            .collect();
+        let declared: BTreeMap<u64, &str> = p
             .spec
             .ports
-            .values()
-            .map(|p| u64::from(p.node_port))
+            .iter()
+            .map(|(n, port)| (u64::from(port.node_port), n.as_str()))
             .collect();
-        let rendered = render_all(&p);
-        for (name, objects) in &rendered {
-            assert!(
-                objects.iter().any(is_workload),
-                "{s}: {name} has no workload"
+        let workloads = p
+            .spec
+            .components
+            .iter()
+            .map(|(n, c)| (format!("deploy:{n}"), &c.images))
+            .chain(
+                p.spec
+                    .hooks
+                    .iter()
+                    .map(|(n, h)| (format!("hook:{n}"), &h.images)),
+            )
+            // A step's objects (seeds, fixtures) may run containers too: of its images only.
+            .chain(
+                p.spec
+                    .steps
+                    .iter()
+                    .map(|(n, st)| (format!("step:{n}"), &st.images)),
             );
-            let wanted = p
-                .spec
-                .components
-                .get(name)
-                .map(|c| &c.images)
-                .or_else(|| p.spec.hooks.get(name).map(|h| &h.images))
-                .unwrap();
+        for (task, images) in workloads {
+            let step = task.starts_with("step:");
+            let objects: Vec<&Value> = r
+                .items
+                .iter()
+                .filter(|i| i.task == task)
+                .map(|i| &i.object)
+                .collect();
+            // Steps that only patch status or call HTTP render nothing.
+            assert!(step || !objects.is_empty(), "{s}: {task} renders nothing");
             let mut used = BTreeSet::new();
-            for o in objects {
-                let label = o
-                    .get("/metadata/labels/app.kubernetes.io~1managed-by")
-                    .and_then(Value::as_str);
-                assert_eq!(
-                    label,
-                    Some("kprov"),
-                    "{s}: {name}: {} {} has no managed-by label",
-                    o.kind(),
-                    o.name()
+            for o in &objects {
+                // A component's or hook's namespaced kinds are in the profile's namespace,
+                // cluster-scoped ones in none (steps seed fixtures wherever kubernaut does).
+                let want_ns = (!CLUSTER_SCOPED.contains(&kind(o))).then(|| p.namespace());
+                assert!(
+                    step || namespace(o) == want_ns,
+                    "{s}: {task}: {} {} in namespace {:?}",
+                    kind(o),
+                    name(o),
+                    namespace(o)
                 );
-                // Namespaced kinds name the profile's namespace; cluster-scoped ones name none.
-                let want_ns = (!o.kind().starts_with("Cluster")).then(|| p.namespace());
-                assert_eq!(
-                    o.namespace(),
-                    want_ns,
-                    "{s}: {name}: {} {}",
-                    o.kind(),
-                    o.name()
-                );
-                for c in containers(o) {
+                for c in all_containers(o) {
                     let image = c["image"].as_str().unwrap();
-                    assert!(
-                        refs.contains(image),
-                        "{s}: {name}: image {image} is not a profile image reference"
-                    );
-                    used.insert(image.to_string());
-                    assert_eq!(c["imagePullPolicy"], "Never", "{s}: {name}: {}", o.name());
-                    if o.kind() != "Job" {
-                        assert!(
+                    let key = refs.get(image).unwrap_or_else(|| {
+                        panic!("{s}: {task}: image {image} is not a profile image")
+                    });
+                    used.insert(key.clone());
+                    let policy = c["imagePullPolicy"].as_str();
+                    if p.spec.images[key].external.is_none() {
+                        assert_eq!(policy, Some("Never"), "{s}: {task}: {image}");
+                    } else {
+                        let want = EXTERNAL_PULL_POLICY
+                            .iter()
+                            .find(|(k, _)| k == key)
+                            .unwrap_or_else(|| panic!("{s}: no expected pull policy for {key}"))
+                            .1;
+                        assert_eq!(policy, want, "{s}: {task}: {image}");
+                    }
+                }
+                if !step && matches!(kind(o), "Deployment" | "StatefulSet") {
+                    for c in containers(o) {
+                        let container = c["name"].as_str().unwrap();
+                        let exempt = WITHOUT_PROBES
+                            .iter()
+                            .any(|(svc, n, _)| *svc == s && *n == container);
+                        assert_eq!(
                             c.get("readinessProbe").is_some(),
-                            "{s}: {name}: {} has no readiness probe",
-                            o.name()
+                            !exempt,
+                            "{s}: {task}: container {container} readiness probe"
                         );
                     }
                 }
-                if o.kind() == "Service"
-                    && let Some(ports) = o.get("/spec/ports").and_then(Value::as_array)
-                {
-                    for np in ports
-                        .iter()
-                        .filter_map(|p| p.get("nodePort"))
-                        .filter_map(Value::as_u64)
-                    {
-                        assert!(
-                            declared.contains(&np),
-                            "{s}: {name}: Service {} uses undeclared NodePort {np}",
-                            o.name()
-                        );
+                if kind(o) == "Service" {
+                    for port in o["spec"]["ports"].as_array().into_iter().flatten() {
+                        if let Some(np) = port["nodePort"].as_u64() {
+                            assert!(
+                                declared.contains_key(&np),
+                                "{s}: {task}: Service {} uses undeclared NodePort {np}",
+                                name(o)
+                            );
+                        }
                     }
                 }
             }
-            let fake = fake_refs(&p);
-            let wanted: BTreeSet<String> = wanted.iter().map(|i| fake[i].clone()).collect();
-            assert_eq!(used, wanted, "{s}: {name}: images used vs images: listed");
+            let wanted: BTreeSet<String> = images.iter().cloned().collect();
+            assert_eq!(used, wanted, "{s}: {task}: images used vs images: listed");
         }
-        // Every declared NodePort is served by some Service.
-        let served: BTreeSet<u64> = rendered
-            .values()
-            .flatten()
-            .filter(|o| o.kind() == "Service")
-            .flat_map(|o| {
-                o.get("/spec/ports")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        // Every declared NodePort is served by some Service (but the listed exceptions).
+        let served: BTreeSet<u64> = r
+            .objects()
+            .filter(|o| kind(o) == "Service")
+            .flat_map(|o| o["spec"]["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|port| port["nodePort"].as_u64())
             .collect();
-        assert_eq!(served, declared, "{s}: declared NodePorts vs Services");
+        let unserved: BTreeSet<&str> = declared
+            .iter()
+            .filter(|(np, _)| !served.contains(np))
+            .map(|(_, n)| *n)
+            .collect();
+        let expected: BTreeSet<&str> = UNSERVED_PORTS
+            .iter()
+            .filter(|(svc, _, _)| *svc == s)
+            .map(|(_, n, _)| *n)
+            .collect();
+        assert_eq!(
+            unserved, expected,
+            "{s}: declared NodePorts no Service serves"
+        );
     }
 }
 
 #[test]
 fn coverage_instruments_exactly_the_images_with_coverage_args() {
-    let expected: [(&str, &[&str]); 7] = [
-        ("aianalysis", &["controller", "datastorage"]),
-        ("datastorage", &["datastorage"]),
-        ("gateway", &["controller", "datastorage"]),
+    // (service, images with coverageArgs, Deployments that write coverage on every run)
+    type Expected = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let expected: [Expected; 8] = [
+        ("aianalysis", &["aianalysis", "datastorage"], &[]),
+        (HAPI, &["aianalysis", "datastorage"], &[]),
+        ("datastorage", &["datastorage"], &[]),
+        ("gateway", &["datastorage", "gateway"], &[]),
+        // authwebhook.md row 10: GOCOVERDIR and the coverdata hostPath on every run.
         (
             "notification",
-            &["authwebhook", "controller", "datastorage"],
+            &["authwebhook", "datastorage", "notification"],
+            &["authwebhook"],
         ),
+        // remediationorchestrator.md row 14, authwebhook.md row 10.
         (
             "remediationorchestrator",
-            &["authwebhook", "controller", "datastorage"],
+            &["authwebhook", "datastorage", "remediationorchestrator"],
+            &["authwebhook", "remediationorchestrator-controller"],
         ),
-        ("signalprocessing", &["controller", "datastorage"]),
+        // signalprocessing.md rows 2, 22-24: built with GOFLAGS=-cover and run as root with
+        // GOCOVERDIR on every run.
+        (
+            "signalprocessing",
+            &["datastorage", "signalprocessing"],
+            &["signalprocessing-controller"],
+        ),
         (
             "workflowexecution",
-            &["authwebhook", "controller", "datastorage"],
+            &["authwebhook", "datastorage", "workflowexecution"],
+            &["authwebhook"],
         ),
     ];
-    for (s, want) in expected {
+    for (s, want, always) in expected {
         let p = load(s);
         let with_args: Vec<&str> = p
             .spec
@@ -749,55 +1135,94 @@ fn coverage_instruments_exactly_the_images_with_coverage_args() {
             .map(|(k, _)| k.as_str())
             .collect();
         assert_eq!(with_args, want, "{s}: images with coverageArgs");
-        for k in &with_args {
+        for (k, i) in &p.spec.images {
+            let Some(b) = &i.build else { continue };
+            if with_args.contains(&k.as_str()) {
+                assert_eq!(
+                    b.coverage_args.get("GOFLAGS").map(String::as_str),
+                    Some("-cover"),
+                    "{s}: {k}"
+                );
+            }
+            // Only SignalProcessing is built instrumented without --coverage.
+            let always_cover = s == "signalprocessing" && k == "signalprocessing";
             assert_eq!(
-                p.spec.images[*k]
-                    .build
-                    .as_ref()
-                    .unwrap()
-                    .coverage_args
-                    .get("GOFLAGS")
-                    .map(String::as_str),
-                Some("-cover"),
-                "{s}: {k}"
+                b.args.get("GOFLAGS").map(String::as_str),
+                always_cover.then_some("-cover"),
+                "{s}: {k}: plain GOFLAGS build arg"
             );
         }
-        let refs = fake_refs(&p);
-        let instrumented: Vec<String> = with_args.iter().map(|k| refs[*k].clone()).collect();
+
+        let r = render(s);
+        // Without --coverage: exactly `always` carry GOCOVERDIR and the coverdata volume.
+        let writing: BTreeSet<&str> = r
+            .objects()
+            .filter(|o| kind(o) == "Deployment")
+            .filter(|o| {
+                containers(o)
+                    .iter()
+                    .any(|c| env(c, "GOCOVERDIR") == Some(coverage::COVERDATA))
+            })
+            .map(name)
+            .collect();
+        assert_eq!(
+            writing,
+            always.iter().copied().collect(),
+            "{s}: Deployments writing coverage without --coverage"
+        );
+        for d in always {
+            let pod = &r.get("Deployment", d)["spec"]["template"]["spec"];
+            let volume = pod["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["hostPath"]["path"] == coverage::COVERDATA)
+                .unwrap_or_else(|| panic!("{s}: {d}: no /coverdata hostPath"));
+            assert_eq!(volume["hostPath"]["type"], "DirectoryOrCreate", "{s}: {d}");
+        }
+        if s == "signalprocessing" {
+            let pod =
+                &r.get("Deployment", "signalprocessing-controller")["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["securityContext"],
+                serde_json::json!({"runAsUser": 0, "runAsGroup": 0}),
+                "signalprocessing.md row 22: the pod runs as root on every run"
+            );
+        }
+
+        // With --coverage: the instrumented images' Deployments, and nothing else, change.
+        let instrumented: Vec<String> = with_args.iter().map(|k| rendered_ref(&p, k)).collect();
         let mut covered = BTreeSet::new();
-        for (name, objects) in render_all(&p) {
-            for mut o in objects {
-                let before = o.value.clone();
-                let changed = coverage::instrument(&mut o.value, &instrumented);
-                let runs_instrumented = matches!(o.kind(), "Deployment" | "StatefulSet")
-                    && containers(&o)
-                        .iter()
-                        .any(|c| instrumented.iter().any(|r| c["image"] == r.as_str()));
+        for item in &r.items {
+            let mut o = item.object.clone();
+            let changed = coverage::instrument(&mut o, &instrumented);
+            let runs_instrumented = matches!(kind(&o), "Deployment" | "StatefulSet")
+                && containers(&o)
+                    .iter()
+                    .any(|c| instrumented.iter().any(|r| c["image"] == r.as_str()));
+            assert_eq!(
+                changed,
+                runs_instrumented,
+                "{s}: {}: {} {}",
+                item.task,
+                kind(&o),
+                name(&o)
+            );
+            if !changed {
+                assert_eq!(o, item.object, "{s}: {} changed", name(&o));
+                continue;
+            }
+            for c in containers(&o) {
+                let image = c["image"].as_str().unwrap();
+                let has_env = env(c, "GOCOVERDIR") == Some(coverage::COVERDATA);
                 assert_eq!(
-                    changed,
-                    runs_instrumented,
-                    "{s}: {name}: {} {}",
-                    o.kind(),
-                    o.name()
+                    has_env,
+                    instrumented.iter().any(|r| r == image),
+                    "{s}: {}: container {image}",
+                    item.task
                 );
-                if !changed {
-                    assert_eq!(o.value, before, "{s}: {name}: {} changed", o.name());
-                    continue;
-                }
-                for c in containers(&o) {
-                    let image = c["image"].as_str().unwrap();
-                    let has_env = c["env"].as_array().is_some_and(|e| {
-                        e.iter()
-                            .any(|v| v["name"] == "GOCOVERDIR" && v["value"] == "/coverdata")
-                    });
-                    assert_eq!(
-                        has_env,
-                        instrumented.iter().any(|r| r == image),
-                        "{s}: {name}: container {image}"
-                    );
-                    if has_env {
-                        covered.insert(image.to_string());
-                    }
+                if has_env {
+                    covered.insert(image.to_string());
                 }
             }
         }
@@ -810,186 +1235,732 @@ fn coverage_instruments_exactly_the_images_with_coverage_args() {
     }
 }
 
+/// The cluster each profile asks for: the suite's own kind config, cluster name and kubeconfig
+/// (each table's header rows "cluster name", "kubeconfig", "kind config"), the node image of that
+/// kind config, and the host ports the suite dials (its "host URLs the tests dial" row), as kprov
+/// hands them to kind; and the CA file beside the kubeconfig (datastorage-stack.md row 6).
 #[test]
-fn hapi_swaps_for_the_kubernaut_agent_by_editing_the_include_line() {
-    let tree = kubernaut_tree();
-    let copy = kprov_tree_copy();
-    edit(
-        &copy.path().join("profiles/aianalysis.yaml"),
-        "  - stacks/hapi.yaml\n",
-        "  - stacks/kubernaut-agent.yaml\n",
+fn every_profile_uses_its_suites_cluster_kind_config_host_ports_and_ca_file() {
+    const NODE_HEAD: &str = "kindest/node:v1.36.1@sha256:3489c7674813ba5d8b1a9977baea8a6e553784dab7b84759d1014dbd78f7ebd5";
+    const NODE_2E38670BE: &str = "kindest/node:v1.34.0@sha256:7416a61b42b1662ca6ca89f02028ac133a309a2a30ba309614e8ec94d976dc5a";
+    // (service, cluster, kind config, node image, (NodePort, host port) the suite dials)
+    type Cluster = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static [(u16, u16)],
     );
-    let p = profile::load(&copy.path().join("profiles"), "aianalysis").unwrap();
-    assert_eq!(profile::validate(&p, tree.path()), vec![]);
-    let components: Vec<&str> = p.spec.components.keys().map(String::as_str).collect();
-    assert!(
-        components.contains(&"kubernaut-agent") && components.contains(&"mock-llm"),
-        "{components:?}"
-    );
-    assert!(
-        !components.contains(&"holmesgpt-api") && !p.spec.images.contains_key("holmesgpt-api"),
-        "{components:?}"
-    );
-    assert_eq!(
-        p.spec.ports["kubernaut-agent"].node_port, 30088,
-        "the agent keeps HAPI's API NodePort"
-    );
-    assert!(
-        p.spec.images["kubernaut-agent"]
-            .build
-            .as_ref()
-            .unwrap()
-            .coverage_args
-            .contains_key("GOFLAGS"),
-        "the Go agent is instrumented"
-    );
-    let rendered = render_all(&p);
-    assert!(
-        rendered["kubernaut-agent"]
+    let table: [Cluster; 8] = [
+        (
+            "datastorage",
+            "datastorage-e2e",
+            "kind-datastorage-config.yaml",
+            NODE_HEAD,
+            &[
+                (30081, 28090),
+                (30181, 28091),
+                (30281, 28092),
+                (30432, 25433),
+            ],
+        ),
+        (
+            "signalprocessing",
+            "signalprocessing-e2e",
+            "kind-signalprocessing-config.yaml",
+            NODE_HEAD,
+            &[(30182, 9182), (30081, 30081), (30281, 30281)],
+        ),
+        (
+            "gateway",
+            "gateway-e2e",
+            "kind-gateway-config.yaml",
+            NODE_HEAD,
+            &[
+                (30080, 8080),
+                (30180, 28080),
+                (30090, 9090),
+                (30081, 18091),
+                (30281, 28091),
+            ],
+        ),
+        (
+            "aianalysis",
+            "aianalysis-e2e",
+            "kind-aianalysis-config.yaml",
+            NODE_HEAD,
+            &[
+                (30284, 8184),
+                (30184, 9184),
+                (30081, 8091),
+                (30188, 28088),
+                (30281, 30281),
+            ],
+        ),
+        (
+            HAPI,
+            "aianalysis-e2e",
+            "kind-aianalysis-config.yaml",
+            NODE_2E38670BE,
+            &[
+                (30084, 8084),
+                (30184, 9184),
+                (30284, 8184),
+                (30088, 8088),
+                (30081, 8091),
+            ],
+        ),
+        (
+            "workflowexecution",
+            "workflowexecution-e2e",
+            "kind-workflowexecution-config.yaml",
+            NODE_HEAD,
+            &[(30185, 9185), (30081, 8092)],
+        ),
+        (
+            "remediationorchestrator",
+            "ro-e2e",
+            "kind-remediationorchestrator-config.yaml",
+            NODE_HEAD,
+            &[(30081, 8090), (30183, 9183)],
+        ),
+        (
+            "notification",
+            "notification-e2e",
+            "kind-notification-config.yaml",
+            NODE_HEAD,
+            &[(30090, 30090), (30186, 9186), (30281, 30281)],
+        ),
+    ];
+    let home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    for (s, name_, file, node, ports) in table {
+        let p = load(s);
+        let source = source_for(s);
+        let c = p.spec.cluster.as_ref().unwrap();
+        assert_eq!(p.cluster_name(), name_, "{s}: cluster name");
+        assert_eq!(
+            c.kubeconfig.as_deref(),
+            Some(format!("~/.kube/{name_}-config").as_str()),
+            "{s}: kubeconfig"
+        );
+        assert_eq!(
+            c.kind_config.as_deref(),
+            Some(format!("test/infrastructure/{file}").as_str()),
+            "{s}: kind config"
+        );
+        let config = kind_config(&p, source.path());
+        let nodes = config["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 1, "{s}: one node");
+        assert_eq!(nodes[0]["role"], "control-plane", "{s}");
+        assert_eq!(nodes[0]["image"], node, "{s}: node image");
+        let mappings = nodes[0]["extraPortMappings"].as_array().unwrap();
+        let mapped: BTreeMap<u64, u64> = mappings
             .iter()
-            .any(|o| o.kind() == "Deployment" && o.name() == "kubernaut-agent")
-    );
-    kprov(&copy.path().join("profiles"), tree.path())
-        .args(["validate", "--service", "aianalysis"])
-        .assert()
-        .code(0);
+            .map(|m| {
+                (
+                    m["containerPort"].as_u64().unwrap(),
+                    m["hostPort"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        // A NodePort is mapped once, a fixed host port published once (kind refuses both).
+        assert_eq!(mapped.len(), mappings.len(), "{s}: a NodePort mapped twice");
+        let fixed: Vec<u64> = mapped.values().copied().filter(|h| *h != 0).collect();
+        assert_eq!(
+            fixed.iter().collect::<BTreeSet<_>>().len(),
+            fixed.len(),
+            "{s}: a host port published twice: {mapped:?}"
+        );
+        for (np, host) in ports {
+            assert_eq!(
+                mapped.get(&u64::from(*np)),
+                Some(&u64::from(*host)),
+                "{s}: NodePort {np} must be published on host port {host}: {mapped:?}"
+            );
+        }
+        // datastorage-stack.md row 6: InterServiceCAPath = dirname(kubeconfig)/inter-service-ca.pem.
+        let ca = p.spec.config.tls.as_ref().unwrap().ca_file.as_deref();
+        assert_eq!(ca, Some("{{ kubeconfigDir }}/inter-service-ca.pem"), "{s}");
+        let vals = p.template_values(&BTreeMap::new(), &BTreeMap::new(), &BTreeMap::new());
+        assert_eq!(
+            PathBuf::from(template::render(ca.unwrap(), &vals).unwrap()),
+            home.join(".kube/inter-service-ca.pem"),
+            "{s}: CA file"
+        );
+    }
 }
 
-/// A `psql` double for the migrations Job's script: it keeps goose's version table as a file
-/// of applied versions, and logs each migration it is fed (comments dropped) with its
-/// transaction mode.
-const PSQL_DOUBLE: &str = r#"#!/bin/sh
-sql=""; tx=no
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -c) sql="$2"; shift 2 ;;
-    --single-transaction) tx=yes; shift ;;
-    *) shift ;;
-  esac
-done
-if [ -z "$sql" ]; then
-  body=$(grep -v '^--' | tr '\n' ' ')
-  echo "run tx=$tx $body" >> "$STUB_STATE/log"
-  exit 0
-fi
-case "$sql" in
-  "SELECT count(*) FROM goose_db_version") wc -l < "$STUB_STATE/versions" | tr -d ' ' ;;
-  *"WHERE version_id = "*) v=${sql#*version_id = }; v=${v%% *}; grep -cx "$v" "$STUB_STATE/versions" ;;
-  *"INSERT INTO goose_db_version"*) v=${sql#*VALUES (}; echo "${v%%,*}" >> "$STUB_STATE/versions" ;;
-esac
-exit 0
-"#;
+/// The DataStorage stack as every HEAD profile deploys it (datastorage-stack.md).
+fn datastorage_stack_facts(p: &Profile, r: &Render, source: &Path) {
+    let s = &r.service;
+    let ns = p.namespace();
+    // "What the DataStorage binary requires": CONFIG_PATH is required, the config it names
+    // must be there.
+    let ds = r.container("datastorage", "datastorage");
+    let config_path = env(ds, "CONFIG_PATH").expect("CONFIG_PATH");
+    assert_eq!(config_path, "/etc/datastorage/config.yaml", "{s}");
+    let config: Value =
+        serde_saphyr::from_str(&r.file_text("datastorage", "datastorage", config_path)).unwrap();
+    // Same table, LoadSecrets: database.secretsFile and (fatal when missing) redis.secretsFile,
+    // each a YAML file holding the keys the config names (ADR-030); row 18: Secret redis-secret.
+    for (section, secret, keys) in [
+        (
+            "database",
+            "postgresql-secret",
+            &["usernameKey", "passwordKey"][..],
+        ),
+        ("redis", "redis-secret", &["passwordKey"][..]),
+    ] {
+        let file = config[section]["secretsFile"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{s}: no {section}.secretsFile"));
+        let m = r.file("datastorage", "datastorage", file);
+        assert_eq!(
+            (m.kind.as_str(), m.name.as_str()),
+            ("Secret", secret),
+            "{s}: {file}"
+        );
+        let text = m
+            .content
+            .unwrap_or_else(|| panic!("{s}: Secret {secret} has no {}", m.key));
+        let values: Value = serde_saphyr::from_str(&text).unwrap();
+        for k in keys {
+            let key = config[section][k].as_str().unwrap();
+            assert!(
+                values.get(key).is_some(),
+                "{s}: {file} has no {key:?} ({section}.{k})"
+            );
+        }
+    }
+    // Rows 7 and 22: TLS from server.tls.certDir, the leaf datastorage-tls with the SANs every
+    // client dials.
+    let cert_dir = config["server"]["tls"]["certDir"].as_str().unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        let m = r.file("datastorage", "datastorage", &format!("{cert_dir}/{f}"));
+        assert_eq!(
+            (m.kind.as_str(), m.name.as_str()),
+            ("Secret", "datastorage-tls"),
+            "{s}"
+        );
+        assert!(m.content.is_some(), "{s}: datastorage-tls is not rendered");
+    }
+    let svc = "data-storage-service";
+    assert_eq!(
+        datastorage_sans(p),
+        [
+            "localhost".to_string(),
+            svc.to_string(),
+            format!("{svc}.{ns}"),
+            format!("{svc}.{ns}.svc"),
+            format!("{svc}.{ns}.svc.cluster.local"),
+            "127.0.0.1".to_string(),
+        ],
+        "{s}: datastorage-tls SANs"
+    );
+    // Rows 9 and 22: the signing pair at server.signerCertDir, from Secret datastorage-signing,
+    // which apply:config generates (config.tls.signingKeys; `kprov render` does not list it).
+    let signer = config["server"]["signerCertDir"].as_str().unwrap();
+    let m = r.file("datastorage", "datastorage", &format!("{signer}/tls.crt"));
+    assert_eq!(
+        (m.kind.as_str(), m.name.as_str()),
+        ("Secret", "datastorage-signing"),
+        "{s}"
+    );
+    assert!(
+        p.spec
+            .config
+            .tls
+            .as_ref()
+            .unwrap()
+            .signing_keys
+            .contains(&m.name),
+        "{s}: nothing creates Secret {}",
+        m.name
+    );
+    // Row 3: ClusterRole data-storage-client, which every suite's clients are bound to.
+    assert_eq!(
+        r.get("ClusterRole", "data-storage-client")["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["services"],
+            "resourceNames": ["data-storage-service"],
+            "verbs": ["create", "get", "list", "update", "delete"]}]),
+        "{s}"
+    );
+    // Row 4: the auth middleware's own SA may review tokens and access.
+    for (group, resource) in [
+        ("authentication.k8s.io", "tokenreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+    ] {
+        assert!(
+            r.allowed(ns, "data-storage-sa", "create", group, resource, "", None),
+            "{s}: data-storage-sa may not create {resource}"
+        );
+    }
+    // Row 19: Service data-storage-service, https 8080 on the profile's NodePort.
+    let ports = r.node_ports(svc);
+    assert_eq!(
+        ports.get("https").copied(),
+        Some(u64::from(p.spec.ports["datastorage"].node_port)),
+        "{s}: {ports:?}"
+    );
+    assert_eq!(ports.get("health").copied(), Some(30281), "{s}: {ports:?}");
+    // Row 16: goose reads the top-level migrations/*.sql, mounted at /migrations.
+    migrations_facts(r, source);
+}
 
-/// The migrations Job's shell script (manifests/migrations-job.yaml), run by /bin/sh against
-/// a `psql` double: Up sections only, goose's numeric order, recorded, skipped when re-run.
+/// Row 16 of datastorage-stack.md: ConfigMap datastorage-migrations holds every top-level
+/// migrations/*.sql of the tree, and the Job runs goose on its mount.
+fn migrations_facts(r: &Render, source: &Path) {
+    let s = &r.service;
+    let on_disk: BTreeSet<String> = std::fs::read_dir(source.join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    let keys: BTreeSet<String> = r.get("ConfigMap", "datastorage-migrations")["data"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys, on_disk,
+        "{s}: migrations ConfigMap vs migrations/*.sql"
+    );
+    let job = r.get("Job", "datastorage-migrations");
+    let migrate = containers(job)
+        .into_iter()
+        .find(|c| c["name"] == "migrate")
+        .unwrap();
+    let mount = migrate["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/migrations")
+        .unwrap_or_else(|| panic!("{s}: nothing at /migrations"));
+    let volume = job["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert_eq!(volume["configMap"]["name"], "datastorage-migrations", "{s}");
+    assert!(
+        strings(&migrate["args"])
+            .concat()
+            .contains("goose -dir /migrations postgres"),
+        "{s}: the Job does not run goose on /migrations"
+    );
+}
+
+/// The CRDs a render applies, by name.
+fn crd_names(r: &Render) -> BTreeSet<&str> {
+    r.items
+        .iter()
+        .filter(|i| i.task == "apply:crds")
+        .map(|i| name(&i.object))
+        .collect()
+}
+
+const ALL_CRDS: [&str; 11] = [
+    "actiontypes.kubernaut.ai",
+    "agentsessions.kubernaut.ai",
+    "aianalyses.kubernaut.ai",
+    "effectivenessassessments.kubernaut.ai",
+    "investigationsessions.kubernaut.ai",
+    "notificationrequests.kubernaut.ai",
+    "remediationapprovalrequests.kubernaut.ai",
+    "remediationrequests.kubernaut.ai",
+    "remediationworkflows.kubernaut.ai",
+    "signalprocessings.kubernaut.ai",
+    "workflowexecutions.kubernaut.ai",
+];
+
+/// AuthWebhook as WE, RO and NT deploy it (authwebhook.md).
+fn authwebhook_facts(r: &Render, p: &Profile) {
+    // Row 9: the binary defines only -config (main.go:409): any other flag stops it.
+    r.runs_with(
+        "authwebhook",
+        "authwebhook",
+        &["-config=/etc/authwebhook/authwebhook.yaml"],
+        "/etc/authwebhook/authwebhook.yaml",
+    );
+    let config = r.yaml("authwebhook-config", "authwebhook.yaml");
+    // Row 10: the serving certificate where webhook.certDir says.
+    let cert_dir = config["webhook"]["certDir"].as_str().unwrap();
+    let m = r.file("authwebhook", "authwebhook", &format!("{cert_dir}/tls.crt"));
+    assert_eq!(m.name, "authwebhook-tls", "{}", r.service);
+    r.trusts_datastorage(p, "authwebhook", "authwebhook", &config["datastorage"]);
+}
+
+/// The facts the conformance tables call most fatal, one group per service (each assertion
+/// names its row), read from the render.
 #[test]
-fn the_migrations_job_applies_up_sections_in_goose_order_once_with_a_psql_double() {
-    let p = load("datastorage");
-    let images = fake_refs(&p);
-    let vals = p.template_values(&BTreeMap::new(), &images, &BTreeMap::new());
-    let first = p.spec.hooks["migrations"].manifests[0]
-        .path()
-        .expect("a file");
-    let path = p.resolve(Path::new("."), first);
-    let text = template::render(&std::fs::read_to_string(&path).unwrap(), &vals).unwrap();
-    let job = parse_manifests(&Manifest {
-        origin: path.display().to_string(),
-        text,
-    })
-    .unwrap()
-    .remove(0);
-    assert_eq!(job.kind(), "Job");
-    let script = containers(&job)[0]["args"][0].as_str().unwrap().to_string();
+fn the_profiles_carry_the_most_fatal_conformance_facts() {
+    // ---- datastorage (datastorage.md; the stack in datastorage-stack.md) ----
+    {
+        let s = "datastorage";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        // Row 11: namespace datastorage-e2e, labelled.
+        assert_eq!(
+            r.get("Namespace", "datastorage-e2e")["metadata"]["labels"],
+            serde_json::json!({"test": "datastorage-e2e"})
+        );
+        // Row 12: every CRD (DataStorage indexes RemediationWorkflows and ActionTypes).
+        assert_eq!(crd_names(&r), ALL_CRDS.into_iter().collect());
+        // "what the tests expect to exist": PostgreSQL's NodePort (the suite dials 25433).
+        assert_eq!(r.node_ports("postgresql").get("postgresql"), Some(&30432));
+    }
 
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, sql, state) = (
-        dir.path().join("bin"),
-        dir.path().join("migrations"),
-        dir.path().join("state"),
-    );
-    for d in [&bin, &sql, &state] {
-        std::fs::create_dir_all(d).unwrap();
+    // ---- signalprocessing (signalprocessing.md) ----
+    {
+        let s = "signalprocessing";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        let d = "signalprocessing-controller";
+        // Row 22 (binary: one flag, -config).
+        r.runs_with(
+            d,
+            "controller",
+            &["--config=/etc/signalprocessing/config.yaml"],
+            "/etc/signalprocessing/config.yaml",
+        );
+        let config = r.yaml("signalprocessing-config", "config.yaml");
+        // Binary table: the policy is read from /etc/signalprocessing/policies/<regoConfigMapKey>
+        // (exit 1 when missing), hot-reloaded (no subPath); row 24: mounted whole.
+        let key = config["classifier"]["regoConfigMapKey"].as_str().unwrap();
+        assert_eq!(key, "policy.rego");
+        let policy = r.file(
+            d,
+            "controller",
+            &format!("/etc/signalprocessing/policies/{key}"),
+        );
+        assert_eq!(
+            (policy.kind.as_str(), policy.name.as_str(), policy.sub_path),
+            ("ConfigMap", "signalprocessing-policy", false)
+        );
+        assert_eq!(
+            config["classifier"]["regoConfigMapName"], policy.name,
+            "the classifier names the mounted policy ConfigMap"
+        );
+        assert!(
+            policy
+                .content
+                .unwrap()
+                .lines()
+                .any(|l| l == "package signalprocessing"),
+            "row 12: the policy's package"
+        );
+        // Binary table: /readyz fails closed until datastorage.healthUrl answers over TLS.
+        r.trusts_datastorage(&p, d, "controller", &config["datastorage"]);
+        // Binary table: audit writes with the pod's token ("what the tests expect": ActorID
+        // signalprocessing-controller).
+        assert_eq!(
+            r.get("Deployment", d)["spec"]["template"]["spec"]["serviceAccountName"],
+            "signalprocessing-controller"
+        );
+        r.may_write_to_datastorage(d);
+        // Row 26: the metrics NodePort the suite dials through 9182.
+        assert_eq!(
+            r.node_ports("signalprocessing-controller-metrics")
+                .get("metrics"),
+            Some(&30182)
+        );
+        // Row 10: the namespace's labels.
+        assert_eq!(
+            r.get("Namespace", "kubernaut-system")["metadata"]["labels"],
+            serde_json::json!({"app.kubernetes.io/name": "kubernaut",
+                "app.kubernetes.io/component": "signalprocessing"})
+        );
     }
-    write(&state, "versions", "");
-    write(&bin, "psql", PSQL_DOUBLE);
-    write(&bin, "pg_isready", "#!/bin/sh\nexit 0\n");
-    for f in ["psql", "pg_isready"] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    write(
-        &sql,
-        "001_a.sql",
-        "-- +goose Up\nCREATE TABLE a;\n-- +goose Down\nDROP TABLE a;\n",
-    );
-    write(
-        &sql,
-        "002_b.sql",
-        "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY b;\n-- +goose Down\nDROP INDEX b;\n",
-    );
-    write(
-        &sql,
-        "010_c.sql",
-        "-- +goose Up\n-- +goose StatementBegin\nCREATE FUNCTION c;\n-- +goose StatementEnd\n",
-    );
-    write(&sql, "1000_d.sql", "-- +goose Up\nCREATE TABLE d;\n");
-    write(
-        &sql,
-        "030_e.sql",
-        "-- +goose Up\nCREATE TABLE e;\n-- +goose Down\nDROP TABLE e;\n",
-    );
-    let script = script.replace("cd /migrations", &format!("cd '{}'", sql.display()));
-    let run = || {
-        let out = std::process::Command::new("/bin/sh")
-            .args(["-c", &script])
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    bin.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
-            .env("STUB_STATE", &state)
-            .envs([
-                ("POSTGRES_USER", "slm_user"),
-                ("POSTGRES_PASSWORD", "test_password"),
-                ("POSTGRES_DB", "action_history"),
-                ("PGHOST", "postgresql"),
+
+    // ---- gateway (gateway.md) ----
+    {
+        let s = "gateway";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        // Row 22 (binary: one flag, -config).
+        r.runs_with(
+            "gateway",
+            "gateway",
+            &["--config=/etc/gateway/config.yaml"],
+            "/etc/gateway/config.yaml",
+        );
+        // Binary table: datastorage.url/healthUrl required, /readyz gated on healthUrl.
+        let config = r.yaml("gateway-config", "config.yaml");
+        r.trusts_datastorage(&p, "gateway", "gateway", &config["datastorage"]);
+        r.may_write_to_datastorage("gateway");
+        // Namespace row: labelled test=datastorage-e2e, deliberately not kubernaut.ai/managed.
+        assert_eq!(
+            r.get("Namespace", "kubernaut-system")["metadata"]["labels"],
+            serde_json::json!({"test": "datastorage-e2e"})
+        );
+        // Host URLs row: the Gateway's three NodePorts.
+        assert_eq!(
+            r.node_ports("gateway-service"),
+            BTreeMap::from([
+                ("http".to_string(), 30080),
+                ("health".to_string(), 30180),
+                ("metrics".to_string(), 30090),
             ])
-            .output()
+        );
+    }
+
+    // ---- aianalysis (aianalysis.md, kubernaut-agent.md) ----
+    {
+        let s = "aianalysis";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        let d = "aianalysis-controller";
+        // Row 31: args -config $(CONFIG_PATH), the config under /etc/aianalysis.
+        let c = r.container(d, "aianalysis");
+        let config_path = env(c, "CONFIG_PATH").unwrap();
+        assert_eq!(config_path, "/etc/aianalysis/config.yaml");
+        r.runs_with(d, "aianalysis", &["-config", "$(CONFIG_PATH)"], config_path);
+        let config = r.yaml("aianalysis-config", "config.yaml");
+        // Rows 25, 26, 31: rego.policyPath under the whole-ConfigMap mount /etc/aianalysis/policies.
+        let policy_path = config["rego"]["policyPath"].as_str().unwrap();
+        assert_eq!(policy_path, "/etc/aianalysis/policies/approval.rego");
+        let policy = r.file(d, "aianalysis", policy_path);
+        assert_eq!(
+            (policy.name.as_str(), policy.sub_path),
+            ("aianalysis-policies", false)
+        );
+        assert!(
+            policy
+                .content
+                .unwrap()
+                .lines()
+                .any(|l| l == "package aianalysis.approval")
+        );
+        r.trusts_datastorage(&p, d, "aianalysis", &config["datastorage"]);
+        // Row 30.
+        r.may_write_to_datastorage(d);
+        // kubernaut-agent.md row 9: both flags, both files.
+        r.runs_with(
+            "kubernaut-agent",
+            "kubernaut-agent",
+            &[
+                "-config",
+                "/etc/kubernautagent/config.yaml",
+                "-llm-runtime",
+                "/etc/kubernautagent/llm-runtime/llm-runtime.yaml",
+            ],
+            "/etc/kubernautagent/llm-runtime/llm-runtime.yaml",
+        );
+        r.file_text(
+            "kubernaut-agent",
+            "kubernaut-agent",
+            "/etc/kubernautagent/config.yaml",
+        );
+        r.may_write_to_datastorage("kubernaut-agent");
+        // CRDs row: every CRD, AgentSession included.
+        assert_eq!(crd_names(&r), ALL_CRDS.into_iter().collect());
+        // Row 21: the mock LLM's scenarios carry the UUIDs read back from the seeded workflows.
+        let scenarios = r
+            .data("ConfigMap", "mock-llm-scenarios", "scenarios.yaml")
             .unwrap();
         assert!(
-            out.status.success(),
-            "script failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            scenarios.contains(
+                "<runtime.workflow-id-oomkill-increase-memory-v1 from \
+                 value:workflow-id-oomkill-increase-memory-v1>"
+            ),
+            "row 21: scenarios without the seeded UUIDs"
         );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let first = run();
-    assert!(first.contains("migrations done (5 applied)"), "{first}");
-    let log = std::fs::read_to_string(state.join("log")).unwrap();
-    let runs: Vec<&str> = log.lines().map(str::trim_end).collect();
-    assert_eq!(
-        runs,
-        [
-            "run tx=yes CREATE TABLE a;",
-            "run tx=no CREATE INDEX CONCURRENTLY b;",
-            "run tx=yes CREATE FUNCTION c;",
-            "run tx=yes CREATE TABLE e;",
-            "run tx=yes CREATE TABLE d;",
-        ]
-    );
-    let versions = std::fs::read_to_string(state.join("versions")).unwrap();
-    assert_eq!(
-        versions.split_whitespace().collect::<Vec<_>>(),
-        ["0", "1", "2", "10", "30", "1000"]
-    );
-    let second = run();
-    assert!(second.contains("migrations done (0 applied)"), "{second}");
-    assert_eq!(
-        std::fs::read_to_string(state.join("log")).unwrap(),
-        log,
-        "a re-run applies nothing"
-    );
+    }
+
+    // ---- workflowexecution (workflowexecution.md, authwebhook.md) ----
+    {
+        let s = "workflowexecution";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        let d = "workflowexecution-controller";
+        // Row 21: the binary defines only -config.
+        r.runs_with(
+            d,
+            "controller",
+            &["--config=/etc/config/workflowexecution.yaml"],
+            "/etc/config/workflowexecution.yaml",
+        );
+        let config = r.yaml("workflowexecution-config", "workflowexecution.yaml");
+        r.trusts_datastorage(&p, d, "controller", &config["datastorage"]);
+        r.may_write_to_datastorage(d);
+        // Namespaces row, row 20: PipelineRuns and Jobs run in kubernaut-workflows, labelled
+        // managed.
+        assert_eq!(config["execution"]["namespace"], "kubernaut-workflows");
+        assert_eq!(
+            r.get("Namespace", "kubernaut-workflows")["metadata"]["labels"],
+            serde_json::json!({"kubernaut.ai/managed": "true"})
+        );
+        // Row 32: the DD-WE-006 dependencies exist in kubernaut-workflows before registration.
+        for (kind_, name_, key, value) in [
+            ("Secret", "e2e-dep-secret", "token", "e2e-test-value"),
+            (
+                "Secret",
+                "e2e-dep-secret-tekton",
+                "token",
+                "e2e-test-value-tekton",
+            ),
+            (
+                "ConfigMap",
+                "e2e-dep-configmap",
+                "setting",
+                "e2e-configmap-value",
+            ),
+            (
+                "ConfigMap",
+                "e2e-dep-configmap-tekton",
+                "setting",
+                "e2e-configmap-value-tekton",
+            ),
+        ] {
+            let item = r.find(kind_, name_).unwrap();
+            assert_eq!(item.task, "apply:config", "{kind_} {name_}");
+            assert_eq!(namespace(&item.object), Some("kubernaut-workflows"));
+            assert_eq!(r.data(kind_, name_, key).as_deref(), Some(value));
+        }
+        // Row 16: Tekton v1.7.0's release by URL in the shipped profile (rendered here with
+        // the stand-in).
+        let tekton = &p.spec.components["tekton-pipelines"].manifests;
+        assert!(
+            matches!(tekton.as_slice(), [ManifestEntry::Remote(RemoteSource::Url { url, .. })]
+                if url == "https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml"),
+            "{tekton:?}"
+        );
+        authwebhook_facts(&r, &p);
+    }
+
+    // ---- remediationorchestrator (remediationorchestrator.md) ----
+    {
+        let s = "remediationorchestrator";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        let d = "remediationorchestrator-controller";
+        // Row 14.
+        r.runs_with(
+            d,
+            "controller",
+            &["--config=/etc/config/remediationorchestrator.yaml"],
+            "/etc/config/remediationorchestrator.yaml",
+        );
+        // Row 13: the suite's short timeouts.
+        let config = r.yaml(
+            "remediationorchestrator-config",
+            "remediationorchestrator.yaml",
+        );
+        assert_eq!(config["timeouts"]["awaitingApproval"], "3s");
+        assert_eq!(config["timeouts"]["verifying"], "5s");
+        assert_eq!(
+            config["effectivenessAssessment"]["stabilizationWindow"],
+            "10s"
+        );
+        r.trusts_datastorage(&p, d, "controller", &config["datastorage"]);
+        r.may_write_to_datastorage(d);
+        // authwebhook.md header: only RO binds AuthWebhook to data-storage-client.
+        r.may_write_to_datastorage("authwebhook");
+        authwebhook_facts(&r, &p);
+    }
+
+    // ---- notification (notification.md) ----
+    {
+        let s = "notification";
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        datastorage_stack_facts(&p, &r, source.path());
+        let d = "notification-controller";
+        // Row 21: args -config $(CONFIG_PATH) (the binary defines only -config).
+        let c = r.container(d, "manager");
+        let config_path = env(c, "CONFIG_PATH").unwrap();
+        assert_eq!(config_path, "/etc/notification/config.yaml");
+        r.runs_with(d, "manager", &["-config", "$(CONFIG_PATH)"], config_path);
+        // Rows 18, 21: the routing file ROUTING_CONFIG_PATH names.
+        let routing = env(c, "ROUTING_CONFIG_PATH").unwrap();
+        assert!(
+            r.file_text(d, "manager", routing)
+                .contains("default-console")
+        );
+        let config = r.yaml("notification-controller-config", "config.yaml");
+        r.trusts_datastorage(&p, d, "manager", &config["datastorage"]);
+        // Row 11.
+        r.may_write_to_datastorage(d);
+        // DS NodePort row, row 10: DataStorage's API on NodePort 30090 here.
+        assert_eq!(
+            r.node_ports("data-storage-service").get("https"),
+            Some(&30090)
+        );
+        // Row 19: the delivery credentials the routing's credentialRefs name.
+        assert_eq!(
+            r.file_text(d, "manager", "/etc/notification/credentials/slack-success"),
+            "http://mock-webhook:8080/webhook"
+        );
+        authwebhook_facts(&r, &p);
+    }
+
+    // ---- aianalysis-hapi (aianalysis.md, "The HAPI stack (older trees)") ----
+    {
+        let s = HAPI;
+        let (r, source) = (render(s), source_for(s));
+        // H4: the AIAnalysis CRD only.
+        assert_eq!(crd_names(&r), BTreeSet::from(["aianalyses.kubernaut.ai"]));
+        // H7: that era's DataStorage: plain HTTP (no server.tls), its secrets files, /health on
+        // 8080, Service port http 8080/30081, that tree's five migrations.
+        let config_path = env(r.container("datastorage", "datastorage"), "CONFIG_PATH").unwrap();
+        let config: Value =
+            serde_saphyr::from_str(&r.file_text("datastorage", "datastorage", config_path))
+                .unwrap();
+        assert!(config["server"].get("tls").is_none(), "H7: no TLS");
+        for section in ["database", "redis"] {
+            let file = config[section]["secretsFile"].as_str().unwrap();
+            r.file_text("datastorage", "datastorage", file);
+        }
+        let probe = &r.container("datastorage", "datastorage")["readinessProbe"]["httpGet"];
+        assert_eq!(
+            (&probe["path"], &probe["port"]),
+            (&Value::from("/health"), &Value::from(8080))
+        );
+        assert_eq!(
+            r.node_ports("data-storage-service").get("http"),
+            Some(&30081)
+        );
+        migrations_facts(&r, source.path());
+        assert_eq!(
+            r.get("ConfigMap", "datastorage-migrations")["data"]
+                .as_object()
+                .unwrap()
+                .len(),
+            5
+        );
+        // H16: HAPI's one flag and its config; NodePort 30088.
+        r.runs_with(
+            "holmesgpt-api",
+            "holmesgpt-api",
+            &["-config", "/etc/holmesgpt/config.yaml"],
+            "/etc/holmesgpt/config.yaml",
+        );
+        assert_eq!(
+            r.node_ports("holmesgpt-api").values().collect::<Vec<_>>(),
+            [&30088]
+        );
+        // H15: HAPI and the controller may write to DataStorage.
+        r.may_write_to_datastorage("holmesgpt-api");
+        r.may_write_to_datastorage("aianalysis-controller");
+        // H17: the controller talks to HAPI and DataStorage over plain HTTP, no CA.
+        let c = r.container("aianalysis-controller", "aianalysis");
+        r.runs_with(
+            "aianalysis-controller",
+            "aianalysis",
+            &["-config", "$(CONFIG_PATH)"],
+            env(c, "CONFIG_PATH").unwrap(),
+        );
+        let aa = r.yaml("aianalysis-config", "config.yaml");
+        assert_eq!(aa["holmesgpt"]["url"], "http://holmesgpt-api:8080");
+        assert_eq!(aa["datastorage"]["url"], "http://data-storage-service:8080");
+        assert_eq!(env(c, "TLS_CA_FILE"), None);
+        // H18: the approval policy where rego.policyPath says.
+        let policy = r.file(
+            "aianalysis-controller",
+            "aianalysis",
+            aa["rego"]["policyPath"].as_str().unwrap(),
+        );
+        assert_eq!(policy.name, "aianalysis-policies");
+    }
 }

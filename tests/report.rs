@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use kprov::engine::simulate;
 use kprov::engine::{Class, TaskOutcome};
 use kprov::plan::Phase;
+use kprov::record::collect::{CollectError, collect};
 use kprov::record::store::{RunRef, Store, StoreError, read_record};
 use kprov::record::{HostFacts, RunRecord, SCHEMA_VERSION, TaskRecord};
 use kprov::report::{self, Analysis, Format, Options, Strategy, barrier_edges};
@@ -1166,4 +1167,346 @@ fn the_job_summary_is_appended_not_replaced() {
     let all = std::fs::read_to_string(&path).unwrap();
     assert!(all.starts_with("# earlier step\n"));
     assert!(all.contains("### ✅ kprov: aianalysis ready in"));
+}
+
+// ---------------------------------------------------------------- many runs (--merge)
+
+fn real_paths() -> Vec<PathBuf> {
+    let dir = fixture_dir().join("real");
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn merged(records: &[RunRecord], format: Format) -> String {
+    report::merge(records, format).unwrap()
+}
+
+#[test]
+fn merged_report_of_two_real_runs() {
+    let runs = [real(Strategy::Dag), real(Strategy::Hybrid)];
+    insta::assert_snapshot!("merge_real_text", merged(&runs, Format::Text));
+    insta::assert_snapshot!("merge_real_markdown", merged(&runs, Format::Markdown));
+}
+
+#[test]
+fn merged_report_of_two_services_names_the_failed_run() {
+    let runs = [fixture(DAG), fixture(FAILED)];
+    insta::assert_snapshot!("merge_services_text", merged(&runs, Format::Text));
+    let md = merged(&runs, Format::Markdown);
+    assert!(
+        md.starts_with("### ❌ kprov: 2 runs of 2 services: 1 succeeded, 1 failed\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**Failed: signalprocessing `build:signalprocessing`**"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_merge_does_not_depend_on_the_order_of_its_records() {
+    let (a, b, c) = (fixture(DAG), fixture(FAILED), real(Strategy::Sequential));
+    for format in [Format::Text, Format::Json, Format::Markdown, Format::Trace] {
+        assert_eq!(
+            merged(&[a.clone(), b.clone(), c.clone()], format),
+            merged(&[c.clone(), a.clone(), b.clone()], format),
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn merged_json_adds_up_the_runs() {
+    let runs = real_runs();
+    let j: serde_json::Value = serde_json::from_str(&merged(&runs, Format::Json)).unwrap();
+    let analyses: Vec<Analysis> = runs.iter().map(Analysis::new).collect();
+    let makespans: Vec<u64> = analyses.iter().map(|a| a.makespan_ms).collect();
+    assert_eq!(j["runs"].as_array().unwrap().len(), runs.len());
+    assert_eq!(j["runner_ms"], makespans.iter().sum::<u64>());
+    assert_eq!(j["parallel_ms"], *makespans.iter().max().unwrap());
+    assert_eq!(j["services"], serde_json::json!(["demo"]));
+    assert_eq!(j["outcomes"]["succeeded"], runs.len());
+    // The real runs ran one after another: the wall clock is from the first start to the
+    // last end, more than the runner time (the gaps between runs).
+    assert_eq!(j["started_at"], runs[0].started_at.as_str());
+    let wall = j["wall_ms"].as_u64().unwrap();
+    assert!(wall > j["runner_ms"].as_u64().unwrap(), "{wall}");
+    for (k, run) in j["runs"].as_array().unwrap().iter().enumerate() {
+        let a = &analyses[k];
+        assert_eq!(run["run_id"], runs[k].run_id.as_str());
+        assert_eq!(run["work_ms"], a.work_ms);
+        assert_eq!(
+            run["dag_critical_path_ms"],
+            a.dag_critical_path.as_ref().unwrap().length_ms
+        );
+        assert_eq!(run["slowest_task"]["id"], a.tasks[0].id.as_str());
+    }
+    assert_eq!(j["runs"][0]["offset_ms"], 0);
+    for phase in j["phases"].as_array().unwrap() {
+        let busy: u64 = analyses
+            .iter()
+            .flat_map(|a| &a.phases)
+            .filter(|p| p.phase.as_str() == phase["name"])
+            .map(|p| p.busy_ms)
+            .sum();
+        assert_eq!(phase["busy_ms"], busy, "{phase}");
+    }
+}
+
+#[test]
+fn merged_trace_has_a_process_per_run_placed_by_its_start_time() {
+    let runs = real_runs();
+    let trace: serde_json::Value = serde_json::from_str(&merged(&runs, Format::Trace)).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    assert_eq!(trace["otherData"]["time_base"], "started_at");
+    let first_start = humantime::parse_rfc3339(&runs[0].started_at).unwrap();
+    let mut flow_ids = std::collections::BTreeSet::new();
+    for (k, r) in runs.iter().enumerate() {
+        let pid = k as u64 + 1;
+        let mine: Vec<&serde_json::Value> = events.iter().filter(|e| e["pid"] == pid).collect();
+        let name = mine
+            .iter()
+            .find(|e| e["name"] == "process_name")
+            .expect("every process is named");
+        assert_eq!(
+            name["args"]["name"],
+            format!("{} · {}", r.service, r.run_id)
+        );
+        let complete: Vec<_> = mine.iter().filter(|e| e["ph"] == "X").collect();
+        let ran = r.tasks.iter().filter(|t| t.start_ms.is_some()).count();
+        assert_eq!(complete.len(), ran, "{}", r.run_id);
+        // Each run from its own start after the first run's, in µs.
+        let offset_ms = humantime::parse_rfc3339(&r.started_at)
+            .unwrap()
+            .duration_since(first_start)
+            .unwrap()
+            .as_millis() as u64;
+        assert_eq!(trace["otherData"]["runs"][k]["offset_ms"], offset_ms);
+        for t in r.tasks.iter().filter(|t| t.start_ms.is_some()) {
+            let ev = complete
+                .iter()
+                .find(|e| e["name"] == t.id.as_str())
+                .unwrap();
+            assert_eq!(ev["ts"], (offset_ms + t.start_ms.unwrap()) * 1000);
+            assert_eq!(ev["dur"], t.duration_ms().unwrap() * 1000);
+        }
+        // Flow ids stay unique across processes: a viewer binds a flow's ends by id.
+        let starts: Vec<u64> = mine
+            .iter()
+            .filter(|e| e["ph"] == "s")
+            .map(|e| e["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(starts.len(), Analysis::new(r).critical_path.len() - 1);
+        for id in starts {
+            assert!(flow_ids.insert(id), "flow id {id} used twice");
+        }
+    }
+    let pids: std::collections::BTreeSet<u64> =
+        events.iter().map(|e| e["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids, (1..=runs.len() as u64).collect());
+}
+
+#[test]
+fn a_merged_trace_without_readable_start_times_starts_every_run_at_zero() {
+    let mut runs = [fixture(DAG), fixture(WARM)];
+    runs[1].started_at = "sometime".into();
+    let trace: serde_json::Value = serde_json::from_str(&merged(&runs, Format::Trace)).unwrap();
+    assert_eq!(trace["otherData"]["time_base"], "each run's start");
+    assert_eq!(trace["otherData"]["started_at"], serde_json::Value::Null);
+    for pid in [1, 2] {
+        let first = trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["pid"] == pid && e["ph"] == "X")
+            .map(|e| e["ts"].as_u64().unwrap())
+            .min();
+        assert!(first.unwrap() < 1_000_000, "pid {pid} starts near 0");
+    }
+    assert!(!merged(&runs, Format::Text).contains("wall clock"));
+}
+
+#[test]
+fn merged_runs_cannot_be_drawn_as_one_svg() {
+    let err = report::merge(&[fixture(DAG)], Format::Svg).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "render merged runs as svg: supported formats are text, json, markdown, trace"
+    );
+}
+
+#[test]
+fn merge_reads_every_record_in_a_directory_and_skips_other_json() {
+    let found = collect(&[fixture_dir().join("real")]).unwrap();
+    assert_eq!(
+        found.paths,
+        real_paths(),
+        "the README is not JSON: not read"
+    );
+    assert!(found.warnings.is_empty(), "{:?}", found.warnings);
+
+    // As actions/download-artifact lays records out: a directory per artifact.
+    let dir = tempfile::tempdir().unwrap();
+    for (k, name) in [DAG, FAILED].iter().enumerate() {
+        let sub = dir.path().join(format!("kprov-record-{k}"));
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::copy(
+            fixture_dir().join(format!("{name}.json")),
+            sub.join(format!("{name}.json")),
+        )
+        .unwrap();
+    }
+    let trace = dir.path().join("trace.json");
+    std::fs::write(&trace, render(DAG, Format::Trace)).unwrap();
+    let notes = dir.path().join("notes.json");
+    std::fs::write(&notes, "not json at all").unwrap();
+    std::fs::write(dir.path().join("summary.md"), "# not even .json").unwrap();
+    let found = collect(&[dir.path().to_path_buf()]).unwrap();
+    let ids: Vec<&str> = found.records.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, [DAG, FAILED], "by path");
+    assert_eq!(
+        found.warnings,
+        [
+            format!("skipped {}: not JSON", notes.display()),
+            format!(
+                "skipped {}: not a run record (it has no schema_version and run_id)",
+                trace.display()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_bad_record_in_a_merge_is_an_error_naming_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixture_dir().join(format!("{DAG}.json"));
+    // Named explicitly, a file that is not a record is an error, not a warning.
+    let trace = dir.path().join("trace.json");
+    std::fs::write(&trace, render(DAG, Format::Trace)).unwrap();
+    let err = collect(&[good.clone(), trace.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("parse run record {}:", trace.display())),
+        "{err}"
+    );
+    let missing = dir.path().join("missing.json");
+    let err = collect(std::slice::from_ref(&missing))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, format!("read run record {}", missing.display()));
+    // In a directory, a record that does not read is an error too.
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    let broken = records.join("broken.json");
+    std::fs::write(&broken, "{\"schema_version\": 1, \"run_id\": 12}").unwrap();
+    let err = collect(std::slice::from_ref(&records))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!(
+            "parse run record {}:1:34: invalid type: integer `12`, expected a string",
+            broken.display()
+        )
+    );
+    std::fs::remove_file(&broken).unwrap();
+    let err = collect(std::slice::from_ref(&records))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("merge run records: no run records in {}", records.display())
+    );
+}
+
+#[test]
+fn a_run_found_twice_is_read_once_and_two_different_records_of_one_run_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture_dir().join(format!("{DAG}.json"));
+    let copy = dir.path().join("again.json");
+    std::fs::copy(&original, &copy).unwrap();
+    let found = collect(&[original.clone(), dir.path().to_path_buf()]).unwrap();
+    assert_eq!(found.records, [fixture(DAG)]);
+    assert_eq!(
+        found.warnings,
+        [format!(
+            "{}: run {DAG} again (the same record as {}): read once",
+            copy.display(),
+            original.display()
+        )]
+    );
+
+    let mut changed = fixture(DAG);
+    changed.makespan_ms += 1;
+    std::fs::write(&copy, serde_json::to_string(&changed).unwrap()).unwrap();
+    let err = collect(&[original.clone(), copy.clone()]).unwrap_err();
+    assert!(matches!(err, CollectError::Conflict { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "merge run records: run {DAG} is in both {} and {}, and the two records differ",
+            original.display(),
+            copy.display()
+        )
+    );
+}
+
+#[test]
+fn a_merge_of_no_runs_or_of_runs_where_nothing_ran_does_not_panic() {
+    let mut nothing = record(
+        "20261123T000000Z-empty",
+        "dag",
+        4,
+        vec![task("a", Phase::Build, &[], 0, 0, 0)],
+    );
+    nothing.tasks[0].start_ms = None;
+    nothing.tasks[0].end_ms = None;
+    nothing.tasks[0].outcome = TaskOutcome::Skipped;
+    nothing.outcome = "interrupted".into();
+    for records in [vec![], vec![nothing, small_run()]] {
+        for format in [Format::Text, Format::Json, Format::Markdown, Format::Trace] {
+            let out = merged(&records, format);
+            assert!(out.ends_with('\n'), "{format}: {out}");
+            if matches!(format, Format::Json | Format::Trace) {
+                serde_json::from_str::<serde_json::Value>(&out).unwrap();
+            }
+        }
+    }
+}
+
+/// Which builder made each image is in the record, and the reports say it.
+#[test]
+fn the_builder_of_each_build_is_shown_in_text_markdown_and_trace() {
+    let mut r = real(Strategy::Dag);
+    let i = r
+        .tasks
+        .iter()
+        .position(|t| t.id.starts_with("build:"))
+        .expect("a build");
+    r.tasks[i].builder = Some("buildkit".into());
+    let id = r.tasks[i].id.clone();
+    let text = report::render(&r, Format::Text, &Options::default()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not in:\n{text}"));
+    assert!(line.contains("(buildkit)"), "{line}");
+    let md = report::render(&r, Format::Markdown, &Options::default()).unwrap();
+    assert!(md.contains("(buildkit)"), "{md}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&report::render(&r, Format::Trace, &Options::default()).unwrap())
+            .unwrap();
+    let ev = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == id.as_str() && e["ph"] == "X")
+        .unwrap_or_else(|| panic!("no event for {id}"));
+    assert_eq!(ev["args"]["builder"], "buildkit");
 }

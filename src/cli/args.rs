@@ -88,7 +88,7 @@ pub enum Command {
     Services,
     /// Where did the setup time go? Reports over run records.
     #[command(
-        after_help = "Examples:\n  kprov profile\n  kprov profile latest --format svg > waterfall.svg\n  kprov profile --format trace > trace.json   # open in ui.perfetto.dev\n  kprov profile RUN --compare OTHER\n  kprov profile --what-if hybrid --jobs 2"
+        after_help = "Examples:\n  kprov profile\n  kprov profile latest --format svg > waterfall.svg\n  kprov profile --format trace > trace.json   # open in ui.perfetto.dev\n  kprov profile RUN --compare OTHER\n  kprov profile --what-if hybrid --jobs 2\n  kprov profile --merge records/ --format markdown   # a CI matrix's runs"
     )]
     Profile(ProfileArgs),
     /// The service's cluster, nodes, and what is deployed and ready.
@@ -339,6 +339,16 @@ pub struct ProfileArgs {
     /// Only runs of this service (for `latest`).
     #[arg(long, short)]
     pub service: Option<String>,
+    /// One report over many runs (the jobs of a CI matrix): record files, or directories
+    /// searched for `*.json` records (other JSON there is skipped with a warning). Text, json,
+    /// markdown, or trace (a process per run).
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 1..,
+        conflicts_with_all = ["run", "compare", "what_if", "service"]
+    )]
+    pub merge: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

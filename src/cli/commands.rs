@@ -14,6 +14,7 @@ use crate::engine::{Class, Limits};
 use crate::plan::{self, Estimates, Plan, PlanOptions, PlannedTask, Strategy};
 use crate::profile::sources::{ImageSources, Registry};
 use crate::profile::{self, Profile, ProfileErrors};
+use crate::record::collect;
 use crate::record::store::{RunRef, StateDir};
 use crate::report;
 
@@ -270,6 +271,11 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
     let result = (|| -> anyhow::Result<String> {
         let store = StateDir::new(&g.state).store();
         let format: report::Format = a.format.parse().map_err(anyhow::Error::msg)?;
+        if !a.merge.is_empty() {
+            let out = merge(&a.merge, format)?;
+            step_summary(format, &out)?;
+            return Ok(out);
+        }
         let what = match (&a.service, a.run.as_str()) {
             (Some(s), "latest") => RunRef::Latest {
                 service: Some(s.clone()),
@@ -285,11 +291,7 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
         } else {
             report::render(&run, format, &report::Options::default())?
         };
-        if format == report::Format::Markdown
-            && let Some(path) = report::step_summary_path()
-        {
-            report::append_step_summary(&path, &out)?;
-        }
+        step_summary(format, &out)?;
         Ok(out)
     })();
     match result {
@@ -299,6 +301,26 @@ fn profile_cmd(g: &Global, a: &ProfileArgs) -> i32 {
             exit::USAGE
         }
     }
+}
+
+/// A Markdown report, in CI: also appended to the job summary.
+fn step_summary(format: report::Format, out: &str) -> anyhow::Result<()> {
+    if format == report::Format::Markdown
+        && let Some(path) = report::step_summary_path()
+    {
+        report::append_step_summary(&path, out)?;
+    }
+    Ok(())
+}
+
+/// `kprov profile --merge PATH...`: the records found, each run once, as one report; what was
+/// skipped is said on stderr.
+fn merge(paths: &[std::path::PathBuf], format: report::Format) -> anyhow::Result<String> {
+    let found = collect::collect(paths)?;
+    for warning in &found.warnings {
+        say!("warning: {warning}");
+    }
+    Ok(report::merge(&found.records, format)?)
 }
 
 #[cfg(test)]

@@ -45,6 +45,27 @@ pub fn build_id(profile: &Profile, image: &str) -> String {
     format!("{verb}:{image}")
 }
 
+pub fn binary_id(name: &str) -> String {
+    format!("binary:{name}")
+}
+
+/// The host-built binaries this run needs: all but those only images supplied from elsewhere
+/// (`--image`, `--image-registry`) would have copied.
+fn needed_binaries(profile: &Profile) -> Vec<&String> {
+    let spec = &profile.spec;
+    spec.binaries
+        .keys()
+        .filter(|b| {
+            let users: Vec<_> = spec
+                .images
+                .values()
+                .filter(|i| i.build.as_ref().is_some_and(|x| x.binaries.contains(b)))
+                .collect();
+            users.is_empty() || users.iter().any(|i| i.supplied.is_none())
+        })
+        .collect()
+}
+
 /// Whether the nodes pull `image` themselves (no task here makes or loads it).
 pub fn nodes_pull(profile: &Profile, image: &str) -> bool {
     profile.spec.images.get(image).is_some_and(|i| {
@@ -148,7 +169,13 @@ fn units<'a>(
         add(unit_id(profile, n), TaskKind::Hook, n, &h.images, &h.after)?;
     }
     for (n, st) in &spec.steps {
-        add(unit_id(profile, n), TaskKind::Step, n, &[], &st.after)?;
+        add(
+            unit_id(profile, n),
+            TaskKind::Step,
+            n,
+            &st.images,
+            &st.after,
+        )?;
     }
     for (n, v) in &spec.runtime {
         let mut after = v.after.clone();
@@ -175,16 +202,21 @@ fn task(id: String, kind: TaskKind, deps: Vec<String>, subject: Option<&str>) ->
 pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTask>, PlanError> {
     let spec = &profile.spec;
     let mut tasks = Vec::new();
+    for name in needed_binaries(profile) {
+        tasks.push(task(binary_id(name), TaskKind::Binary, vec![], Some(name)));
+    }
     for (name, img) in &spec.images {
         if nodes_pull(profile, name) {
             continue;
         }
-        let kind = if img.external.is_some() || img.supplied.is_some() {
-            TaskKind::Pull
-        } else {
-            TaskKind::Build
+        let (kind, deps) = match &img.build {
+            Some(b) if img.external.is_none() && img.supplied.is_none() => (
+                TaskKind::Build,
+                b.binaries.iter().map(|n| binary_id(n)).collect(),
+            ),
+            _ => (TaskKind::Pull, vec![]),
         };
-        tasks.push(task(build_id(profile, name), kind, vec![], Some(name)));
+        tasks.push(task(build_id(profile, name), kind, deps, Some(name)));
     }
     tasks.push(task(CLUSTER.into(), TaskKind::Cluster, vec![], None));
     let mut setup = Vec::new();

@@ -71,6 +71,7 @@ pub fn sized_ms(kind: TaskKind, size: Size) -> u64 {
 pub fn default_ms(kind: TaskKind) -> u64 {
     match kind {
         TaskKind::Build => 20_000,
+        TaskKind::Binary => 10_000,
         TaskKind::Load => 3_000,
         TaskKind::Cluster => 12_000,
         TaskKind::Deploy | TaskKind::Config => 1_000,

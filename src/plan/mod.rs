@@ -38,6 +38,8 @@ impl std::fmt::Display for Phase {
 pub enum TaskKind {
     /// Build an image (Docker API).
     Build,
+    /// Run a host command that writes files (a host-built binary).
+    Binary,
     /// Ensure a third-party image is present locally.
     Pull,
     /// Create or reuse the cluster.
@@ -66,6 +68,7 @@ impl TaskKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Build => "build",
+            TaskKind::Binary => "binary",
             TaskKind::Pull => "pull",
             TaskKind::Cluster => "cluster",
             TaskKind::Crds => "crds",
@@ -81,7 +84,7 @@ impl TaskKind {
     }
     pub fn phase(self) -> Phase {
         match self {
-            TaskKind::Build | TaskKind::Pull => Phase::Build,
+            TaskKind::Build | TaskKind::Binary | TaskKind::Pull => Phase::Build,
             TaskKind::Cluster | TaskKind::Crds | TaskKind::Established | TaskKind::Config => {
                 Phase::Cluster
             }
@@ -95,7 +98,7 @@ impl TaskKind {
     }
     pub fn class(self) -> Class {
         match self {
-            TaskKind::Build => Class::Cpu,
+            TaskKind::Build | TaskKind::Binary => Class::Cpu,
             TaskKind::Load | TaskKind::Pull | TaskKind::Cluster => Class::Io,
             _ => Class::Api,
         }

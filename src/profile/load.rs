@@ -114,7 +114,15 @@ pub struct ParsedFile {
 }
 
 /// Sections whose entries are read one by one when the file has errors.
-const ENTRY_SECTIONS: [&str; 6] = ["images", "components", "hooks", "ports", "runtime", "steps"];
+const ENTRY_SECTIONS: [&str; 7] = [
+    "images",
+    "binaries",
+    "components",
+    "hooks",
+    "ports",
+    "runtime",
+    "steps",
+];
 
 /// Parse one profile file, reporting every error it holds. The text is parsed once into a
 /// located tree; the model is read from the tree, and only when that fails is it read again
@@ -421,6 +429,7 @@ fn load_rec(path: &Path, stack: &mut Vec<PathBuf>, merged: &mut Merged) -> Profi
     let own = parsed.profile;
     for (section, keys) in [
         ("images", own.images.keys().cloned().collect::<Vec<_>>()),
+        ("binaries", own.binaries.keys().cloned().collect()),
         ("components", own.components.keys().cloned().collect()),
         ("hooks", own.hooks.keys().cloned().collect()),
         ("ports", own.ports.keys().cloned().collect()),
@@ -483,6 +492,7 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
     }
     base.include.clear();
     merge_map(&mut base.images, top.images);
+    merge_map(&mut base.binaries, top.binaries);
     extend_unique(&mut base.crds, top.crds);
     extend_unique(&mut base.config.namespaces, top.config.namespaces);
     base.config.config_maps.retain(|c| {

@@ -264,7 +264,9 @@ pub fn expand(source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
                 .contains(['*', '?', '[', '{'])
         })
         .collect();
+    // Symlinked files and directories count as what they point to (walkdir detects loops).
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(source.join(&literal))
+        .follow_links(true)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
@@ -283,4 +285,30 @@ pub fn expand(source: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_glob_matches_symlinked_files_and_directories() {
+        let real = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(real.path().join("bases")).unwrap();
+        std::fs::write(real.path().join("bases/a.yaml"), "a").unwrap();
+        std::fs::write(real.path().join("b.yaml"), "b").unwrap();
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("crd/more")).unwrap();
+        std::os::unix::fs::symlink(real.path().join("bases"), tree.path().join("crd/bases"))
+            .unwrap();
+        std::os::unix::fs::symlink(
+            real.path().join("b.yaml"),
+            tree.path().join("crd/more/b.yaml"),
+        )
+        .unwrap();
+        let found = super::expand(tree.path(), "crd/**/*.yaml").unwrap();
+        let rel: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(tree.path()).unwrap().display().to_string())
+            .collect();
+        assert_eq!(rel, ["crd/bases/a.yaml", "crd/more/b.yaml"]);
+    }
 }

@@ -21,6 +21,11 @@ pub struct ProfileFile {
     pub cluster: Option<ClusterSpec>,
     #[serde(default)]
     pub images: BTreeMap<String, ImageSpec>,
+    /// Binaries built on the host (kubernaut's `go build` fast path), for thin runtime images
+    /// that copy them: each a command with declared inputs and outputs, skipped when its
+    /// inputs are unchanged.
+    #[serde(default)]
+    pub binaries: BTreeMap<String, BinarySpec>,
     /// CRD files or globs, relative to `--source`.
     #[serde(default)]
     pub crds: Vec<String>,
@@ -142,6 +147,28 @@ pub struct BuildSpec {
     pub coverage_args: BTreeMap<String, String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Host-built binaries (`binaries:`) this image's context holds: built first, and their
+    /// outputs, being files of the context, are part of the image's inputs.
+    #[serde(default)]
+    pub binaries: Vec<String>,
+}
+
+/// A command run on the host that writes files (a `go build -o bin/x ./cmd/x`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BinarySpec {
+    /// The program and its arguments (argv, never a shell string); run in `--source`.
+    pub command: Vec<String>,
+    /// Added to the environment (`CGO_ENABLED: "0"`, `GOOS: linux`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Added under `--coverage` (`GOFLAGS: -cover`).
+    #[serde(default)]
+    pub coverage_env: BTreeMap<String, String>,
+    /// Files or globs (relative to `--source`) whose contents decide whether it runs again.
+    pub inputs: Vec<String>,
+    /// The files it writes (relative to `--source`); all must exist after it ran.
+    pub outputs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -370,6 +397,9 @@ pub struct StepSpec {
     /// Manifests to apply (custom resources, webhook configurations), templated.
     #[serde(default)]
     pub apply: Vec<ManifestEntry>,
+    /// Images the applied objects run (test fixtures' pods): loaded before it applies.
+    #[serde(default)]
+    pub images: Vec<String>,
     /// Status to set through the `/status` subresource, per object.
     #[serde(default)]
     pub patch_status: Vec<StatusPatchSpec>,

@@ -6,6 +6,7 @@ use std::{
     path::Path,
 };
 
+mod binaries;
 mod steps;
 
 use super::{Profile, ProfileError, template};
@@ -172,6 +173,7 @@ impl Validator<'_> {
         self.workloads();
         self.runtime();
         self.steps();
+        self.binaries();
         self.cycles();
     }
 

@@ -65,7 +65,7 @@ fn retry_for(kind: TaskKind) -> RetryPolicy {
 
 fn timeout_for(kind: TaskKind) -> Option<Duration> {
     match kind {
-        TaskKind::Build => Some(Duration::from_secs(30 * 60)),
+        TaskKind::Build | TaskKind::Binary => Some(Duration::from_secs(30 * 60)),
         TaskKind::Cluster => Some(Duration::from_secs(10 * 60)),
         TaskKind::Load | TaskKind::Pull => Some(Duration::from_secs(10 * 60)),
         // Waits carry their own per-object deadlines and name what blocks them.

@@ -364,6 +364,18 @@ impl Work for TaskWork {
             match self.task.kind {
                 TaskKind::Build => build(s, subject, ctx).await,
                 TaskKind::Pull => pull(s, subject, ctx).await,
+                TaskKind::Binary => {
+                    let req = crate::tasks::binary::BinaryRequest {
+                        name: subject,
+                        spec: &s.profile().spec.binaries[subject],
+                        source: &s.req.source,
+                        coverage: s.req.coverage,
+                        no_cache: s.req.no_cache,
+                        log_dir: &s.req.log_dir,
+                        cache_dir: &s.req.cache_dir,
+                    };
+                    crate::tasks::binary::build_binary(&req, ctx).await
+                }
                 TaskKind::Cluster => cluster(s, ctx).await,
                 TaskKind::Crds => crds(s, ctx).await,
                 TaskKind::Established => established(s, ctx).await,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Class, TaskOutcome};
 use crate::plan::Phase;
 
+pub mod collect;
 pub mod store;
 
 pub const SCHEMA_VERSION: u32 = 1;

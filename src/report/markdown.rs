@@ -6,7 +6,7 @@ use crate::engine::TaskOutcome;
 
 use super::analysis::{Analysis, CriticalStep};
 use super::fmt::{delta, delta_pct, duration, opt_duration, pct};
-use super::text::{largest_wait, outcome_label, was_cancelled};
+use super::text::{largest_wait, outcome_and_builder, was_cancelled};
 use super::whatif::WhatIf;
 use super::{Options, jobs_label};
 
@@ -207,7 +207,7 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
             t.phase.to_string(),
             opt_duration(t.duration_ms),
             opt_duration(t.queue_ms),
-            outcome_label(&r.tasks[t.index]).to_string(),
+            outcome_and_builder(&r.tasks[t.index]),
             if t.critical {
                 "●".to_string()
             } else {
@@ -248,7 +248,7 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
             opt_duration(t.end_ms),
             opt_duration(t.duration_ms),
             opt_duration(t.queue_ms),
-            outcome_label(&r.tasks[t.index]).to_string(),
+            outcome_and_builder(&r.tasks[t.index]),
             t.attempts.to_string(),
             cell(&note(&r.tasks[t.index])),
         ]));

@@ -17,6 +17,9 @@
 //! let out = report::compare(&other, &run, format)?;
 //! // kprov profile [RUN] --what-if hybrid [--jobs 4] (jobs: None = the run's own)
 //! let out = report::what_if(&run, Strategy::Hybrid, Some(4), format)?;
+//! // kprov profile --merge A.json DIR/ …: records read by `record::collect::collect`
+//! let found = kprov::record::collect::collect(&["records/".into()])?;
+//! let out = report::merge(&found.records, format)?;
 //! // --format markdown, and in CI: also append it to the job summary
 //! if let Some(path) = report::step_summary_path() {
 //!     let md = report::render(&run, Format::Markdown, &Options::default())?;
@@ -27,8 +30,9 @@
 //! ```
 //!
 //! Formats: every format renders a single run; `compare` and `what_if` support text, json and
-//! markdown (svg too for what-if: the predicted waterfall), and refuse the others with
-//! [`ReportError::Unsupported`]. Every output ends with a newline.
+//! markdown (svg too for what-if: the predicted waterfall), `merge` text, json, markdown and
+//! trace (a process per run), and they refuse the others with [`ReportError::Unsupported`].
+//! Every output ends with a newline.
 //!
 //! - text: the terminal report (header, phases, slowest tasks with queue waits, the critical
 //!   path, utilisation, makespan over the DAG's critical path at the measured durations);
@@ -46,6 +50,7 @@ mod compare;
 pub mod fmt;
 mod json;
 mod markdown;
+mod merge;
 mod svg;
 mod text;
 mod trace;
@@ -61,6 +66,7 @@ use crate::record::RunRecord;
 
 pub use analysis::Analysis;
 pub use compare::Comparison;
+pub use merge::{Merged, MergedRun};
 pub use whatif::{Strategy, WhatIf, barrier_edges, replay};
 
 /// An output format of `kprov profile`.
@@ -206,6 +212,23 @@ pub fn what_if(
             what: "a what-if",
             format,
             supported: "text, json, markdown, svg",
+        }),
+    }
+}
+
+/// Many runs (the jobs of a CI matrix) as one report: a row per run, each phase's busy time
+/// per run, the matrix's totals. Text, json, markdown, or trace (a process per run).
+pub fn merge(records: &[RunRecord], format: Format) -> Result<String, ReportError> {
+    let m = Merged::new(records);
+    match format {
+        Format::Text => Ok(merge::text(&m)),
+        Format::Json => Ok(merge::json(&m)),
+        Format::Markdown => Ok(merge::markdown(&m)),
+        Format::Trace => Ok(trace::render_merged(&m)),
+        Format::Svg => Err(ReportError::Unsupported {
+            what: "merged runs",
+            format,
+            supported: "text, json, markdown, trace",
         }),
     }
 }

@@ -64,7 +64,7 @@ pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
                 t.phase.to_string(),
                 opt_duration(t.duration_ms),
                 opt_duration(t.queue_ms),
-                outcome_label(&r.tasks[t.index]).to_string(),
+                outcome_and_builder(&r.tasks[t.index]),
                 t.attempts.to_string(),
                 if t.critical {
                     "*".to_string()
@@ -176,6 +176,14 @@ pub(crate) fn outcome_label(t: &crate::record::TaskRecord) -> &'static str {
         "cancelled"
     } else {
         outcome_str(t.outcome)
+    }
+}
+
+/// The outcome, and for a build the builder that ran it: `succeeded (buildkit)`.
+pub(crate) fn outcome_and_builder(t: &crate::record::TaskRecord) -> String {
+    match &t.builder {
+        Some(b) => format!("{} ({b})", outcome_label(t)),
+        None => outcome_label(t).to_string(),
     }
 }
 

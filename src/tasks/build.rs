@@ -610,7 +610,7 @@ pub(crate) fn short_id(id: &str) -> &str {
 
 /// The per-task build log: output split into lines, written as it comes, the last lines kept
 /// for the error message.
-struct BuildLog {
+pub(crate) struct BuildLog {
     file: LineWriter<File>,
     partial: String,
     tail: VecDeque<String>,
@@ -618,7 +618,7 @@ struct BuildLog {
 }
 
 impl BuildLog {
-    fn create(path: &Path) -> std::io::Result<BuildLog> {
+    pub(crate) fn create(path: &Path) -> std::io::Result<BuildLog> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -639,7 +639,7 @@ impl BuildLog {
     }
 
     /// A kprov line (not build output): into the file only.
-    fn note(&mut self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         for line in text.lines() {
             self.write_line(line);
         }
@@ -653,7 +653,7 @@ impl BuildLog {
         }
     }
 
-    fn line(&mut self, line: &str, ctx: &TaskCtx) {
+    pub(crate) fn line(&mut self, line: &str, ctx: &TaskCtx) {
         self.write_line(line);
         if line.trim().is_empty() {
             return;
@@ -665,7 +665,7 @@ impl BuildLog {
         ctx.progress(line.trim().to_string());
     }
 
-    fn finish(&mut self, ctx: &TaskCtx) {
+    pub(crate) fn finish(&mut self, ctx: &TaskCtx) {
         if !self.partial.is_empty() {
             let rest = std::mem::take(&mut self.partial);
             self.line(rest.trim_end(), ctx);
@@ -673,7 +673,7 @@ impl BuildLog {
         let _ = self.file.flush();
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         self.tail
             .iter()
             .map(|l| format!("  {l}"))

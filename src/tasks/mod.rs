@@ -3,6 +3,7 @@
 //! and the `status`/`coverage` commands' reading of a running environment.
 
 pub mod apply;
+pub mod binary;
 pub mod build;
 pub mod cluster;
 pub mod context;

@@ -654,3 +654,38 @@ pub fn kubernaut_crd(file: &str) -> PathBuf {
     );
     path
 }
+
+/// kubernaut's own data files (all CRDs, the suites' kind configs, DataStorage's manifests),
+/// kept beside the checkout and read in place.
+pub fn kubernaut_reference() -> PathBuf {
+    let path = repo_root().join("../shared/reference/kubernaut");
+    assert!(
+        path.join("config/crd/bases").is_dir(),
+        "kubernaut's data files are read from {} (a copy of shared/ beside the checkout)",
+        path.display()
+    );
+    path
+}
+
+/// A kubernaut source tree for `--source`: kubernaut's data files
+/// ([`kubernaut_reference`]) and the stand-ins of tests/fixtures/kubernaut laid over each other,
+/// as symlinks in a temporary directory (nothing is copied).
+pub fn kubernaut_source() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for layer in [
+        kubernaut_reference(),
+        repo_root().join("tests/fixtures/kubernaut"),
+    ] {
+        for entry in walkdir::WalkDir::new(&layer).min_depth(1) {
+            let entry = entry.unwrap();
+            let rel = entry.path().strip_prefix(&layer).unwrap();
+            let at = dir.path().join(rel);
+            if entry.file_type().is_dir() {
+                std::fs::create_dir_all(&at).unwrap();
+            } else if !at.exists() {
+                std::os::unix::fs::symlink(entry.path(), &at).unwrap();
+            }
+        }
+    }
+    dir
+}

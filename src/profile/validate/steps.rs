@@ -120,6 +120,19 @@ impl Validator<'_> {
                         .into(),
                 );
             }
+            for i in &st.images {
+                if !spec.images.contains_key(i)
+                    && !self.profile.broken.contains(&format!("images.{i}"))
+                {
+                    let known: Vec<&str> = spec.images.keys().map(String::as_str).collect();
+                    self.err(
+                        "steps",
+                        Some(name),
+                        &["steps", name, "images"],
+                        format!("unknown image {i:?} (images: {})", known.join(", ")),
+                    );
+                }
+            }
             for m in st.apply.iter().filter_map(|m| m.path()) {
                 if self.file("steps", Some(name), &["steps", name, "apply"], m) {
                     self.template(m, &st.values);
