@@ -681,6 +681,87 @@ fn a_prebuilt_image_replaces_its_build_and_a_missing_one_stops_before_anything_s
     assert_eq!(image, stand_in);
 }
 
+/// Two environments on one host at once (a CI job running two suites): two `kprov up` of
+/// different clusters, started together and sharing one kubeconfig file, one state directory
+/// and one lock directory, both succeed; each has its own context, host ports, run record and
+/// logs, and taking one down leaves the other up.
+#[test]
+fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_colliding() {
+    let host = require_docker!();
+    common::ensure_test_images(&host);
+    let a = Demo::new(&host, "twin-a");
+    let b = Demo::new(&host, "twin-b");
+    // b runs in a's world: a's kubeconfig, state and locks, its own profile (cluster name).
+    let in_a = |demo: &Demo| {
+        let mut c = demo.kprov();
+        c.env("KUBECONFIG", a.kubeconfig())
+            .env("KPROV_LOCK_DIR", a.dir.path().join("locks"))
+            .env("KPROV_STATE", a.dir.path().join(".kprov"));
+        c
+    };
+    let started = [&a, &b].map(|d| {
+        in_a(d)
+            .args(["up", "--service", "demo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    for (child, demo) in started.into_iter().zip([&a, &b]) {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            demo.cluster,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let contexts = common::run_ok(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(a.kubeconfig())
+            .args(["config", "get-contexts", "-o", "name"]),
+    );
+    for d in [&a, &b] {
+        assert!(
+            contexts.contains(&format!("kind-{}", d.cluster)),
+            "{contexts}"
+        );
+    }
+    let records: Vec<serde_json::Value> = std::fs::read_dir(a.dir.path().join(".kprov/runs"))
+        .unwrap()
+        .map(|e| serde_json::from_str(&read(&e.unwrap().path())).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2, "one record per run");
+    let ids: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    // Each cluster published its own host port for the api NodePort.
+    let port = |d: &Demo| {
+        common::run_ok(common::docker(&host).args([
+            "port",
+            &format!("{}-control-plane", d.cluster),
+            "30980/tcp",
+        ]))
+    };
+    assert_ne!(port(&a), port(&b));
+    // Each kept its own CA file beside the shared kubeconfig.
+    let ca = |d: &Demo| read(&a.dir.path().join(format!("{}-ca.pem", d.cluster)));
+    assert_ne!(ca(&a), ca(&b));
+    let down = in_a(&a)
+        .args(["down", "--cluster", &a.cluster])
+        .output()
+        .unwrap();
+    assert!(down.status.success());
+    assert!(a.node_containers().is_empty());
+    assert_eq!(
+        b.node_containers(),
+        vec![format!("{}-control-plane", b.cluster)]
+    );
+}
+
 /// Removes the images a test's demo built (they carry its cluster name in a label) on drop.
 struct DemoImages {
     host: String,
@@ -895,7 +976,8 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     let text = String::from_utf8_lossy(&profile.stdout);
     assert!(
         text.lines()
-            .any(|l| l.contains("| build:api |") && l.contains("| restored")),
+            // The outcome, and the builder that made the archived image.
+            .any(|l| l.contains("build:api") && l.contains("| restored (")),
         "{text}"
     );
     // The environment is up, running the restored images.
@@ -911,85 +993,4 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     let api = saved.iter().find(|s| s["image"] == "api").unwrap();
     let tag = format!("kprov-{}", &api["inputs"].as_str().unwrap()[..12]);
     assert!(image.ends_with(&tag), "{image} is not the restored {tag}");
-}
-
-/// Two environments on one host at once (a CI job running two suites): two `kprov up` of
-/// different clusters, started together and sharing one kubeconfig file, one state directory
-/// and one lock directory, both succeed; each has its own context, host ports, run record and
-/// logs, and taking one down leaves the other up.
-#[test]
-fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_colliding() {
-    let host = require_docker!();
-    common::ensure_test_images(&host);
-    let a = Demo::new(&host, "twin-a");
-    let b = Demo::new(&host, "twin-b");
-    // b runs in a's world: a's kubeconfig, state and locks, its own profile (cluster name).
-    let in_a = |demo: &Demo| {
-        let mut c = demo.kprov();
-        c.env("KUBECONFIG", a.kubeconfig())
-            .env("KPROV_LOCK_DIR", a.dir.path().join("locks"))
-            .env("KPROV_STATE", a.dir.path().join(".kprov"));
-        c
-    };
-    let started = [&a, &b].map(|d| {
-        in_a(d)
-            .args(["up", "--service", "demo"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    });
-    for (child, demo) in started.into_iter().zip([&a, &b]) {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            demo.cluster,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let contexts = common::run_ok(
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(a.kubeconfig())
-            .args(["config", "get-contexts", "-o", "name"]),
-    );
-    for d in [&a, &b] {
-        assert!(
-            contexts.contains(&format!("kind-{}", d.cluster)),
-            "{contexts}"
-        );
-    }
-    let records: Vec<serde_json::Value> = std::fs::read_dir(a.dir.path().join(".kprov/runs"))
-        .unwrap()
-        .map(|e| serde_json::from_str(&read(&e.unwrap().path())).unwrap())
-        .collect();
-    assert_eq!(records.len(), 2, "one record per run");
-    let ids: std::collections::BTreeSet<&str> = records
-        .iter()
-        .map(|r| r["run_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 2, "{ids:?}");
-    // Each cluster published its own host port for the api NodePort.
-    let port = |d: &Demo| {
-        common::run_ok(common::docker(&host).args([
-            "port",
-            &format!("{}-control-plane", d.cluster),
-            "30980/tcp",
-        ]))
-    };
-    assert_ne!(port(&a), port(&b));
-    // Each kept its own CA file beside the shared kubeconfig.
-    let ca = |d: &Demo| read(&a.dir.path().join(format!("{}-ca.pem", d.cluster)));
-    assert_ne!(ca(&a), ca(&b));
-    let down = in_a(&a)
-        .args(["down", "--cluster", &a.cluster])
-        .output()
-        .unwrap();
-    assert!(down.status.success());
-    assert!(a.node_containers().is_empty());
-    assert_eq!(
-        b.node_containers(),
-        vec![format!("{}-control-plane", b.cluster)]
-    );
 }
