@@ -773,6 +773,10 @@ impl DemoImages {
     /// inputs, and so its tag and ID, are then unique to the test.
     fn unique_to(demo: &Demo) -> DemoImages {
         let label = format!("io.kprov.test.repository={}", demo.cluster);
+        // scripts/test sweeps what its run leaked by this label.
+        let run = std::env::var(common::TEST_RUN_ENV)
+            .map(|r| format!(", {}: \"{r}\"", common::TEST_RUN_LABEL))
+            .unwrap_or_default();
         demo.edit_profile(|t| {
             let mut edited = t.clone();
             for image in ["api", "worker", "migrate"] {
@@ -781,7 +785,7 @@ impl DemoImages {
                 edited = edited.replace(
                     &context,
                     &format!(
-                        "{context}      labels: {{io.kprov.test: \"true\", io.kprov.test.repository: {}}}\n",
+                        "{context}      labels: {{io.kprov.test: \"true\", io.kprov.test.repository: {}{run}}}\n",
                         demo.cluster
                     ),
                 );

@@ -41,6 +41,14 @@ impl Repository {
     /// A build of the `app` fixture (FROM kprov/base, a COPY and a RUN) as `image`.
     fn request(&self, image: &str, log_dir: &Path) -> BuildRequest {
         let context = common::repo_root().join("tests/fixtures/images/app");
+        let mut labels = BTreeMap::from([
+            (common::TEST_LABEL.to_string(), "true".to_string()),
+            (REPO_LABEL.to_string(), self.name.clone()),
+        ]);
+        // scripts/test sweeps what its run leaked by this label.
+        if let Ok(run) = std::env::var(common::TEST_RUN_ENV) {
+            labels.insert(common::TEST_RUN_LABEL.to_string(), run);
+        }
         BuildRequest {
             image: image.to_string(),
             repository: self.name.clone(),
@@ -48,10 +56,7 @@ impl Repository {
             context,
             target: None,
             args: BTreeMap::from([("GREETING".to_string(), image.to_string())]),
-            labels: BTreeMap::from([
-                (common::TEST_LABEL.to_string(), "true".to_string()),
-                (REPO_LABEL.to_string(), self.name.clone()),
-            ]),
+            labels,
             coverage: false,
             no_cache: false,
             log_dir: log_dir.to_path_buf(),
