@@ -427,7 +427,7 @@ const DEMO_BUILT: [&str; 3] = ["api", "migrate", "worker"];
 /// checks through its NodePort go, and the api is waited for `api_timeout`.
 fn without_host_ports(t: String, api_timeout: &str) -> String {
     let t = t.replace(
-        "    ready:\n      http: http://127.0.0.1:{{ hostPorts.api }}/readyz\n      timeout: 2m\n",
+        "    ready:\n      http: \"http://127.0.0.1:{{ hostPorts.api }}/{{ values.readyPath }}\"\n      timeout: 2m\n",
         &format!("    ready:\n      timeout: {api_timeout}\n"),
     );
     let call = t.find("  call-api:\n").expect("the demo calls its api");
