@@ -78,9 +78,11 @@ pub async fn ensure_local(
             Done::Cached
         }
         found => {
-            if found.is_none() {
+            if let Some(stopped) = &found {
+                check_published(stopped)?;
+            } else {
                 if engine.inspect_image(&image).await.map_err(err)?.is_none() {
-                    let (_, _) = crate::tasks::pull::ensure_external(engine, &image, ctx).await?;
+                    crate::tasks::pull::ensure_external(engine, &image, ctx).await?;
                 }
                 let spec = ServiceContainer {
                     name: NAME.into(),
