@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{repo_root, require_docker};
+use common::{repo_root, require_docker, require_podman};
 
 /// A private world for one test: profiles with a unique cluster name, its own kubeconfig,
 /// state and lock directories. Tears the cluster down on drop, even after a panic.
@@ -679,4 +679,96 @@ fn a_prebuilt_image_replaces_its_build_and_a_missing_one_stops_before_anything_s
         "jsonpath={.spec.template.spec.containers[0].image}",
     ]);
     assert_eq!(image, stand_in);
+}
+
+/// kind and kprov on two engines is refused before anything starts, naming both and the fix:
+/// here KIND_EXPERIMENTAL_PROVIDER=podman while kprov's engine is Docker.
+#[test]
+fn a_kind_provider_other_than_the_engine_is_refused_before_anything_starts() {
+    let host = require_docker!();
+    provider_mismatch_is_refused(&host, "provider_mismatch", "podman", "docker");
+}
+
+/// The other way round: KIND_EXPERIMENTAL_PROVIDER=docker while DOCKER_HOST is Podman.
+#[test]
+fn a_docker_kind_provider_is_refused_when_the_engine_is_podman() {
+    let host = require_podman!();
+    provider_mismatch_is_refused(&host, "podman_provider_mismatch", "docker", "podman");
+}
+
+fn provider_mismatch_is_refused(host: &str, test: &str, provider: &str, engine: &str) {
+    let demo = Demo::new(host, test);
+    let out = demo
+        .kprov()
+        .env("KIND_EXPERIMENTAL_PROVIDER", provider)
+        .args(["up", "--service", "demo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let said = format!(
+        "KIND_EXPERIMENTAL_PROVIDER is {provider}, but kprov's engine at {host} is {engine}"
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(
+        stderr.contains("Unset KIND_EXPERIMENTAL_PROVIDER"),
+        "{stderr}"
+    );
+    assert!(
+        demo.node_containers().is_empty(),
+        "{:?}",
+        demo.node_containers()
+    );
+    assert!(
+        !demo.dir.path().join(".kprov/runs").exists(),
+        "a refused run leaves no record"
+    );
+}
+
+/// The demo on Podman (`scripts/podman-up`): builds by Podman's builder, nodes and loads on
+/// Podman, and kind (the kind double) told `KIND_EXPERIMENTAL_PROVIDER=podman`; a warm re-run
+/// is cached. Against the API double, as every sandbox run.
+#[test]
+fn the_demo_comes_up_on_podman_and_kind_is_told_the_provider() {
+    let host = require_podman!();
+    common::ensure_sandbox_image(&host);
+    let demo = Demo::new(&host, "podman-demo");
+
+    let (code, stderr) = demo.up(&[]);
+    assert_eq!(code, 0, "kprov up on Podman failed:\n{stderr}");
+    let first = demo.latest_record();
+    assert_eq!(first["host"]["engine"], "podman", "{:#}", first["host"]);
+    assert!(
+        outcomes(&first)
+            .iter()
+            .all(|(_, o)| o == "succeeded" || o == "cached"),
+        "{first:#}"
+    );
+    let builds: Vec<&serde_json::Value> = first["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"].as_str().unwrap().starts_with("build:"))
+        .collect();
+    assert!(!builds.is_empty());
+    for t in &builds {
+        assert_eq!(t["builder"], "podman", "{t:#}");
+    }
+    // kind's output lines are cluster:create's progress.
+    assert!(
+        stderr.contains("enabling experimental podman provider"),
+        "{stderr}"
+    );
+    let text = demo.kprov().args(["profile"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("engine podman 4."), "{text}");
+    assert!(text.contains("builders: podman (build:"), "{text}");
+
+    let (code, stderr) = demo.up(&["--reuse"]);
+    assert_eq!(code, 0, "warm kprov up on Podman failed:\n{stderr}");
+    for (id, outcome) in outcomes(&demo.latest_record()) {
+        if id.starts_with("build:") || id.starts_with("load:") || id == "cluster:create" {
+            assert_eq!(outcome, "cached", "{id} was not cached on the warm run");
+        }
+    }
 }
