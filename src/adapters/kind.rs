@@ -146,7 +146,10 @@ pub fn provider_for(
         None => Ok(wanted),
         Some(p) if p == engine => Ok(wanted),
         Some(p) => Err(format!(
-            "{PROVIDER_ENV} is {p}, but kprov's engine at {host} is {engine}: kind would create              the nodes with {p} while kprov builds, loads and looks for them on {engine}. Unset              {PROVIDER_ENV} (kprov tells kind the provider of its engine) or set it to {engine},              or point DOCKER_HOST at a {p} engine"
+            "{PROVIDER_ENV} is {p}, but kprov's engine at {host} is {engine}: kind would create \
+             the nodes with {p} while kprov builds, loads and looks for them on {engine}. Unset \
+             {PROVIDER_ENV} (kprov tells kind the provider of its engine) or set it to {engine}, \
+             or point DOCKER_HOST at a {p} engine"
         )),
     }
 }
@@ -1268,22 +1271,31 @@ users:
         let host = "unix:///run/kprov-podman/podman.sock";
         assert_eq!(provider_for("podman", host, None), Ok(Some("podman")));
         assert_eq!(provider_for("podman", host, Some("")), Ok(Some("podman")));
-        assert_eq!(provider_for("podman", host, Some("podman")), Ok(Some("podman")));
+        assert_eq!(
+            provider_for("podman", host, Some("podman")),
+            Ok(Some("podman"))
+        );
         assert_eq!(provider_for("docker", host, None), Ok(None));
         assert_eq!(provider_for("docker", host, Some("docker")), Ok(None));
         let e = provider_for("podman", host, Some("docker")).unwrap_err();
         assert!(e.starts_with("KIND_EXPERIMENTAL_PROVIDER is docker, but kprov's engine at unix:///run/kprov-podman/podman.sock is podman"), "{e}");
         assert!(e.contains("Unset KIND_EXPERIMENTAL_PROVIDER"), "{e}");
         let e = provider_for("docker", "unix:///var/run/docker.sock", Some("podman")).unwrap_err();
-        assert!(e.contains("is podman, but kprov's engine at unix:///var/run/docker.sock is docker"), "{e}");
+        assert!(
+            e.contains("is podman, but kprov's engine at unix:///var/run/docker.sock is docker"),
+            "{e}"
+        );
         assert!(provider_for("docker", host, Some("nerdctl")).is_err());
     }
 
     #[tokio::test]
     async fn the_provider_reaches_every_kind_command() {
         let dir = tempfile::tempdir().unwrap();
-        let cli = fake_kind(dir.path(), "echo \"provider=${KIND_EXPERIMENTAL_PROVIDER:-unset}\"")
-            .with_provider(Some("podman"));
+        let cli = fake_kind(
+            dir.path(),
+            "echo \"provider=${KIND_EXPERIMENTAL_PROVIDER:-unset}\"",
+        )
+        .with_provider(Some("podman"));
         let out = cli.version(&CancellationToken::new()).await.unwrap();
         assert_eq!(out, "provider=podman");
         let cli = cli.with_provider(None);
