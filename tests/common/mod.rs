@@ -193,7 +193,8 @@ pub fn require_podman() -> Option<String> {
 }
 
 /// `let host = require_podman!();` — the Podman host, or returns from the test when Podman
-/// is not running (panics under CI).
+/// is not running (panics under CI). Only some test binaries use it.
+#[allow(unused_macros)]
 macro_rules! require_podman_or_return {
     () => {
         match $crate::common::require_podman() {
@@ -202,6 +203,7 @@ macro_rules! require_podman_or_return {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use require_podman_or_return as require_podman;
 
 /// The repository root (where `scripts/` lives).
