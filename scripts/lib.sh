@@ -42,3 +42,25 @@ is_dockerd_pid() {
     local pid=$1
     [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = dockerd ]
 }
+
+# The Podman service podman-up starts (its Docker-compatible API), apart from Docker's.
+KPROV_PODMAN_RUN=/run/kprov-podman
+KPROV_PODMAN_SOCK="$KPROV_PODMAN_RUN/podman.sock"
+KPROV_PODMAN_HOST="unix://$KPROV_PODMAN_SOCK"
+KPROV_PODMAN_LOG=/var/log/kprov-podman.log
+# Written only by podman-up when it launched the service; podman-down stops nothing without it.
+KPROV_PODMAN_OWNED="$KPROV_PODMAN_RUN/started-by-podman-up.pid"
+
+# True when the engine at the given host is Podman (its /version names "Podman Engine").
+engine_is_podman() {
+    DOCKER_HOST=$1 timeout 10 docker version --format '{{range .Server.Components}}{{.Name}};{{end}}' 2>/dev/null |
+        grep -q 'Podman Engine'
+}
+
+# True when the pid is alive and is a `podman system service`, or podman-up's shell about to
+# exec one (guards against pid reuse).
+is_podman_service_pid() {
+    local pid=$1
+    [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] &&
+        tr "\0" " " <"/proc/$pid/cmdline" | grep -q -E "^(podman system service |bash -c echo )"
+}

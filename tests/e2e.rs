@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{repo_root, require_docker};
+use common::{repo_root, require_docker, require_podman};
 
 /// A private world for one test: profiles with a unique cluster name, its own kubeconfig,
 /// state and lock directories. Tears the cluster down on drop, even after a panic.
@@ -993,4 +993,97 @@ fn a_cold_engine_restores_every_build_from_the_image_cache_and_the_demo_comes_up
     let api = saved.iter().find(|s| s["image"] == "api").unwrap();
     let tag = format!("kprov-{}", &api["inputs"].as_str().unwrap()[..12]);
     assert!(image.ends_with(&tag), "{image} is not the restored {tag}");
+}
+
+/// kind and kprov on two engines is refused before anything starts, naming both and the fix:
+/// here KIND_EXPERIMENTAL_PROVIDER=podman while kprov's engine is Docker.
+#[test]
+fn a_kind_provider_other_than_the_engine_is_refused_before_anything_starts() {
+    let host = require_docker!();
+    provider_mismatch_is_refused(&host, "provider_mismatch", "podman", "docker");
+}
+
+/// The other way round: KIND_EXPERIMENTAL_PROVIDER=docker while DOCKER_HOST is Podman.
+#[test]
+fn a_docker_kind_provider_is_refused_when_the_engine_is_podman() {
+    let host = require_podman!();
+    provider_mismatch_is_refused(&host, "podman_provider_mismatch", "docker", "podman");
+}
+
+fn provider_mismatch_is_refused(host: &str, test: &str, provider: &str, engine: &str) {
+    let demo = Demo::new(host, test);
+    let out = demo
+        .kprov()
+        .env("KIND_EXPERIMENTAL_PROVIDER", provider)
+        .args(["up", "--service", "demo"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let said = format!(
+        "KIND_EXPERIMENTAL_PROVIDER is {provider}, but kprov's engine at {host} is {engine}"
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+    assert!(
+        stderr.contains("Unset KIND_EXPERIMENTAL_PROVIDER"),
+        "{stderr}"
+    );
+    assert!(
+        demo.node_containers().is_empty(),
+        "{:?}",
+        demo.node_containers()
+    );
+    assert!(
+        !demo.dir.path().join(".kprov/runs").exists(),
+        "a refused run leaves no record"
+    );
+}
+
+/// The demo on Podman (`scripts/podman-up`): builds by Podman's builder, nodes and loads on
+/// Podman, kind being the kind double (told `KIND_EXPERIMENTAL_PROVIDER=podman`, which it
+/// checks against the engine); a warm re-run is cached. Against the API double, as every sandbox run.
+#[test]
+fn the_demo_comes_up_on_podman_and_a_warm_rerun_is_cached() {
+    let host = require_podman!();
+    common::ensure_sandbox_image(&host);
+    let demo = Demo::new(&host, "podman-demo");
+
+    let (code, stderr) = demo.up(&[]);
+    assert_eq!(code, 0, "kprov up on Podman failed:\n{stderr}");
+    let first = demo.latest_record();
+    assert!(
+        outcomes(&first)
+            .iter()
+            .all(|(_, o)| o == "succeeded" || o == "cached"),
+        "{first:#}"
+    );
+    // The run record itself (the JSON report leaves the builder out).
+    let run_id = first["run_id"].as_str().unwrap();
+    let record: serde_json::Value = serde_json::from_str(&read(
+        &demo.dir.path().join(format!(".kprov/runs/{run_id}.json")),
+    ))
+    .unwrap();
+    assert_eq!(record["host"]["engine"], "podman", "{:#}", record["host"]);
+    let builds: Vec<&serde_json::Value> = record["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"].as_str().unwrap().starts_with("build:"))
+        .collect();
+    assert!(!builds.is_empty());
+    for t in &builds {
+        assert_eq!(t["builder"], "podman", "{t:#}");
+    }
+    let text = demo.kprov().args(["profile"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("engine podman 4."), "{text}");
+    assert!(text.contains("builders: podman (build:"), "{text}");
+
+    let (code, stderr) = demo.up(&["--reuse"]);
+    assert_eq!(code, 0, "warm kprov up on Podman failed:\n{stderr}");
+    for (id, outcome) in outcomes(&demo.latest_record()) {
+        if id.starts_with("build:") || id.starts_with("load:") || id == "cluster:create" {
+            assert_eq!(outcome, "cached", "{id} was not cached on the warm run");
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{TestCluster, TestImage, require_docker};
+use common::{TestCluster, TestImage, require_docker, require_podman};
 use kprov::adapters::docker::Builder;
 use kprov::adapters::docker::Engine;
 use kprov::engine::{Done, TaskError};
@@ -199,8 +199,20 @@ async fn build_tags_the_image_by_its_inputs_and_sends_only_what_dockerignore_all
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_rebuild_is_cached_and_a_changed_input_rebuilds() {
     let host = require_docker!();
+    rebuild_cache(&host, "rebuild_cache").await;
+}
+
+/// The content cache on Podman: the same inputs label, the same hits and misses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_an_unchanged_rebuild_is_cached_and_a_changed_input_rebuilds() {
+    let host = require_podman!();
+    rebuild_cache(&host, "podman_rebuild_cache").await;
+}
+
+async fn rebuild_cache(host: &str, test: &str) {
+    let host = host.to_string();
     let engine = engine(&host).await;
-    let repo = Repository::new(&host, "rebuild_cache");
+    let repo = Repository::new(&host, test);
     let ctx_dir = copy_fixture("app");
     let logs = tempfile::tempdir().unwrap();
     let req = repo.request("app", ctx_dir.path(), logs.path());
@@ -404,8 +416,22 @@ fn node_has(cluster: &TestCluster, node: &str, image: &BuiltImage) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_imports_into_a_one_node_cluster() {
     let host = require_docker!();
-    let cluster = TestCluster::start(&host, "load_one");
-    let (_image, built) = load_test_image(&host, "load_one");
+    load_one(&host, "load_one").await;
+}
+
+/// Podman's export (`docker-archive`: manifest.json, the config digest as the image ID, names
+/// qualified as `localhost/…` or `docker.io/…`) streamed into a node container running on
+/// Podman itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_load_imports_into_a_one_node_cluster_on_podman() {
+    let host = require_podman!();
+    load_one(&host, "podman_load_one").await;
+}
+
+async fn load_one(host: &str, test: &str) {
+    let host = host.to_string();
+    let cluster = TestCluster::start(&host, test);
+    let (_image, built) = load_test_image(&host, test);
     let engine = engine(&host).await;
     let (ctx, mut rx) = common::task_ctx("load");
 
@@ -1100,8 +1126,28 @@ COPY --from=build /arch /buildplatform /
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buildkit_builds_platform_args_and_targets_and_says_so() {
     let host = require_docker!();
+    platform_args_build(&host, "buildkit", Builder::BuildKit, "with BuildKit").await;
+}
+
+/// The same Dockerfile on Podman (`scripts/podman-up`): its `/build` is buildah, which has
+/// `FROM --platform=$BUILDPLATFORM`, `TARGETARCH` and skips the unused stage as BuildKit does;
+/// kprov records the builder as `podman`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_builds_platform_args_and_targets_with_its_own_builder_and_says_so() {
+    let host = require_podman!();
+    platform_args_build(
+        &host,
+        "podman_platform",
+        Builder::Podman,
+        "with Podman's builder (buildah)",
+    )
+    .await;
+}
+
+async fn platform_args_build(host: &str, test: &str, expected: Builder, says: &str) {
+    let host = host.to_string();
     let engine = engine(&host).await;
-    let repo = Repository::new(&host, "buildkit");
+    let repo = Repository::new(&host, test);
     let ctx_dir = tempfile::tempdir().unwrap();
     std::fs::write(ctx_dir.path().join("Dockerfile"), BUILDKIT_DOCKERFILE).unwrap();
     let logs = tempfile::tempdir().unwrap();
@@ -1114,7 +1160,7 @@ async fn buildkit_builds_platform_args_and_targets_and_says_so() {
         .expect("BuildKit builds it");
 
     assert_eq!(done, Done::Ran);
-    assert_eq!(built.builder, Some(Builder::BuildKit));
+    assert_eq!(built.builder, Some(expected));
     assert_eq!(
         run_in_image(&host, &built.reference, &["cat", "/arch"]),
         "amd64\n"
@@ -1123,14 +1169,17 @@ async fn buildkit_builds_platform_args_and_targets_and_says_so() {
         run_in_image(&host, &built.reference, &["cat", "/buildplatform"]),
         "linux/amd64\n"
     );
-    assert_eq!(label_of(&host, &built.reference, BUILDER_LABEL), "buildkit");
-    let lines = common::progress(&mut rx);
-    assert!(
-        lines.iter().any(|l| l.contains("with BuildKit")),
-        "{lines:#?}"
+    assert_eq!(
+        label_of(&host, &built.reference, BUILDER_LABEL),
+        expected.as_str()
     );
+    let lines = common::progress(&mut rx);
+    assert!(lines.iter().any(|l| l.contains(says)), "{lines:#?}");
     let log = std::fs::read_to_string(logs.path().join("build-bk.log")).unwrap();
-    assert!(log.contains("# builder buildkit"), "{log}");
+    assert!(
+        log.contains(&format!("# builder {}", expected.as_str())),
+        "{log}"
+    );
     assert!(!log.contains("kprov-unused-stage-ran"), "{log}");
 
     // A cache hit still says which builder made the image.
@@ -1138,7 +1187,7 @@ async fn buildkit_builds_platform_args_and_targets_and_says_so() {
         .await
         .unwrap();
     assert_eq!(done, Done::Cached);
-    assert_eq!(again.builder, Some(Builder::BuildKit));
+    assert_eq!(again.builder, Some(expected));
 }
 
 /// Why BuildKit is needed: the classic builder fails on the same Dockerfile.

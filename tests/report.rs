@@ -800,6 +800,7 @@ fn record(run_id: &str, strategy: &str, jobs: usize, tasks: Vec<TaskRecord>) -> 
             cpus: 8,
             os: "linux".into(),
             engine_version: Some("20.10.24".into()),
+            engine: None,
         },
         started_at: "2026-11-23T00:00:00Z".into(),
         makespan_ms,

@@ -6,7 +6,7 @@
 //!
 //! | need | method |
 //! |---|---|
-//! | run records | [`Engine::version`], [`Engine::api_version`], [`Engine::host`] |
+//! | run records | [`Engine::version`], [`Engine::api_version`], [`Engine::host`], [`Engine::kind`] |
 //! | build | [`Engine::build`]: a tar body in, a stream of [`BuildEvent`]s out |
 //! | images | [`Engine::inspect_image`], [`Engine::tag_image`], [`Engine::pull_image`], [`Engine::push_image`], [`Engine::remove_image`] |
 //! | the local registry | [`Engine::create_service_container`], [`Engine::start_container`], [`Engine::connect_network`] |
@@ -148,6 +148,42 @@ fn classify(e: BollardError) -> (ErrorKind, String) {
     }
 }
 
+/// Which engine answers: Docker, or Podman through its Docker-compatible API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EngineKind {
+    #[default]
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    /// `docker` / `podman`: kind's provider names (`KIND_EXPERIMENTAL_PROVIDER`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+
+    /// The engine `/version`'s component names say: Podman lists "Podman Engine".
+    pub fn from_components<'a>(names: impl IntoIterator<Item = &'a str>) -> EngineKind {
+        if names
+            .into_iter()
+            .any(|n| n.eq_ignore_ascii_case("Podman Engine"))
+        {
+            EngineKind::Podman
+        } else {
+            EngineKind::Docker
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which of the engine's builders runs a build.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Builder {
@@ -157,14 +193,18 @@ pub enum Builder {
     BuildKit,
     /// The classic (v1) builder.
     Classic,
+    /// Podman's own builder (buildah) behind its compatible `/build`: no BuildKit session, but
+    /// `FROM --platform`, `BUILDPLATFORM` and `TARGETARCH` as BuildKit has them.
+    Podman,
 }
 
 impl Builder {
-    /// `buildkit` / `classic`, as run records and logs name it.
+    /// `buildkit` / `classic` / `podman`, as run records and logs name it.
     pub fn as_str(self) -> &'static str {
         match self {
             Builder::BuildKit => "buildkit",
             Builder::Classic => "classic",
+            Builder::Podman => "podman",
         }
     }
 
@@ -173,6 +213,7 @@ impl Builder {
         match text {
             "buildkit" => Some(Builder::BuildKit),
             "classic" => Some(Builder::Classic),
+            "podman" => Some(Builder::Podman),
             _ => None,
         }
     }
@@ -274,6 +315,7 @@ pub struct Engine {
     /// daemon has read the whole context.
     build_docker: Docker,
     host: String,
+    kind: EngineKind,
 }
 
 impl Engine {
@@ -298,11 +340,23 @@ impl Engine {
             .await
             .map_err(|e| EngineError::from_bollard(action(), e))?;
         let build_docker = docker.clone().with_timeout(BUILD_HEADER_TIMEOUT);
+        let version = docker
+            .version()
+            .await
+            .map_err(|e| EngineError::from_bollard(action(), e))?;
+        let components = version.components.unwrap_or_default();
+        let kind = EngineKind::from_components(components.iter().map(|c| c.name.as_str()));
         Ok(Engine {
             docker,
             build_docker,
             host: host.to_string(),
+            kind,
         })
+    }
+
+    /// Docker or Podman, as the engine's `/version` said at connect.
+    pub fn kind(&self) -> EngineKind {
+        self.kind
     }
 
     /// The address this engine was reached at.

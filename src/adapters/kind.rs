@@ -125,10 +125,41 @@ impl CreateArgs {
     }
 }
 
+/// The environment variable kind reads its provider (`docker`, `podman`, `nerdctl`) from.
+pub const PROVIDER_ENV: &str = "KIND_EXPERIMENTAL_PROVIDER";
+
+/// The provider kind must be told (`Some("podman")`: set [`PROVIDER_ENV`]; `None`: leave it
+/// as it is) so that kind creates nodes on the engine kprov builds and loads on: `engine` is
+/// kprov's engine (`docker` / `podman`, reached at `host`), `set` the [`PROVIDER_ENV`] kprov
+/// was given. A provider other than the engine's is refused, naming both and the fix: kind
+/// would make the nodes on one engine while kprov looks for them on another.
+pub fn provider_for(
+    engine: &str,
+    host: &str,
+    set: Option<&str>,
+) -> Result<Option<&'static str>, String> {
+    let wanted = match engine {
+        "podman" => Some("podman"),
+        _ => None,
+    };
+    match set.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(wanted),
+        Some(p) if p == engine => Ok(wanted),
+        Some(p) => Err(format!(
+            "{PROVIDER_ENV} is {p}, but kprov's engine at {host} is {engine}: kind would create \
+             the nodes with {p} while kprov builds, loads and looks for them on {engine}. Unset \
+             {PROVIDER_ENV} (kprov tells kind the provider of its engine) or set it to {engine}, \
+             or point DOCKER_HOST at a {p} engine"
+        )),
+    }
+}
+
 /// The kind command-line tool.
 #[derive(Debug, Clone)]
 pub struct KindCli {
     program: PathBuf,
+    /// Set as [`PROVIDER_ENV`] for every kind command ([`KindCli::with_provider`]).
+    provider: Option<&'static str>,
 }
 
 impl KindCli {
@@ -156,7 +187,7 @@ impl KindCli {
                 Err(_) => "which cannot be read",
                 Ok(m) if !m.is_file() => "which is not a file",
                 Ok(_) if !is_executable(&p) => "which is not executable",
-                Ok(_) => return Ok(Some(KindCli { program: p })),
+                Ok(_) => return Ok(Some(KindCli::at(p))),
             };
             return Err(KindError::new(
                 "find the kind CLI",
@@ -172,13 +203,20 @@ impl KindCli {
         Ok(std::env::split_paths(&path)
             .map(|d| d.join("kind"))
             .find(|p| is_executable(p))
-            .map(|program| KindCli { program }))
+            .map(KindCli::at))
     }
 
     pub fn at(program: impl Into<PathBuf>) -> KindCli {
         KindCli {
             program: program.into(),
+            provider: None,
         }
+    }
+
+    /// Every kind command runs with [`PROVIDER_ENV`] set to `provider` (from [`provider_for`]).
+    pub fn with_provider(mut self, provider: Option<&'static str>) -> KindCli {
+        self.provider = provider;
+        self
     }
 
     pub fn program(&self) -> &Path {
@@ -300,7 +338,11 @@ impl KindCli {
         cancel: &CancellationToken,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Captured, KindError> {
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        if let Some(provider) = self.provider {
+            command.env(PROVIDER_ENV, provider);
+        }
+        let mut child = command
             .args(argv)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -1222,6 +1264,43 @@ users:
             assert_eq!(found.unwrap().program(), kind);
         }
         assert!(KindCli::locate_from(None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn kind_is_told_podman_when_the_engine_is_podman_and_a_mismatch_is_refused() {
+        let host = "unix:///run/kprov-podman/podman.sock";
+        assert_eq!(provider_for("podman", host, None), Ok(Some("podman")));
+        assert_eq!(provider_for("podman", host, Some("")), Ok(Some("podman")));
+        assert_eq!(
+            provider_for("podman", host, Some("podman")),
+            Ok(Some("podman"))
+        );
+        assert_eq!(provider_for("docker", host, None), Ok(None));
+        assert_eq!(provider_for("docker", host, Some("docker")), Ok(None));
+        let e = provider_for("podman", host, Some("docker")).unwrap_err();
+        assert!(e.starts_with("KIND_EXPERIMENTAL_PROVIDER is docker, but kprov's engine at unix:///run/kprov-podman/podman.sock is podman"), "{e}");
+        assert!(e.contains("Unset KIND_EXPERIMENTAL_PROVIDER"), "{e}");
+        let e = provider_for("docker", "unix:///var/run/docker.sock", Some("podman")).unwrap_err();
+        assert!(
+            e.contains("is podman, but kprov's engine at unix:///var/run/docker.sock is docker"),
+            "{e}"
+        );
+        assert!(provider_for("docker", host, Some("nerdctl")).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_provider_reaches_every_kind_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = fake_kind(
+            dir.path(),
+            "echo \"provider=${KIND_EXPERIMENTAL_PROVIDER:-unset}\"",
+        )
+        .with_provider(Some("podman"));
+        let out = cli.version(&CancellationToken::new()).await.unwrap();
+        assert_eq!(out, "provider=podman");
+        let cli = cli.with_provider(None);
+        let out = cli.version(&CancellationToken::new()).await.unwrap();
+        assert!(out.starts_with("provider="), "{out}");
     }
 
     #[test]

@@ -112,6 +112,12 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
     let engine = engine().await?;
+    if existing.is_none()
+        && let Err(e) = crate::tasks::cluster::kind_provider(&engine)
+    {
+        say!("error: {e}");
+        return Err(exit::USAGE);
+    }
     check_local_images(&engine, &profile).await?;
     let (run_id, started_at) = provision::run_id(&profile.service, std::time::SystemTime::now());
     let state = StateDir::new(absolute(&g.state));

@@ -142,6 +142,7 @@ pub async fn run(
             .unwrap_or(1),
         os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
         engine_version: state.engine.version().await.ok(),
+        engine: Some(state.engine.kind().as_str().to_string()),
     };
     let meta = RunMeta {
         run_id: opts.run_id.clone(),

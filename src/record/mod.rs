@@ -86,6 +86,9 @@ pub struct HostFacts {
     /// The container engine's version, e.g. "20.10.24", when one was reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<String>,
+    /// Which engine that was: `docker`, or `podman` (its Docker-compatible API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +120,7 @@ pub struct TaskRecord {
     /// so `profile --what-if` replays make the engine's choices. Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate_ms: Option<u64>,
-    /// For a build: the builder that made the image (`buildkit`, `classic`).
+    /// For a build: the builder that made the image (`buildkit`, `classic`, `podman`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder: Option<String>,
 }

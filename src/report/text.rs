@@ -34,8 +34,11 @@ pub(crate) fn headline(r: &RunRecord, makespan_ms: u64) -> String {
 
 pub(crate) fn host_line(r: &RunRecord) -> String {
     let mut host = format!("{} cpus, {}", r.host.cpus, r.host.os);
-    if let Some(v) = &r.host.engine_version {
-        host.push_str(&format!(", engine {v}"));
+    match (&r.host.engine, &r.host.engine_version) {
+        (Some(kind), Some(v)) => host.push_str(&format!(", engine {kind} {v}")),
+        (None, Some(v)) => host.push_str(&format!(", engine {v}")),
+        (Some(kind), None) => host.push_str(&format!(", engine {kind}")),
+        (None, None) => {}
     }
     format!(
         "started {} · kprov {} · host: {host}",
@@ -43,11 +46,33 @@ pub(crate) fn host_line(r: &RunRecord) -> String {
     )
 }
 
+/// `builders: buildkit (build:api, build:web) · podman (build:worker)`: which builder made each
+/// image (a cached image's, as recorded on it); `None` when the run built nothing.
+pub(crate) fn builders_line(r: &RunRecord) -> Option<String> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for t in &r.tasks {
+        if let Some(b) = &t.builder {
+            by.entry(b.as_str()).or_default().push(t.id.as_str());
+        }
+    }
+    if by.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = by
+        .iter()
+        .map(|(b, ids)| format!("{b} ({})", ids.join(", ")))
+        .collect();
+    Some(format!("builders: {}", parts.join(" · ")))
+}
+
 pub(crate) fn render(a: &Analysis, opts: &Options) -> String {
     let r = a.record;
     let mut out = String::new();
     let _ = writeln!(out, "Run {}: {}", r.run_id, headline(r, a.makespan_ms));
     let _ = writeln!(out, "  {}", host_line(r));
+    if let Some(line) = builders_line(r) {
+        let _ = writeln!(out, "  {line}");
+    }
 
     out.push_str("\nPhases\n");
     out.push_str(&phase_table(a));

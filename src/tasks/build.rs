@@ -29,7 +29,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::docker::{BuildEvent, BuildOptions, Builder, Engine, EngineError};
+use crate::adapters::docker::{BuildEvent, BuildOptions, Builder, Engine, EngineError, EngineKind};
 use crate::adapters::oci::Platform;
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::tasks::context::{BuildContext, ContextError};
@@ -38,7 +38,7 @@ use crate::tasks::image_cache::{self, ImageCache, Restore};
 
 /// The label holding the hash of an image's build inputs.
 pub const INPUTS_LABEL: &str = "dev.kprov.inputs";
-/// The label recording which builder built the image (`buildkit` / `classic`).
+/// The label recording which builder built the image (`buildkit` / `classic` / `podman`).
 pub const BUILDER_LABEL: &str = "dev.kprov.builder";
 /// The label holding the profile's name for the image.
 pub const IMAGE_LABEL: &str = "dev.kprov.image";
@@ -230,11 +230,12 @@ fn inputs_hasher(
 /// Which builder a build asks for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BuilderChoice {
-    /// BuildKit where the engine offers it (API 1.39 and later, and it does not refuse the
-    /// build as unsupported), else the classic builder.
+    /// On Podman, Podman's own builder; on Docker, BuildKit where the engine offers it (API
+    /// 1.39 and later, and it does not refuse the build as unsupported), else the classic
+    /// builder.
     #[default]
     Auto,
-    /// BuildKit, or fail.
+    /// BuildKit (on Podman, its own builder: Podman has no BuildKit), or fail.
     BuildKit,
     /// The classic builder (fails on `FROM --platform=$BUILDPLATFORM` and TARGETARCH).
     Classic,
@@ -244,6 +245,19 @@ fn builder_name(b: Builder) -> &'static str {
     match b {
         Builder::BuildKit => "BuildKit",
         Builder::Classic => "the classic builder",
+        Builder::Podman => "Podman's builder (buildah)",
+    }
+}
+
+/// The builder a build starts with: Podman's on Podman (its `/build` is buildah, with the
+/// platform args BuildKit has, but no BuildKit session), else BuildKit unless the classic one
+/// is asked for or the engine's API is older than BuildKit sessions.
+fn first_builder(choice: BuilderChoice, engine: EngineKind, api_speaks_buildkit: bool) -> Builder {
+    match (choice, engine) {
+        (BuilderChoice::Classic, _) => Builder::Classic,
+        (_, EngineKind::Podman) => Builder::Podman,
+        (BuilderChoice::Auto, EngineKind::Docker) if !api_speaks_buildkit => Builder::Classic,
+        (BuilderChoice::Auto | BuilderChoice::BuildKit, EngineKind::Docker) => Builder::BuildKit,
     }
 }
 
@@ -450,14 +464,9 @@ async fn build_with(
         labels,
         no_cache: req.no_cache,
     };
-    let mut builder = match choice {
-        BuilderChoice::Classic => Builder::Classic,
-        BuilderChoice::Auto | BuilderChoice::BuildKit => Builder::BuildKit,
-    };
-    if choice == BuilderChoice::Auto && !engine_speaks_buildkit(engine) {
-        builder = Builder::Classic;
-    }
-    if choice == BuilderChoice::Auto && context.dockerfile_outside() {
+    let mut builder = first_builder(choice, engine.kind(), engine_speaks_buildkit(engine));
+    if choice == BuilderChoice::Auto && builder == Builder::BuildKit && context.dockerfile_outside()
+    {
         // BuildKit does not apply the tar's .dockerignore server-side: `COPY .` would copy
         // the Dockerfile sent under its generated name.
         ctx.progress(
@@ -699,6 +708,19 @@ mod tests {
             reference_for("localhost/kprov/x", inputs),
             "localhost/kprov/x:kprov-0123456789ab"
         );
+    }
+
+    #[test]
+    fn podman_builds_with_its_own_builder_and_docker_with_buildkit() {
+        use BuilderChoice::*;
+        use EngineKind::*;
+        assert_eq!(first_builder(Auto, Podman, true), Builder::Podman);
+        assert_eq!(first_builder(BuildKit, Podman, true), Builder::Podman);
+        assert_eq!(first_builder(Classic, Podman, true), Builder::Classic);
+        assert_eq!(first_builder(Auto, Docker, true), Builder::BuildKit);
+        assert_eq!(first_builder(Auto, Docker, false), Builder::Classic);
+        assert_eq!(first_builder(BuildKit, Docker, false), Builder::BuildKit);
+        assert_eq!(first_builder(Classic, Docker, true), Builder::Classic);
     }
 
     #[test]

@@ -325,6 +325,13 @@ pub async fn ensure_cluster(
     ensure_cluster_with(engine, req, ctx, cli).await
 }
 
+/// The provider kind must use for `engine` (`KIND_EXPERIMENTAL_PROVIDER=podman` on Podman), or
+/// why the `KIND_EXPERIMENTAL_PROVIDER` kprov was given would put kind on another engine.
+pub fn kind_provider(engine: &Engine) -> Result<Option<&'static str>, String> {
+    let set = std::env::var(kind::PROVIDER_ENV).ok();
+    kind::provider_for(engine.kind().as_str(), engine.host(), set.as_deref())
+}
+
 /// [`ensure_cluster`] with a given kind CLI (`None`: not installed).
 pub async fn ensure_cluster_with(
     engine: &Engine,
@@ -332,6 +339,8 @@ pub async fn ensure_cluster_with(
     ctx: &TaskCtx,
     kind_cli: Option<KindCli>,
 ) -> Result<(ClusterInfo, Done), TaskError> {
+    let provider = kind_provider(engine).map_err(TaskError::fatal)?;
+    let kind_cli = kind_cli.map(|c| c.with_provider(provider));
     kind::validate_cluster_name(&req.name).map_err(TaskError::fatal)?;
     let config = kind_config(req).map_err(|e| TaskError::fatal(e.0))?;
     let label = kind::cluster_label(&req.name);
@@ -783,7 +792,10 @@ pub async fn delete_cluster_with(
         .map_err(|e| err(&e))?
         .is_empty();
     if existed && let Some(cli) = kind_cli {
-        cli.delete_cluster(name, kubeconfig, cancel)
+        let provider = kind_provider(engine).map_err(|e| err(&e))?;
+        cli.clone()
+            .with_provider(provider)
+            .delete_cluster(name, kubeconfig, cancel)
             .await
             .map_err(|e| err(&e))?;
     }

@@ -145,6 +145,67 @@ macro_rules! require_docker_or_return {
 // Renamed on export so the macro and the fn can share the name `require_docker`.
 pub(crate) use require_docker_or_return as require_docker;
 
+/// The socket `scripts/podman-up` serves Podman's Docker-compatible API on.
+pub const KPROV_PODMAN_SOCKET: &str = "/run/kprov-podman/podman.sock";
+
+/// The Podman host to use (`$KPROV_PODMAN_HOST`, else `scripts/podman-up`'s socket), or `None`
+/// when it does not answer. Probed once per test process.
+pub fn podman_host() -> Option<String> {
+    static HOST: OnceLock<Option<String>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let host = podman_candidate();
+        ping(&host).then_some(host)
+    })
+    .clone()
+}
+
+fn podman_candidate() -> String {
+    std::env::var("KPROV_PODMAN_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("unix://{KPROV_PODMAN_SOCKET}"))
+}
+
+/// The Podman host, or `None` after printing a skip notice. Panics when CI is set and Podman
+/// does not answer, as [`require_docker`] does for Docker. Prefer [`require_podman!`].
+pub fn require_podman() -> Option<String> {
+    if let Some(host) = podman_host() {
+        let engine = run_ok(docker(&host).args([
+            "version",
+            "--format",
+            "{{range .Server.Components}}{{.Name}};{{end}}",
+        ]));
+        assert!(
+            engine.contains("Podman Engine"),
+            "the engine at {host} is not Podman (its components: {engine})"
+        );
+        return Some(host);
+    }
+    let host = podman_candidate();
+    if in_ci() {
+        panic!(
+            "Podman does not answer at {host} and CI is set: run `scripts/podman-up` before \
+             the tests (scripts/test does)"
+        );
+    }
+    eprintln!("skipping: no Podman at {host} (run scripts/podman-up)");
+    None
+}
+
+/// `let host = require_podman!();` — the Podman host, or returns from the test when Podman
+/// is not running (panics under CI). Only some test binaries use it.
+#[allow(unused_macros)]
+macro_rules! require_podman_or_return {
+    () => {
+        match $crate::common::require_podman() {
+            Some(host) => host,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_podman_or_return as require_podman;
+
 /// The repository root (where `scripts/` lives).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -202,9 +263,10 @@ pub fn image_exists(host: &str, image: &str) -> bool {
 /// Makes sure `kprov/base` and `kprov/node` exist, running `scripts/images` (idempotent, and
 /// serialised across processes by its own lock) when one is missing.
 pub fn ensure_test_images(host: &str) {
-    static DONE: Mutex<bool> = Mutex::new(false);
+    // Per engine: a test may use Docker and Podman both.
+    static DONE: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
+    if done.iter().any(|h| h == host) {
         return;
     }
     if !(image_exists(host, BASE_IMAGE) && image_exists(host, NODE_IMAGE)) {
@@ -216,7 +278,7 @@ pub fn ensure_test_images(host: &str) {
                 .stdin(Stdio::null()),
         );
     }
-    *done = true;
+    done.push(host.to_string());
 }
 
 /// A name unique to this test and process, usable as a cluster name, container name or image
@@ -585,9 +647,9 @@ pub const SANDBOX_IMAGE: &str = "kprov/sandbox-node:latest";
 /// Builds the sandbox node image once per test binary when it is missing (scripts/test has
 /// normally done it).
 pub fn ensure_sandbox_image(host: &str) {
-    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    static DONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
-    if *done {
+    if done.iter().any(|h| h == host) {
         return;
     }
     ensure_test_images(host);
@@ -600,7 +662,7 @@ pub fn ensure_sandbox_image(host: &str) {
                 .stdin(Stdio::null()),
         );
     }
-    *done = true;
+    done.push(host.to_string());
 }
 
 /// A task context whose progress lands in a receiver.
