@@ -682,7 +682,7 @@ fn a_prebuilt_image_replaces_its_build_and_a_missing_one_stops_before_anything_s
 }
 
 /// Two environments on one host at once (a CI job running two suites): two `kprov up` of
-/// different clusters, started together and sharing one kubeconfig file, one state directory
+/// different services and clusters, started together and sharing one kubeconfig file, one state directory
 /// and one lock directory, both succeed; each has its own context, host ports, run record and
 /// logs, and taking one down leaves the other up.
 #[test]
@@ -691,6 +691,12 @@ fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_collidi
     common::ensure_test_images(&host);
     let a = Demo::new(&host, "twin-a");
     let b = Demo::new(&host, "twin-b");
+    // b is another service: its profile is the demo's under another name.
+    let profiles = b.dir.path().join("profiles");
+    let text = read(&profiles.join("demo.yaml")).replacen("service: demo\n", "service: twin\n", 1);
+    assert!(text.contains("service: twin\n"));
+    std::fs::write(profiles.join("twin.yaml"), text).unwrap();
+    std::fs::remove_file(profiles.join("demo.yaml")).unwrap();
     // b runs in a's world: a's kubeconfig, state and locks, its own profile (cluster name).
     let in_a = |demo: &Demo| {
         let mut c = demo.kprov();
@@ -699,9 +705,9 @@ fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_collidi
             .env("KPROV_STATE", a.dir.path().join(".kprov"));
         c
     };
-    let started = [&a, &b].map(|d| {
+    let started = [(&a, "demo"), (&b, "twin")].map(|(d, service)| {
         in_a(d)
-            .args(["up", "--service", "demo"])
+            .args(["up", "--service", service])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -733,6 +739,11 @@ fn two_environments_come_up_at_once_sharing_state_and_kubeconfig_without_collidi
         .map(|e| serde_json::from_str(&read(&e.unwrap().path())).unwrap())
         .collect();
     assert_eq!(records.len(), 2, "one record per run");
+    let services: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, ["demo", "twin"].into_iter().collect());
     let ids: std::collections::BTreeSet<&str> = records
         .iter()
         .map(|r| r["run_id"].as_str().unwrap())
