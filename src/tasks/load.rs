@@ -765,13 +765,7 @@ fn manifest_config_digest(manifest: &str) -> Option<String> {
 /// A missing or empty key means containerd's default, `overlayfs`; text that is not TOML is an
 /// error (guessing a snapshotter would import into the wrong one).
 fn snapshotter_from_config(config: &str) -> Result<String, String> {
-    let table: toml::Table = config.parse().map_err(|e: toml::de::Error| {
-        format!("`containerd config dump` is not TOML: {}", e.message())
-    })?;
-    let version = table
-        .get("version")
-        .and_then(toml::Value::as_integer)
-        .unwrap_or(1);
+    let (table, version) = containerd_dump(config)?;
     let path: &[&str] = match version {
         v if v >= 3 => &["plugins", "io.containerd.cri.v1.images", "snapshotter"],
         2 => &[
@@ -782,19 +776,7 @@ fn snapshotter_from_config(config: &str) -> Result<String, String> {
         ],
         _ => &["plugins", "cri", "containerd", "snapshotter"],
     };
-    let mut value = None;
-    let mut here = &table;
-    for (i, key) in path.iter().enumerate() {
-        let Some(next) = here.get(*key) else { break };
-        if i == path.len() - 1 {
-            value = next.as_str();
-        } else if let Some(t) = next.as_table() {
-            here = t;
-        } else {
-            break;
-        }
-    }
-    Ok(value
+    Ok(lookup_str(&table, path)
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_SNAPSHOTTER)
         .to_string())
@@ -806,6 +788,23 @@ fn snapshotter_from_config(config: &str) -> Result<String, String> {
 /// `plugins."io.containerd.grpc.v1.cri".registry`. Empty when unset (the node then knows no
 /// mirror from a hosts directory).
 pub fn registry_config_path_from_config(config: &str) -> Result<Vec<String>, String> {
+    let (table, version) = containerd_dump(config)?;
+    let plugin = match version {
+        v if v >= 3 => "io.containerd.cri.v1.images",
+        2 => "io.containerd.grpc.v1.cri",
+        _ => "cri",
+    };
+    let path =
+        lookup_str(&table, &["plugins", plugin, "registry", "config_path"]).unwrap_or_default();
+    Ok(path
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// `containerd config dump` as TOML, with its config `version` (1 when absent, containerd ≤ 1.4).
+fn containerd_dump(config: &str) -> Result<(toml::Table, i64), String> {
     let table: toml::Table = config.parse().map_err(|e: toml::de::Error| {
         format!("`containerd config dump` is not TOML: {}", e.message())
     })?;
@@ -813,23 +812,17 @@ pub fn registry_config_path_from_config(config: &str) -> Result<Vec<String>, Str
         .get("version")
         .and_then(toml::Value::as_integer)
         .unwrap_or(1);
-    let plugin = match version {
-        v if v >= 3 => "io.containerd.cri.v1.images",
-        2 => "io.containerd.grpc.v1.cri",
-        _ => "cri",
-    };
-    let path = table
-        .get("plugins")
-        .and_then(|p| p.get(plugin))
-        .and_then(|p| p.get("registry"))
-        .and_then(|r| r.get("config_path"))
-        .and_then(toml::Value::as_str)
-        .unwrap_or_default();
-    Ok(path
-        .split(':')
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect())
+    Ok((table, version))
+}
+
+/// The string at `path` in `table`, if every key on the way is there.
+fn lookup_str<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a str> {
+    let (last, tables) = path.split_last()?;
+    let mut here = table;
+    for key in tables {
+        here = here.get(*key)?.as_table()?;
+    }
+    here.get(*last)?.as_str()
 }
 
 #[cfg(test)]
