@@ -203,6 +203,16 @@ pub async fn end_process_group(child: &mut tokio::process::Child) {
     let _ = child.kill().await;
 }
 
+/// [`which`] for a command run in `dir`: a program named by a path (`./build.sh`) is found
+/// relative to `dir`, where it will run, not to kprov's own working directory.
+pub fn which_in(program: &str, dir: &Path) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = dir.join(program);
+        return p.is_file().then_some(p);
+    }
+    which(program)
+}
+
 /// `program` as found on PATH (or as given, when it names a path).
 pub fn which(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
@@ -218,6 +228,21 @@ pub fn which(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_named_by_a_path_is_found_where_the_command_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("build.sh"), "#!/bin/sh\n").unwrap();
+        assert_eq!(
+            which_in("./build.sh", dir.path()),
+            Some(dir.path().join("./build.sh"))
+        );
+        assert_eq!(which_in("./nope.sh", dir.path()), None);
+        assert!(
+            which_in("sh", dir.path()).is_some(),
+            "bare names come from PATH"
+        );
+    }
 
     #[tokio::test]
     async fn output_lines_are_streamed_and_the_environment_is_passed() {

@@ -389,8 +389,8 @@ async fn command(s: &RunState, name: &str, st: &StepSpec, ctx: &TaskCtx) -> Resu
         .map(|a| render_str(s, a, &st.values))
         .collect::<Result<_, _>>()
         .map_err(bad)?;
-    let program =
-        process::which(&argv[0]).ok_or_else(|| bad(format!("{} is not on PATH", argv[0])))?;
+    let program = process::which_in(&argv[0], &s.req.source)
+        .ok_or_else(|| bad(format!("{} is not on PATH", argv[0])))?;
     let cluster = s
         .cluster
         .get()

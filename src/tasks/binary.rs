@@ -51,8 +51,8 @@ pub async fn build_binary(req: &BinaryRequest<'_>, ctx: &TaskCtx) -> Result<Done
     let what = format!("build binary {}", req.name);
     let fail = |m: String| TaskError::fatal(format!("{what}: {m}"));
     let argv = &req.spec.command;
-    let program =
-        process::which(&argv[0]).ok_or_else(|| fail(format!("{} is not on PATH", argv[0])))?;
+    let program = process::which_in(&argv[0], req.source)
+        .ok_or_else(|| fail(format!("{} is not on PATH", argv[0])))?;
     let env = environment(req);
     let inputs = {
         let (spec, source, env) = (req.spec.clone(), req.source.to_path_buf(), env.clone());
