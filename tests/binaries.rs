@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{repo_root, require_docker};
+use common::require_docker;
 
 /// A source tree with two images: `app`, whose runtime Dockerfile copies the binary the host
 /// command `./build.sh` writes, and `side`, built from its own context.
@@ -92,21 +92,8 @@ fn a_host_built_binary_feeds_its_image_and_only_what_changed_is_rebuilt_and_relo
     let dir = tempfile::tempdir().unwrap();
     let cluster = common::unique_name("hostbuild");
     write_tree(dir.path(), &cluster);
-    let kprov = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
-        c.current_dir(dir.path())
-            .env("DOCKER_HOST", &host)
-            .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
-            .env("KUBECONFIG", dir.path().join("kubeconfig"))
-            .env("KPROV_LOCK_DIR", dir.path().join("locks"))
-            .env("KPROV_PROFILES", dir.path().join("profiles"))
-            .env("KPROV_STATE", dir.path().join(".kprov"))
-            .env("KPROV_SOURCE", dir.path())
-            .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        c
-    };
+    let d = dir.path();
+    let kprov = || common::sandbox_kprov(&host, d, &d.join("profiles"), d);
     struct Down<'a>(&'a dyn Fn() -> Command, String);
     impl Drop for Down<'_> {
         fn drop(&mut self) {
@@ -203,18 +190,9 @@ fn a_failing_host_command_names_its_status_and_log_and_nothing_is_built_from_it(
         "#!/bin/sh\necho 'main.go:3: undefined: frobnicate' >&2\nexit 3\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kprov"))
-        .current_dir(dir.path())
+    let d = dir.path();
+    let out = common::sandbox_kprov(&host, d, &d.join("profiles"), d)
         .args(["up", "--service", "hb"])
-        .env("DOCKER_HOST", &host)
-        .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
-        .env("KUBECONFIG", dir.path().join("kubeconfig"))
-        .env("KPROV_LOCK_DIR", dir.path().join("locks"))
-        .env("KPROV_PROFILES", dir.path().join("profiles"))
-        .env("KPROV_STATE", dir.path().join(".kprov"))
-        .env("KPROV_SOURCE", dir.path())
-        .env("CI", "true")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -48,19 +48,8 @@ impl Demo {
     }
 
     fn kprov(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
-        c.current_dir(repo_root())
-            .env("DOCKER_HOST", &self.host)
-            .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("KPROV_LOCK_DIR", self.dir.path().join("locks"))
-            .env("KPROV_PROFILES", self.dir.path().join("profiles"))
-            .env("KPROV_STATE", self.dir.path().join(".kprov"))
-            .env("KPROV_SOURCE", repo_root())
-            .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        c
+        let d = self.dir.path();
+        common::sandbox_kprov(&self.host, d, &d.join("profiles"), &repo_root())
     }
 
     fn up(&self, extra: &[&str]) -> (i32, String) {

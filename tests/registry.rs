@@ -73,19 +73,9 @@ impl World {
     }
 
     fn kprov(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
-        c.current_dir(repo_root())
-            .env("DOCKER_HOST", &self.host)
-            .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
-            .env("KPROV_REGISTRY_IMAGE", REGISTRY_IMAGE)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("KPROV_LOCK_DIR", self.dir.path().join("locks"))
-            .env("KPROV_PROFILES", self.dir.path().join("profiles"))
-            .env("KPROV_STATE", self.dir.path().join(".kprov"))
-            .env("KPROV_SOURCE", repo_root())
-            .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
+        let d = self.dir.path();
+        let mut c = common::sandbox_kprov(&self.host, d, &d.join("profiles"), &repo_root());
+        c.env("KPROV_REGISTRY_IMAGE", REGISTRY_IMAGE);
         c
     }
 

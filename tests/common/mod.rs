@@ -751,3 +751,22 @@ pub fn kubernaut_source() -> tempfile::TempDir {
     }
     dir
 }
+
+/// `kprov` aimed at the sandbox (`host`'s engine, the kind CLI double) in a world of its own
+/// under `dir` (kubeconfig, locks, state), reading profiles from `profiles` and paths from
+/// `source`; CI-style plain output, stdin closed.
+pub fn sandbox_kprov(host: &str, dir: &Path, profiles: &Path, source: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
+    c.current_dir(repo_root())
+        .env("DOCKER_HOST", host)
+        .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("KPROV_LOCK_DIR", dir.join("locks"))
+        .env("KPROV_PROFILES", profiles)
+        .env("KPROV_STATE", dir.join(".kprov"))
+        .env("KPROV_SOURCE", source)
+        .env("CI", "true")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
