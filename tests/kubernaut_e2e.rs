@@ -117,21 +117,10 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let kprov = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kprov"));
-        c.current_dir(repo_root())
-            .env("DOCKER_HOST", host)
-            .env("KPROV_KIND", repo_root().join("tests/bin/kind"))
-            // The suites' kubeconfig paths (~/.kube/<suite>-config) and the CA file beside them
-            // land in this test's own home.
-            .env("HOME", &home)
-            .env_remove("KUBECONFIG")
-            .env("KPROV_LOCK_DIR", dir.path().join("locks"))
-            .env("KPROV_PROFILES", &profiles)
-            .env("KPROV_STATE", dir.path().join(".kprov"))
-            .env("KPROV_SOURCE", source)
-            .env("CI", "true")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
+        let mut c = common::sandbox_kprov(host, dir.path(), Path::new(&profiles), source);
+        // The suites' kubeconfig paths (~/.kube/<suite>-config) and the CA file beside them
+        // land in this test's own home.
+        c.env("HOME", &home).env_remove("KUBECONFIG");
         c
     };
     let _down = Down {
