@@ -12,12 +12,12 @@
 //!   HolmesGPT-API) reads tests/fixtures/kubernaut-2e38670be, hand-written stand-ins only (its
 //!   README says what each is).
 //!
-//! workflowexecution downloads Tekton's v1.7.0 release by URL, and its profile pins a zero
-//! sha256 placeholder (the real digest could not be looked up offline): `kprov render` of the
-//! shipped profile needs the network and then fails on the digest. Every test that renders it
-//! therefore reads a copy of kprov's profiles and manifests in which that one manifest entry is
-//! a local stand-in (a Namespace `tekton-pipelines`, [`TEKTON_STAND_IN`]); everything else in the
-//! copy is the shipped text. Validation and planning read the shipped profile (neither fetches).
+//! workflowexecution downloads Tekton's v1.7.0 release by URL, not pinned in the profile (its
+//! digest could not be looked up offline), so kprov pins it by its first download. Every test
+//! that renders it seeds that first download in its state directory's manifest cache: a local
+//! stand-in (a Namespace `tekton-pipelines`, [`TEKTON_STAND_IN`]) stored under its digest, and
+//! the URL's pin naming that digest, as an earlier run on this machine leaves them. The profile
+//! rendered is the shipped one; no network is used.
 //!
 //! Snapshots never hold kubernaut's files: the body of every CustomResourceDefinition in a render
 //! snapshot is replaced by its name and the sha256 of its rendered document ([`elide_crds`]).
@@ -62,8 +62,21 @@ metadata:
   name: tekton-pipelines
 ";
 
-/// The kprov path of [`TEKTON_STAND_IN`] in a profiles copy.
-const TEKTON_STAND_IN_PATH: &str = "manifests/tekton-release.stand-in.yaml";
+/// The URL of Tekton's release in profiles/workflowexecution.yaml.
+const TEKTON_RELEASE: &str =
+    "https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml";
+
+/// A state directory whose manifest cache holds [`TEKTON_STAND_IN`] as the first download of
+/// [`TEKTON_RELEASE`] (module doc).
+fn state_with_tekton_stand_in() -> tempfile::TempDir {
+    use kprov::tasks::remote::{Sha256Digest, cache};
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("cache");
+    let pin = Sha256Digest::parse(&cache::sha256_hex(TEKTON_STAND_IN.as_bytes())).unwrap();
+    cache::store(&dir, &pin, TEKTON_STAND_IN.as_bytes()).unwrap();
+    cache::write_pin(&dir, TEKTON_RELEASE, &pin).unwrap();
+    state
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -97,61 +110,6 @@ fn source_for(service: &str) -> Source {
     Source {
         path: dir.path().to_path_buf(),
         _dir: Some(dir),
-    }
-}
-
-/// Where `kprov render` reads `service`'s profile: kprov's own profiles, except for
-/// workflowexecution (a copy with Tekton's release replaced by [`TEKTON_STAND_IN`]).
-struct Profiles {
-    _copy: Option<tempfile::TempDir>,
-    /// The folder holding `profiles/` and `manifests/`.
-    root: PathBuf,
-}
-
-impl Profiles {
-    fn dir(&self) -> PathBuf {
-        self.root.join("profiles")
-    }
-}
-
-fn render_profiles(service: &str) -> Profiles {
-    if service != "workflowexecution" {
-        return Profiles {
-            _copy: None,
-            root: repo(),
-        };
-    }
-    let copy = kprov_tree_copy();
-    let we = copy.path().join("profiles/workflowexecution.yaml");
-    let text = std::fs::read_to_string(&we).unwrap();
-    let url =
-        "      - url: https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml";
-    assert!(
-        text.lines().any(|l| l == url),
-        "{} has no {url:?}",
-        we.display()
-    );
-    // The URL entry's line and the lines that belong to it (deeper indented: comments, sha256).
-    let mut out = String::new();
-    let mut in_entry = false;
-    for line in text.lines() {
-        if line == url {
-            out.push_str(&format!("      - kprov:{TEKTON_STAND_IN_PATH}\n"));
-            in_entry = true;
-            continue;
-        }
-        if in_entry && line.starts_with("        ") {
-            continue;
-        }
-        in_entry = false;
-        out.push_str(line);
-        out.push('\n');
-    }
-    std::fs::write(&we, out).unwrap();
-    std::fs::write(copy.path().join(TEKTON_STAND_IN_PATH), TEKTON_STAND_IN).unwrap();
-    Profiles {
-        root: copy.path().to_path_buf(),
-        _copy: Some(copy),
     }
 }
 
@@ -198,11 +156,11 @@ fn plan_json(source: &Path, service: &str, strategy: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// `kprov render --format FORMAT` of `service` (profiles from [`render_profiles`]), with an
-/// empty state directory (no cached remote manifests).
-fn render_text(profiles: &Profiles, source: &Path, service: &str, format: &str) -> String {
-    let state = tempfile::tempdir().unwrap();
-    let out = kprov(&profiles.dir(), source)
+/// `kprov render --format FORMAT` of `service`, with a state directory whose manifest cache
+/// holds only the stand-in for Tekton's release ([`state_with_tekton_stand_in`]).
+fn render_text(source: &Path, service: &str, format: &str) -> String {
+    let state = state_with_tekton_stand_in();
+    let out = kprov(&profiles_dir(), source)
         .args(["render", "--service", service, "--format", format])
         .arg("--state")
         .arg(state.path())
@@ -231,8 +189,7 @@ struct Render {
 
 fn render(service: &str) -> Render {
     let source = source_for(service);
-    let profiles = render_profiles(service);
-    let text = render_text(&profiles, source.path(), service, "json");
+    let text = render_text(source.path(), service, "json");
     let items = serde_json::from_str::<Value>(&text)
         .unwrap()
         .as_array()
@@ -679,13 +636,10 @@ fn rendered_ref(p: &Profile, image: &str) -> String {
 
 /// insta settings masking the run's paths: the source tree as `[source]`, kprov's tree (or its
 /// copy) as `[kprov]`.
-fn masked(source: &Path, profiles: &Profiles) -> insta::Settings {
+fn masked(source: &Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(&regex::escape(&source.display().to_string()), "[source]");
-    s.add_filter(
-        &regex::escape(&profiles.root.display().to_string()),
-        "[kprov]",
-    );
+    s.add_filter(&regex::escape(&repo().display().to_string()), "[kprov]");
     s
 }
 
@@ -782,15 +736,14 @@ fn the_hybrid_estimate_is_never_below_the_dag_estimate() {
 
 /// `kprov render --format yaml` of every profile, snapshotted: the source tree's and kprov's
 /// paths masked, CRD bodies elided ([`elide_crds`]); workflowexecution with Tekton's release
-/// replaced by [`TEKTON_STAND_IN`] (module doc).
+/// read from the cache as [`TEKTON_STAND_IN`] (module doc).
 #[test]
 fn every_kubernaut_profile_renders_to_its_snapshotted_objects() {
     for s in ALL {
         let source = source_for(s);
-        let profiles = render_profiles(s);
-        let yaml = render_text(&profiles, source.path(), s, "yaml");
+        let yaml = render_text(source.path(), s, "yaml");
         let text = elide_crds(&yaml);
-        masked(source.path(), &profiles).bind(|| {
+        masked(source.path()).bind(|| {
             insta::assert_snapshot!(format!("render_{s}"), text);
         });
     }

@@ -157,7 +157,79 @@ fn pin(text: &[u8]) -> Sha256Digest {
 }
 
 fn url_source(url: String, sha256: Sha256Digest) -> RemoteSource {
-    RemoteSource::Url { url, sha256 }
+    RemoteSource::Url {
+        url,
+        sha256: Some(sha256),
+    }
+}
+
+#[tokio::test]
+async fn an_unpinned_url_is_pinned_by_its_first_download_and_read_offline_after() {
+    let server = Server::start(&[("/release.yaml", 200, RELEASE.as_bytes())]).await;
+    let env = Env::new(Tools::default());
+    let url = server.url("/release.yaml");
+    let source = RemoteSource::Url {
+        url: url.clone(),
+        sha256: None,
+    };
+
+    let first = env.read(&source).await.unwrap();
+    assert_eq!(first.text, RELEASE);
+    let digest = pin(RELEASE.as_bytes());
+    assert_eq!(
+        cache::read_pin(env.cache.path(), &url).unwrap(),
+        Some(digest.clone())
+    );
+    let lines = env.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("does not pin it")
+                && l.contains(&format!("sha256: {}", digest.hex()))),
+        "the log says how to pin it: {lines:?}"
+    );
+    let mut files = env.cached_files();
+    files.sort();
+    assert_eq!(
+        files.len(),
+        2,
+        "the manifest and its pin, no temporary: {files:?}"
+    );
+
+    server.stop().await;
+    let second = env.read(&source).await.unwrap();
+    assert_eq!(second.text, RELEASE);
+    let lines = env.lines();
+    assert!(lines.iter().any(|l| l.starts_with("cached: ")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn an_unpinned_url_whose_file_changed_since_its_pin_names_the_pin_file() {
+    let server = Server::start(&[("/release.yaml", 200, RELEASE.as_bytes())]).await;
+    let env = Env::new(Tools::default());
+    let url = server.url("/release.yaml");
+    // What an earlier run on this machine pinned: another file at the same URL.
+    let earlier = pin(b"an older release\n");
+    cache::write_pin(env.cache.path(), &url, &earlier).unwrap();
+    let source = RemoteSource::Url {
+        url: url.clone(),
+        sha256: None,
+    };
+
+    let e = env.read(&source).await.unwrap_err().to_string();
+    let pin_file = cache::pin_path_for(env.cache.path(), &url);
+    assert!(
+        e.contains("the file changed since this machine first downloaded it"),
+        "{e}"
+    );
+    assert!(e.contains(&pin_file.display().to_string()), "{e}");
+    assert!(e.contains(&cache::sha256_hex(RELEASE.as_bytes())), "{e}");
+    assert_eq!(
+        cache::read_pin(env.cache.path(), &url).unwrap(),
+        Some(earlier),
+        "the pin stays until the user deletes it"
+    );
+    server.stop().await;
 }
 
 #[tokio::test]

@@ -64,10 +64,46 @@ pub fn lookup(cache_dir: &Path, pin: &Sha256Digest) -> io::Result<Lookup> {
 /// Keeps `bytes` as the manifest for `pin`, atomically. The caller has checked the digest.
 pub fn store(cache_dir: &Path, pin: &Sha256Digest, bytes: &[u8]) -> io::Result<PathBuf> {
     let path = path_for(cache_dir, pin);
+    write_atomic(&path, bytes)?;
+    Ok(path)
+}
+
+/// Where the pin of an unpinned URL is kept: named by the sha256 of the URL.
+pub fn pin_path_for(cache_dir: &Path, url: &str) -> PathBuf {
+    cache_dir
+        .join(MANIFESTS)
+        .join(format!("url-{}.pin", sha256_hex(url.as_bytes())))
+}
+
+/// The pin recorded for `url` (a first line `sha256:<hex>`, then the URL, for people), if any.
+pub fn read_pin(cache_dir: &Path, url: &str) -> io::Result<Option<Sha256Digest>> {
+    let path = pin_path_for(cache_dir, url);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let first = text.lines().next().unwrap_or_default();
+    Sha256Digest::parse(first.trim())
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Records `pin` as the digest of `url`, atomically (two runs racing write the same pin, or
+/// the loser's replaces the winner's: both were checked downloads of the same URL).
+pub fn write_pin(cache_dir: &Path, url: &str, pin: &Sha256Digest) -> io::Result<()> {
+    write_atomic(
+        &pin_path_for(cache_dir, url),
+        format!("{pin}\n{url}\n").as_bytes(),
+    )
+}
+
+/// Writes `bytes` at `path` whole under a temporary name, then renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().expect("a cache path has a directory");
     fs::create_dir_all(dir)?;
-    let tmp = dir.join(temp_name(pin));
-    let written = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, &path));
+    let tmp = dir.join(temp_name(path));
+    let written = write_synced(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
@@ -76,15 +112,16 @@ pub fn store(cache_dir: &Path, pin: &Sha256Digest, bytes: &[u8]) -> io::Result<P
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
-    Ok(path)
+    Ok(())
 }
 
 /// A name no other writer (another kprov, another task of this one) uses at the same time, and
 /// that [`lookup`] never reads.
-fn temp_name(pin: &Sha256Digest) -> String {
+fn temp_name(path: &Path) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!(".sha256-{}.{}-{n}.tmp", pin.hex(), std::process::id())
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(".{name}.{}-{n}.tmp", std::process::id())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

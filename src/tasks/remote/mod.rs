@@ -7,7 +7,7 @@
 //!
 //! ```yaml
 //! - url: https://example.org/release.yaml
-//!   sha256: 4f0c...   # 64 hex digits, required
+//!   sha256: 4f0c...   # 64 hex digits; without it, pinned on first download (below)
 //! - kustomize: deploy/overlays/e2e
 //! - helm: charts/kubernaut
 //!   release: kubernaut            # default: the chart directory's name
@@ -40,8 +40,12 @@ pub use crate::adapters::http::{Limits, install_tls_provider};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawSource")]
 pub enum RemoteSource {
-    /// Downloaded once, then read from the cache; the digest is checked either way.
-    Url { url: String, sha256: Sha256Digest },
+    /// Downloaded once, then read from the cache; the digest is checked either way. Without
+    /// a digest in the profile, the first download's is kept as the pin (trust on first use).
+    Url {
+        url: String,
+        sha256: Option<Sha256Digest>,
+    },
     /// `kubectl kustomize DIR`; `dir` is relative to the source root.
     Kustomize { dir: PathBuf },
     /// `helm template RELEASE CHART ...`; paths are relative to the source root.
@@ -131,10 +135,10 @@ impl TryFrom<RawSource> for RemoteSource {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     return Err(format!("url {url:?} must start with http:// or https://"));
                 }
-                let sha256 = r.sha256.ok_or_else(|| {
-                    format!("url {url} needs sha256 (the digest of the file, 64 hex digits)")
-                })?;
-                Ok(RemoteSource::Url { url, sha256 })
+                Ok(RemoteSource::Url {
+                    url,
+                    sha256: r.sha256,
+                })
             }
             (None, Some(dir), None) if !helm_only && r.sha256.is_none() => {
                 Ok(RemoteSource::Kustomize { dir })
@@ -221,6 +225,18 @@ pub enum RemoteError {
         expected: Sha256Digest,
         got: String,
     },
+    #[error(
+        "download {url}: the file changed since this machine first downloaded it ({expected}, \
+         pinned in {}), now sha256:{got}; delete that file to accept the new one, or pin the \
+         entry with `sha256:`",
+        .pin_file.display()
+    )]
+    Changed {
+        url: String,
+        expected: Sha256Digest,
+        got: String,
+        pin_file: PathBuf,
+    },
     #[error("download {url}: the answer is not UTF-8 text")]
     NotText { url: String },
     #[error("manifest cache {}: {source}", .path.display())]
@@ -264,7 +280,11 @@ impl RemoteError {
 /// The manifests of `source`, as one YAML stream named by [`RemoteSource::origin`].
 pub async fn read(source: &RemoteSource, ctx: &RemoteCtx<'_>) -> Result<Manifest, RemoteError> {
     let text = match source {
-        RemoteSource::Url { url, sha256 } => fetch_pinned(url, sha256, ctx).await?,
+        RemoteSource::Url {
+            url,
+            sha256: Some(pin),
+        } => fetch_pinned(url, pin, ctx).await?,
+        RemoteSource::Url { url, sha256: None } => fetch_unpinned(url, ctx).await?,
         RemoteSource::Kustomize { dir } => kustomize(dir, ctx).await?,
         RemoteSource::Helm {
             chart,
@@ -317,16 +337,7 @@ pub async fn fetch_pinned(
         cache::Lookup::Miss => {}
     }
     (ctx.progress)(format!("downloading {url}"));
-    let bytes = download::get(url, &ctx.limits, ctx.cancel)
-        .await
-        .map_err(|f| match f.cancelled {
-            true => RemoteError::Cancelled(format!("download {url}")),
-            false => RemoteError::Download {
-                url: url.into(),
-                detail: f.detail,
-                transient: f.transient,
-            },
-        })?;
+    let bytes = get(url, ctx).await?;
     cache::check(pin, &bytes).map_err(|got| RemoteError::Mismatch {
         url: url.into(),
         expected: pin.clone(),
@@ -339,6 +350,71 @@ pub async fn fetch_pinned(
         .map_err(cache_err)?;
     (ctx.progress)(format!("downloaded {url} ({} bytes, {pin})", text.len()));
     Ok(text)
+}
+
+/// The text at `url`, which the profile does not pin: the digest of its first download is kept
+/// in `<ctx.cache_dir>/manifests/url-<sha256 of the url>.pin` and pins every later read, so a
+/// file that changes upstream is an error rather than a different environment. Deleting the
+/// pin file accepts the new file.
+pub async fn fetch_unpinned(url: &str, ctx: &RemoteCtx<'_>) -> Result<String, RemoteError> {
+    let pin_path = cache::pin_path_for(ctx.cache_dir, url);
+    let cache_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RemoteError::Cache { path, source }
+    };
+    let (dir, u) = (ctx.cache_dir.to_path_buf(), url.to_string());
+    let pinned = blocking(move || cache::read_pin(&dir, &u))
+        .await
+        .map_err(cache_err(&pin_path))?;
+    if let Some(pin) = pinned {
+        return fetch_pinned(url, &pin, ctx).await.map_err(|e| match e {
+            RemoteError::Mismatch { url, expected, got } => RemoteError::Changed {
+                url,
+                expected,
+                got,
+                pin_file: pin_path.clone(),
+            },
+            e => e,
+        });
+    }
+    (ctx.progress)(format!("downloading {url}"));
+    let bytes = get(url, ctx).await?;
+    let pin = Sha256Digest::parse(&cache::sha256_hex(&bytes)).expect("a sha256 is 64 hex digits");
+    let text = text_of(url, bytes)?;
+    let (dir, p, body, u) = (
+        ctx.cache_dir.to_path_buf(),
+        pin.clone(),
+        text.clone(),
+        url.to_string(),
+    );
+    blocking(move || {
+        cache::store(&dir, &p, body.as_bytes())?;
+        cache::write_pin(&dir, &u, &p)
+    })
+    .await
+    .map_err(cache_err(&pin_path))?;
+    (ctx.progress)(format!(
+        "downloaded {url} ({} bytes, {pin}); the profile does not pin it: pinned on this \
+         machine in {} (add `sha256: {}` to the entry to pin it everywhere)",
+        text.len(),
+        pin_path.display(),
+        pin.hex()
+    ));
+    Ok(text)
+}
+
+/// One download of `url`, in kprov's error words.
+async fn get(url: &str, ctx: &RemoteCtx<'_>) -> Result<Vec<u8>, RemoteError> {
+    download::get(url, &ctx.limits, ctx.cancel)
+        .await
+        .map_err(|f| match f.cancelled {
+            true => RemoteError::Cancelled(format!("download {url}")),
+            false => RemoteError::Download {
+                url: url.into(),
+                detail: f.detail,
+                transient: f.transient,
+            },
+        })
 }
 
 fn text_of(url: &str, bytes: Vec<u8>) -> Result<String, RemoteError> {

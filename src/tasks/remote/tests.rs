@@ -15,8 +15,16 @@ fn the_three_forms_read_as_the_profile_writes_them() {
         .unwrap(),
         RemoteSource::Url {
             url: "https://example.org/release.yaml".into(),
-            sha256: Sha256Digest(PIN.to_ascii_lowercase()),
+            sha256: Some(Sha256Digest(PIN.to_ascii_lowercase())),
         }
+    );
+    assert_eq!(
+        parse("url: https://example.org/release.yaml").unwrap(),
+        RemoteSource::Url {
+            url: "https://example.org/release.yaml".into(),
+            sha256: None,
+        },
+        "unpinned: pinned by the first download"
     );
     assert_eq!(
         parse("kustomize: deploy/overlays/e2e").unwrap(),
@@ -55,8 +63,7 @@ fn a_chart_without_a_release_is_named_after_its_directory() {
 
 #[test]
 fn malformed_entries_are_refused_in_words() {
-    let cases = [
-        ("url: https://example.org/a.yaml", "needs sha256"),
+    let cases: [(&str, &str); 7] = [
         (
             &format!("{{url: ftp://x/a.yaml, sha256: {PIN}}}"),
             "must start with http://",
