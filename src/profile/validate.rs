@@ -320,7 +320,7 @@ impl Validator<'_> {
         }
     }
 
-    /// The images and the components or hooks an entry names exist.
+    /// The images and the components, hooks or steps an entry names exist.
     fn references(
         &mut self,
         section: &str,
