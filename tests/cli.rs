@@ -235,7 +235,9 @@ fn a_broken_profile_lists_every_error_with_its_position_and_exits_2() {
         "{err}"
     );
     assert!(
-        err.contains("bad.yaml:10:5: components.c.dependsOn: unknown component or hook \"ghost\""),
+        err.contains(
+            "bad.yaml:10:5: components.c.dependsOn: unknown component, hook or step \"ghost\""
+        ),
         "{err}"
     );
 }
@@ -255,10 +257,7 @@ fn a_dependency_cycle_is_reported_with_its_members() {
         &["plan", "--service", "loop"],
     );
     assert_eq!(code, Some(2));
-    assert!(
-        err.contains("dependency cycle between components and hooks: a -> b -> c -> a"),
-        "{err}"
-    );
+    assert!(err.contains("dependency cycle: a -> b -> c -> a"), "{err}");
 }
 
 #[test]

@@ -625,6 +625,95 @@ fn load(service: &str) -> Profile {
     profile::load(&profiles_dir(), service).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Whether component `component` of `p` is applied only after `unit` (its `dependsOn`).
+fn depends_on(p: &Profile, component: &str, unit: &str) -> bool {
+    p.spec.components[component]
+        .depends_on
+        .iter()
+        .any(|d| d == unit)
+}
+
+/// H11 (aianalysis.md): SeedWorkflowsInDataStorage as HTTP steps, one after the other: each
+/// of the six fixtures registered for staging, production and test (POST its text inline,
+/// `source: e2e-test`, `registeredBy: e2e-test-seeder`; 201, 200 or 409), then listed by name,
+/// the listed id a run-time value the mock LLM's scenarios use; HAPI, the controller and the
+/// mock LLM applied after the seeding (Phase 7c).
+fn hapi_seeding_facts(p: &Profile, r: &Render, source: &Path) {
+    let spec = &p.spec;
+    let images = spec
+        .images
+        .keys()
+        .map(|k| (k.clone(), String::new()))
+        .collect();
+    let vals = p.template_values(&BTreeMap::new(), &images, &BTreeMap::new());
+    let mut previous = "seed-action-type-scale-replicas".to_string();
+    let fixtures = [
+        "oomkill-increase-memory",
+        "crashloop-config-fix",
+        "node-drain-reboot",
+        "memory-optimize",
+        "generic-restart",
+        "test-signal-handler",
+    ];
+    for dir in fixtures {
+        let name = format!("{dir}-v1");
+        let text = std::fs::read_to_string(source.join(format!(
+            "test/fixtures/workflows/{dir}/workflow-schema.yaml"
+        )))
+        .unwrap();
+        for env in ["staging", "production", "test"] {
+            let step = format!("register-workflow-{name}-{env}");
+            let st = &spec.steps[&step];
+            assert_eq!(st.after, [previous.clone()], "{step}: one after the other");
+            let h = st.http.as_ref().unwrap();
+            assert_eq!(h.method.as_deref(), Some("POST"));
+            assert!(h.url.ends_with("/api/v1/workflows"), "{}", h.url);
+            assert_eq!(h.expect_status, [201, 200, 409]);
+            let body = p
+                .render_template(source, h.body.as_ref().unwrap(), &vals)
+                .unwrap();
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"content": text, "source": "e2e-test", "registeredBy": "e2e-test-seeder"})
+            );
+            previous = step;
+        }
+        let find = format!("find-workflow-{name}");
+        assert_eq!(spec.steps[&find].after, [previous.clone()]);
+        let url = &spec.steps[&find].http.as_ref().unwrap().url;
+        assert!(
+            url.ends_with(&format!("/api/v1/workflows?workflow_name={name}&limit=1")),
+            "{url}"
+        );
+        let value = spec.runtime[&format!("workflow-id-{name}")]
+            .http_response
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (value.step.as_str(), value.path.as_str()),
+            (find.as_str(), ".workflows[0].workflowId")
+        );
+        previous = find;
+    }
+    // H12: every "<name>:<env>" key of the scenarios carries that workflow's value.
+    let scenarios = r.yaml("mock-llm-scenarios", "scenarios.yaml");
+    let scenarios = scenarios["scenarios"].as_object().unwrap();
+    assert_eq!(scenarios.len(), 18);
+    for (key, s) in scenarios {
+        let name = key.split(':').next().unwrap();
+        assert_eq!(
+            s["workflow_id"],
+            format!("<runtime.workflow-id-{name} from value:workflow-id-{name}>"),
+            "{key}"
+        );
+    }
+    // H19: Phase 7c after the seeding.
+    for c in ["holmesgpt-api", "aianalysis-controller"] {
+        assert!(depends_on(p, c, &previous), "{c} after {previous}");
+    }
+}
+
 /// The reference `kprov render` gives an image: its external reference, else a placeholder
 /// naming the build.
 fn rendered_ref(p: &Profile, image: &str) -> String {
@@ -1632,6 +1721,8 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
         let s = "gateway";
         let (p, r, source) = (load(s), render(s), source_for(s));
         datastorage_stack_facts(&p, &r, source.path());
+        // Row 19: the Gateway once the ActionTypes are seeded and their status set.
+        assert!(depends_on(&p, "gateway", "activate-action-types"));
         // Row 22 (binary: one flag, -config).
         r.runs_with(
             "gateway",
@@ -1664,6 +1755,14 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
         let s = "aianalysis";
         let (p, r, source) = (load(s), render(s), source_for(s));
         datastorage_stack_facts(&p, &r, source.path());
+        // Row 20: the shadow, KA and the controller after the workflow seeding (Phase 7c).
+        for c in [
+            "mock-llm-shadow",
+            "kubernaut-agent",
+            "aianalysis-controller",
+        ] {
+            assert!(depends_on(&p, c, "register-workflows"), "{c}");
+        }
         let d = "aianalysis-controller";
         // Row 31: args -config $(CONFIG_PATH), the config under /etc/aianalysis.
         let c = r.container(d, "aianalysis");
@@ -1788,6 +1887,8 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
         let s = "remediationorchestrator";
         let (p, r, source) = (load(s), render(s), source_for(s));
         datastorage_stack_facts(&p, &r, source.path());
+        // Row 19: AuthWebhook once the ActionTypes are seeded and their status set.
+        assert!(depends_on(&p, "authwebhook", "activate-action-types"));
         let d = "remediationorchestrator-controller";
         // Row 14.
         r.runs_with(
@@ -1851,7 +1952,8 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
     // ---- aianalysis-hapi (aianalysis.md, "The HAPI stack (older trees)") ----
     {
         let s = HAPI;
-        let (r, source) = (render(s), source_for(s));
+        let (p, r, source) = (load(s), render(s), source_for(s));
+        hapi_seeding_facts(&p, &r, source.path());
         // H4: the AIAnalysis CRD only.
         assert_eq!(crd_names(&r), BTreeSet::from(["aianalyses.kubernaut.ai"]));
         // H7: that era's DataStorage: plain HTTP (no server.tls), its secrets files, /health on

@@ -55,7 +55,7 @@ fn a_schema_error_does_not_hide_the_semantic_errors_of_other_entries() {
             "profiles/mixed.yaml:9:5: components.a.colour: unknown field `colour` (fields here: manifests, images, dependsOn, ready, values)",
             "profiles/mixed.yaml:3:13: images.api.build.context: build context ./nowhere is not a directory",
             "profiles/mixed.yaml:12:5: components.b.images: unknown image \"zzz\" (images: api)",
-            "profiles/mixed.yaml:13:5: components.b.dependsOn: unknown component or hook \"ghost\"",
+            "profiles/mixed.yaml:13:5: components.b.dependsOn: unknown component, hook or step \"ghost\"",
         ],
         "a broken entry (images.bad, components.a) is no unknown reference"
     );
@@ -72,9 +72,7 @@ fn a_dependency_cycle_names_the_line_of_an_entry_in_it() {
     assert_eq!(code, Some(2));
     assert_eq!(
         errors,
-        [
-            "profiles/loop.yaml:7:5: components.a.dependsOn: dependency cycle between components and hooks: a -> c -> b -> a"
-        ]
+        ["profiles/loop.yaml:7:5: components.a.dependsOn: dependency cycle: a -> c -> b -> a"]
     );
 }
 
@@ -282,5 +280,99 @@ fn a_cluster_registry_other_than_local_is_named_at_its_line() {
             && e.contains("cluster.registry")
             && e.contains("must be local")),
         "{errors:?}"
+    );
+}
+
+#[test]
+fn a_component_and_a_hook_may_follow_a_step_and_a_cycle_through_it_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "after",
+        "components:\n  gateway:\n    manifests: [m.yaml]\n    dependsOn: [seed]\nhooks:\n  h:\n    manifests: [m.yaml]\n    after: [seed]\nsteps:\n  seed:\n    apply: [m.yaml]\n",
+    );
+    assert_eq!((code, errors.len()), (Some(0), 0), "{errors:?}");
+    let (code, errors) = validate(
+        dir.path(),
+        "loop",
+        "components:\n  gateway:\n    manifests: [m.yaml]\n    dependsOn: [seed]\nsteps:\n  seed:\n    after: [gateway]\n    apply: [m.yaml]\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/loop.yaml:4:5: components.gateway.dependsOn: dependency cycle: gateway -> seed -> gateway"
+        ]
+    );
+}
+
+#[test]
+fn a_cycle_through_a_value_a_template_uses_is_found_at_the_first_members_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("uses.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\ndata: {id: \"{{ runtime.id }}\"}\n",
+    )
+    .unwrap();
+    // api's manifest uses runtime.id, read from the answer of a step that follows api.
+    let (code, errors) = validate(
+        dir.path(),
+        "vloop",
+        "components:\n  api:\n    manifests: [uses.yaml]\nruntime:\n  id:\n    httpResponse: {step: register, path: .id}\nsteps:\n  register:\n    after: [api]\n    http: {url: \"http://127.0.0.1:1/\"}\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/vloop.yaml:2:3: components.api: dependency cycle: api -> runtime.id -> register -> api"
+        ]
+    );
+}
+
+#[test]
+fn an_http_steps_body_file_and_the_files_its_templates_read_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("w.yaml"), "kind: RemediationWorkflow\n").unwrap();
+    std::fs::write(
+        dir.path().join("req.json"),
+        "{\n  \"content\": {{ file \"w.yaml\" | json }},\n  \"other\": {{ file \"gone.yaml\" | json }}\n}\n",
+    )
+    .unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "files",
+        "steps:\n  ok:\n    http:\n      url: http://127.0.0.1:1/\n      body: '{\"c\":{{ file \"w.yaml\" | json }}}'\n  missing:\n    http:\n      url: http://127.0.0.1:1/\n      body: '{\"c\":{{ file \"nope.yaml\" | json }}}'\n  from-file:\n    http:\n      url: http://127.0.0.1:1/\n      bodyFile: req.json\n  no-file:\n    http:\n      url: http://127.0.0.1:1/\n      bodyFile: nope.json\n  both:\n    http:\n      url: \"http://127.0.0.1:1/{{ values.x }}\"\n      body: '{{ namespace | yaml }}'\n      bodyFile: req.json\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/files.yaml:20:7: steps.both.http.url: unknown template value `values.x`",
+            "profiles/files.yaml:21:7: steps.both.http.body: unknown filter `yaml` (filters: json)",
+            "profiles/files.yaml:22:7: steps.both.http.bodyFile: body and bodyFile exclude each other: the request has one body",
+            "./req.json:3:12: ./gone.yaml does not exist",
+            "profiles/files.yaml:9:7: steps.missing.http.body: ./nope.yaml does not exist",
+            "profiles/files.yaml:17:7: steps.no-file.http.bodyFile: ./nope.json does not exist",
+        ],
+    );
+}
+
+#[test]
+fn an_http_response_value_reads_an_http_step_at_a_dotted_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "answers",
+        "runtime:\n  a:\n    httpResponse: {step: ghost, path: .id}\n  b:\n    httpResponse: {step: apply-it, path: .id}\n  c:\n    httpResponse: {step: call, path: id}\n  d:\n    httpResponse: {step: call, path: \".items[0].id\"}\n    field: {apiVersion: v1, kind: ConfigMap, name: x, path: .data.y}\nsteps:\n  apply-it:\n    apply: [m.yaml]\n  call:\n    http: {url: \"http://127.0.0.1:1/\"}\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/answers.yaml:3:20: runtime.a.httpResponse.step: \"ghost\" is no step",
+            "profiles/answers.yaml:5:20: runtime.b.httpResponse.step: step \"apply-it\" makes no HTTP request: httpResponse reads the answer of an `http` step",
+            "profiles/answers.yaml:7:32: runtime.c.httpResponse.path: path \"id\": a dotted path into the answer's JSON, such as .id or .items[0].id",
+            "profiles/answers.yaml:8:3: runtime.d: a run-time value needs exactly one of serviceAccountToken, field, key, jobOutput, httpResponse",
+        ],
     );
 }

@@ -61,11 +61,18 @@ impl HttpProber {
     }
 }
 
-/// An answer to a request a profile's step makes: the status and the body's start.
+/// An answer to a request a profile's step makes: the status and the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
     pub body: String,
+}
+
+impl Answer {
+    /// The body's first 500 characters, trimmed, for messages.
+    pub fn body_start(&self) -> String {
+        self.body.trim().chars().take(500).collect()
+    }
 }
 
 impl HttpProber {
@@ -89,10 +96,7 @@ impl HttpProber {
         let resp = req.send().await.map_err(|e| describe(&e))?;
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap_or_default();
-        Ok(Answer {
-            status,
-            body: body.chars().take(500).collect(),
-        })
+        Ok(Answer { status, body })
     }
 }
 

@@ -189,6 +189,9 @@ fn units<'a>(
         if let Some(j) = &v.job_output {
             after.push(j.hook.clone());
         }
+        if let Some(h) = &v.http_response {
+            after.push(h.step.clone());
+        }
         add(value_id(n), TaskKind::Value, n, &[], &after)?;
     }
     Ok(out)
@@ -435,5 +438,25 @@ mod tests {
                 .iter()
                 .all(|t| !matches!(t.kind, TaskKind::Load | TaskKind::Push | TaskKind::Registry))
         );
+    }
+
+    #[test]
+    fn an_answer_value_follows_its_step_and_a_component_may_follow_a_step() {
+        let text = "service: s\ncomponents:\n  gw:\n    manifests: []\n    dependsOn: [seed]\nhooks:\n  h:\n    manifests: []\n    after: [seed]\nruntime:\n  id:\n    httpResponse: {step: register, path: .id}\nsteps:\n  register:\n    http: {url: \"http://x/\"}\n  seed:\n    after: [register]\n    http: {url: \"http://x/{{ runtime.id }}\"}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        let p = crate::profile::load(dir.path(), "s").unwrap();
+        let tasks = tasks_for(&p, &PlanOptions::default()).unwrap();
+        assert_eq!(deps(&tasks, "value:id"), [CLUSTER, "step:register"]);
+        assert_eq!(
+            deps(&tasks, "step:seed"),
+            [CLUSTER, "step:register", "value:id"]
+        );
+        assert_eq!(deps(&tasks, "deploy:gw"), [CLUSTER, "step:seed"]);
+        assert_eq!(deps(&tasks, "hook:h"), [CLUSTER, "step:seed"]);
+        let order: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        let at = |id: &str| order.iter().position(|t| *t == id).unwrap();
+        assert!(at("step:register") < at("value:id") && at("value:id") < at("step:seed"));
+        assert!(at("step:seed") < at("deploy:gw"));
     }
 }

@@ -63,6 +63,8 @@ pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeS
             u.extend(in_text(&h.url));
             u.extend(in_strings(h.headers.values()));
             u.extend(in_strings(h.body.iter()));
+            let file = h.body_file.iter().map(|f| ManifestEntry::Path(f.clone()));
+            u.extend(in_files(profile, source, &file.collect::<Vec<_>>()));
         }
         for p in &st.patch_status {
             u.extend(in_text(&p.status.to_string()));

@@ -104,6 +104,61 @@ impl Profile {
         (file, self.files.iter().find(|f| f.path == file))
     }
 
+    /// Adds to `values` the content of every file `text`'s placeholders read
+    /// (`{{ file "PATH" }}`, PATH as the profile's paths: under `source`, or `kprov:`), under
+    /// the key the template looks up (`file:PATH`). Each file that cannot be read is an error
+    /// at its placeholder; a template that does not parse reads nothing (rendering says why).
+    pub fn read_template_files(
+        &self,
+        source: &Path,
+        text: &str,
+        values: &mut template::Values,
+    ) -> Vec<template::TemplateError> {
+        let mut errors = Vec::new();
+        for (rel, line, column) in template::files(text).unwrap_or_default() {
+            let key = format!("{}{rel}", template::FILE_PREFIX);
+            if values.contains_key(&key) {
+                continue;
+            }
+            let path = self.resolve(source, &rel);
+            match std::fs::read_to_string(&path) {
+                Ok(content) => {
+                    values.insert(key, content);
+                }
+                Err(e) => errors.push(template::TemplateError {
+                    line,
+                    column,
+                    message: match e.kind() {
+                        std::io::ErrorKind::NotFound => {
+                            format!("{} does not exist", path.display())
+                        }
+                        _ => format!("{}: {e}", path.display()),
+                    },
+                }),
+            }
+        }
+        errors
+    }
+
+    /// `text` rendered with `values` and the files its placeholders read (see
+    /// [`Profile::read_template_files`]).
+    pub fn render_template(
+        &self,
+        source: &Path,
+        text: &str,
+        values: &template::Values,
+    ) -> Result<String, Vec<template::TemplateError>> {
+        if template::files(text).is_ok_and(|f| f.is_empty()) {
+            return template::render(text, values);
+        }
+        let mut values = values.clone();
+        let errors = self.read_template_files(source, text, &mut values);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        template::render(text, &values)
+    }
+
     /// The values a manifest template may use, for one component's `values`.
     pub fn template_values(
         &self,

@@ -346,6 +346,8 @@ pub struct RuntimeSpec {
     pub key: Option<KeySpec>,
     /// What a hook's Job produced.
     pub job_output: Option<JobOutputSpec>,
+    /// A field of the JSON an HTTP step's request was answered with.
+    pub http_response: Option<HttpResponseSpec>,
     /// Components, hooks or steps that must be done before the value can be read (default:
     /// the configuration batch).
     #[serde(default)]
@@ -398,6 +400,17 @@ pub struct JobOutputSpec {
     pub log_pattern: Option<String>,
 }
 
+/// A field of the JSON body an `http` step's request was answered with (the answer that
+/// ended the step: one of its `expectStatus`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HttpResponseSpec {
+    /// The step (it must have `http:`); the value follows it.
+    pub step: String,
+    /// A dotted path into the body, as for `field` (`.workflowId`, `.workflows[0].workflowId`).
+    pub path: String,
+}
+
 /// A step run once what it follows is ready. Exactly one action is set.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -447,7 +460,11 @@ pub struct HttpStepSpec {
     pub url: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The request body, templated.
     pub body: Option<String>,
+    /// The request body from a file (relative to `--source`, or `kprov:`), templated as a
+    /// manifest is; instead of `body`.
+    pub body_file: Option<String>,
     /// Statuses that count as done (default: any 2xx).
     #[serde(default)]
     pub expect_status: Vec<u16>,
@@ -470,7 +487,7 @@ pub struct ComponentSpec {
     /// Images (keys of `images`) the manifests use; the component waits for their loads.
     #[serde(default)]
     pub images: Vec<String>,
-    /// Components or hooks applied before this one.
+    /// Components, hooks or steps applied or done before this one.
     #[serde(default, alias = "depends_on")]
     pub depends_on: Vec<String>,
     #[serde(default)]
@@ -514,7 +531,7 @@ pub struct HookSpec {
     pub manifests: Vec<ManifestEntry>,
     #[serde(default)]
     pub images: Vec<String>,
-    /// Components or hooks that must be applied first.
+    /// Components, hooks or steps that must be applied or done first.
     #[serde(default)]
     pub after: Vec<String>,
     /// Deadline for completion (default 5m).

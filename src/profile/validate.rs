@@ -7,6 +7,7 @@ use std::{
 };
 
 mod binaries;
+mod cycles;
 mod steps;
 
 use super::{Profile, ProfileError, template};
@@ -59,56 +60,6 @@ fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
-}
-
-/// The cycles of a dependency graph (name → its section, key and dependencies), each as its
-/// members from the smallest name on; self-dependencies are reported apart.
-fn find_cycles<'a>(deps: &BTreeMap<&'a str, (&str, &str, &'a Vec<String>)>) -> Vec<Vec<&'a str>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    let mut mark: BTreeMap<&str, Mark> = deps.keys().map(|k| (*k, Mark::New)).collect();
-    let mut cycles = Vec::new();
-    for &start in deps.keys() {
-        if mark[start] != Mark::New {
-            continue;
-        }
-        // Depth first, with an explicit stack: (node, index of its next dependency).
-        let mut stack: Vec<(&str, usize)> = vec![(start, 0)];
-        mark.insert(start, Mark::Open);
-        while let Some((node, next)) = stack.last().copied() {
-            let edges = deps[node].2;
-            let Some(dep) = edges.get(next) else {
-                mark.insert(node, Mark::Done);
-                stack.pop();
-                continue;
-            };
-            stack.last_mut().expect("non-empty").1 += 1;
-            let Some((&dep, _)) = deps.get_key_value(dep.as_str()) else {
-                continue;
-            };
-            match mark[dep] {
-                Mark::New => {
-                    mark.insert(dep, Mark::Open);
-                    stack.push((dep, 0));
-                }
-                Mark::Open if dep != node => {
-                    let pos = stack.iter().position(|(n, _)| *n == dep).expect("open");
-                    let mut cycle: Vec<&str> = stack[pos..].iter().map(|(n, _)| *n).collect();
-                    let min = (0..cycle.len())
-                        .min_by_key(|&i| cycle[i])
-                        .expect("non-empty");
-                    cycle.rotate_left(min);
-                    cycles.push(cycle);
-                }
-                _ => {}
-            }
-        }
-    }
-    cycles
 }
 
 impl Validator<'_> {
@@ -369,7 +320,7 @@ impl Validator<'_> {
         }
     }
 
-    /// The images and the components or hooks an entry names exist.
+    /// The images and the components, hooks or steps an entry names exist.
     fn references(
         &mut self,
         section: &str,
@@ -406,45 +357,63 @@ impl Validator<'_> {
                     section,
                     n,
                     &[section, name, deps_key],
-                    format!("unknown component or hook {d:?}"),
+                    format!("unknown component, hook or step {d:?}"),
                 );
             }
         }
     }
 
-    /// Each dependency cycle among components and hooks, once, at the `dependsOn` (or `after`)
-    /// of its first member.
-    fn cycles(&mut self) {
+    /// What a template given `values` may use (images and host ports by name only).
+    fn known(&self, values: &BTreeMap<String, String>) -> template::Values {
         let spec = &self.profile.spec;
-        let deps: BTreeMap<&str, (&str, &str, &Vec<String>)> = spec
-            .components
-            .iter()
-            .map(|(n, c)| (n.as_str(), ("components", "dependsOn", &c.depends_on)))
-            .chain(
-                spec.hooks
-                    .iter()
-                    .map(|(n, h)| (n.as_str(), ("hooks", "after", &h.after))),
-            )
+        let images = spec
+            .images
+            .keys()
+            .map(|k| (k.clone(), String::new()))
             .collect();
-        let mut reported: BTreeSet<&str> = BTreeSet::new();
-        for cycle in find_cycles(&deps) {
-            if cycle.iter().all(|m| reported.contains(m)) {
-                continue;
-            }
-            reported.extend(cycle.iter().copied());
-            let first = cycle[0];
-            let (section, key, _) = deps[first];
-            let mut chain: Vec<&str> = cycle.clone();
-            chain.push(first);
-            self.err(
-                section,
-                Some(first),
-                &[section, first, key],
-                format!(
-                    "dependency cycle between components and hooks: {}",
-                    chain.join(" -> ")
-                ),
-            );
+        let host_ports = spec.ports.keys().map(|k| (k.clone(), 0)).collect();
+        self.profile.template_values(values, &images, &host_ports)
+    }
+
+    /// The problems of a template's placeholders: names it will not be given, files that
+    /// do not exist, syntax.
+    fn template_problems(
+        &self,
+        text: &str,
+        values: &BTreeMap<String, String>,
+    ) -> Vec<template::TemplateError> {
+        let mut known = self.known(values);
+        let mut problems = self
+            .profile
+            .read_template_files(self.source, text, &mut known);
+        match template::names(text) {
+            Err(e) => problems.push(e),
+            Ok(names) => problems.extend(
+                names
+                    .into_iter()
+                    .filter(|(n, ..)| !n.starts_with(template::FILE_PREFIX))
+                    .filter(|(n, ..)| !known.contains_key(n))
+                    .map(|(n, line, column)| template::TemplateError {
+                        line,
+                        column,
+                        message: format!("unknown template value `{n}`"),
+                    }),
+            ),
+        }
+        problems.sort_by_key(|e| (e.line, e.column));
+        problems
+    }
+
+    /// Check a template string of the profile (a step's URL, header or body), at its field.
+    fn template_string(
+        &mut self,
+        at: (&str, &str),
+        path: &[&str],
+        text: &str,
+        values: &BTreeMap<String, String>,
+    ) {
+        for e in self.template_problems(text, values) {
+            self.err(at.0, Some(at.1), path, e.message);
         }
     }
 
@@ -454,34 +423,7 @@ impl Validator<'_> {
         let Ok(text) = std::fs::read_to_string(&path) else {
             return;
         };
-        let images = self
-            .profile
-            .spec
-            .images
-            .keys()
-            .map(|k| (k.clone(), String::new()))
-            .collect();
-        let host_ports = self
-            .profile
-            .spec
-            .ports
-            .keys()
-            .map(|k| (k.clone(), 0))
-            .collect();
-        let known = self.profile.template_values(values, &images, &host_ports);
-        let problems = match template::names(&text) {
-            Err(e) => vec![e],
-            Ok(names) => names
-                .into_iter()
-                .filter(|(n, ..)| !known.contains_key(n))
-                .map(|(n, line, column)| template::TemplateError {
-                    line,
-                    column,
-                    message: format!("unknown template value `{n}`"),
-                })
-                .collect(),
-        };
-        for e in problems {
+        for e in self.template_problems(&text, values) {
             let mut err = ProfileError::at(&path, None, &[], e.message);
             err.line = Some(e.line);
             err.column = Some(e.column);
@@ -504,9 +446,11 @@ impl Validator<'_> {
             .components
             .keys()
             .chain(spec.hooks.keys())
+            .chain(spec.steps.keys())
             .cloned()
             .chain(broken("components"))
             .chain(broken("hooks"))
+            .chain(broken("steps"))
             .collect();
         for dup in spec
             .components
@@ -584,13 +528,7 @@ impl Validator<'_> {
                 self.err(section, n, key, format!("timeout {t:?}: {e}"));
             }
             if let Some(url) = http {
-                let images = spec
-                    .images
-                    .keys()
-                    .map(|k| (k.clone(), String::new()))
-                    .collect();
-                let host_ports = spec.ports.keys().map(|k| (k.clone(), 0)).collect();
-                let known = self.profile.template_values(values, &images, &host_ports);
+                let known = self.known(values);
                 if let Err(es) = template::render(url, &known) {
                     for e in es {
                         self.err(section, n, &[section, name, "ready", "http"], e.message);

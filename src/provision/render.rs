@@ -110,8 +110,10 @@ pub struct ImageRules {
 }
 
 /// `sources` templated with `vals` (those that are templates) and parsed; see the module doc.
+/// The files their placeholders read (`{{ file "PATH" }}`) come from `source`.
 pub fn render_manifests(
     profile: &Profile,
+    source: &Path,
     sources: &[Source],
     vals: &template::Values,
     rules: &ImageRules,
@@ -120,13 +122,15 @@ pub fn render_manifests(
     for src in sources {
         let origin = &src.manifest.origin;
         let text = if src.template {
-            template::render(&src.manifest.text, vals).map_err(|es| {
-                let lines: Vec<String> = es
-                    .iter()
-                    .map(|e| format!("{origin}:{}:{}: {}", e.line, e.column, e.message))
-                    .collect();
-                lines.join("\n")
-            })?
+            profile
+                .render_template(source, &src.manifest.text, vals)
+                .map_err(|es| {
+                    let lines: Vec<String> = es
+                        .iter()
+                        .map(|e| format!("{origin}:{}:{}: {}", e.line, e.column, e.message))
+                        .collect();
+                    lines.join("\n")
+                })?
         } else {
             src.manifest.text.clone()
         };
@@ -407,7 +411,7 @@ pub async fn render_profile(
             instrumented: Vec::new(),
             pulled_by_nodes: pulled_before_run(profile),
         };
-        objects.extend(render_manifests(profile, &sources, &vals, &rules)?);
+        objects.extend(render_manifests(profile, source, &sources, &vals, &rules)?);
         out.extend(objects.into_iter().map(|object| Rendered {
             task: t.id.clone(),
             object,

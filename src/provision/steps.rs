@@ -14,13 +14,14 @@ use tokio::time::Instant;
 
 use super::works::RunState;
 use crate::adapters::{
-    http::HttpProber,
+    http::{Answer, HttpProber},
     kube::{Kube, Object, ObjectRef},
     process,
 };
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::profile::{
-    FieldSpec, HttpStepSpec, JobOutputSpec, KeySpec, ObjectSpec, RuntimeSpec, StepSpec, template,
+    FieldSpec, HttpResponseSpec, HttpStepSpec, JobOutputSpec, KeySpec, ObjectSpec, RuntimeSpec,
+    StepSpec,
 };
 use crate::tasks::wait::{self, Outcome, State};
 
@@ -107,7 +108,10 @@ async fn read_value(
     if let Some(j) = &spec.job_output {
         return job_output(s, kube, j, until, ctx).await;
     }
-    Err("it names no source (serviceAccountToken, field, key or jobOutput)".into())
+    if let Some(h) = &spec.http_response {
+        return http_response(s, h);
+    }
+    Err("it names no source (serviceAccountToken, field, key, jobOutput or httpResponse)".into())
 }
 
 /// Watches an object until `pick` finds what it wants in it.
@@ -240,6 +244,35 @@ async fn job_output(
     ))
 }
 
+/// A field of the JSON body that answered step `h.step` (which ran before this value).
+fn http_response(s: &RunState, h: &HttpResponseSpec) -> Result<String, String> {
+    let answer = s.answer(&h.step).ok_or_else(|| {
+        format!(
+            "step {} kept no answer (it makes no HTTP request, or did not run)",
+            h.step
+        )
+    })?;
+    field_of_answer(&h.step, &h.path, &answer)
+}
+
+/// `path` of an answer's JSON body; absent, null or not JSON: an error naming the step, the
+/// path, the status and the body's start.
+fn field_of_answer(step: &str, path: &str, a: &Answer) -> Result<String, String> {
+    let whose = || {
+        format!(
+            "step {step}'s answer ({}, body: {})",
+            a.status,
+            a.body_start().chars().take(200).collect::<String>()
+        )
+    };
+    let body: Value =
+        serde_json::from_str(&a.body).map_err(|e| format!("{} is not JSON ({e})", whose()))?;
+    match body.pointer(&pointer(path)) {
+        Some(v) if !v.is_null() => Ok(as_text(v)),
+        _ => Err(format!("{} has no {path}", whose())),
+    }
+}
+
 /// The `step:NAME` task: waits for the components it follows, then does its action.
 pub async fn step(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let st = &s.profile().spec.steps[name];
@@ -305,27 +338,52 @@ fn render_json(
     v: &Value,
     values: &BTreeMap<String, String>,
 ) -> Result<Value, String> {
-    let vals = s.values(values);
-    let text = template::render(&v.to_string(), &vals).map_err(|es| {
-        es.into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let text = render_str(s, &v.to_string(), values)?;
     serde_json::from_str(&text).map_err(|e| format!("not JSON once rendered: {e}"))
 }
 
+/// A step's template string with this run's values and the files it reads.
 fn render_str(
     s: &RunState,
     text: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<String, String> {
-    template::render(text, &s.values(values)).map_err(|es| {
-        es.into_iter()
-            .map(|e| e.message)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+    let vals = s.values(values);
+    s.profile()
+        .render_template(&s.req.source, text, &vals)
+        .map_err(|es| {
+            es.into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
+/// The request body of an `http` step: `body`, or `bodyFile`'s content, rendered.
+fn request_body(
+    s: &RunState,
+    h: &HttpStepSpec,
+    values: &BTreeMap<String, String>,
+) -> Result<Option<String>, String> {
+    if let Some(b) = &h.body {
+        return render_str(s, b, values).map(Some);
+    }
+    let Some(rel) = &h.body_file else {
+        return Ok(None);
+    };
+    let path = s.profile().resolve(&s.req.source, rel);
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("bodyFile {}: {e}", path.display()))?;
+    let vals = s.values(values);
+    s.profile()
+        .render_template(&s.req.source, &text, &vals)
+        .map(Some)
+        .map_err(|es| {
+            es.into_iter()
+                .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
 }
 
 /// The HTTP request of a step, retried (backoff to 2 s) until its answer is expected.
@@ -343,12 +401,7 @@ async fn call(
     for (k, v) in &h.headers {
         headers.push((k.clone(), render_str(s, v, values).map_err(bad)?));
     }
-    let body = h
-        .body
-        .as_deref()
-        .map(|b| render_str(s, b, values))
-        .transpose()
-        .map_err(bad)?;
+    let body = request_body(s, h, values).map_err(bad)?;
     let method = h.method.as_deref().unwrap_or("GET");
     let client = HttpProber::new(Duration::from_secs(10)).map_err(bad)?;
     let expected = |status: u16| {
@@ -363,9 +416,10 @@ async fn call(
         let last = match client.call(method, &url, &headers, body.as_deref()).await {
             Ok(a) if expected(a.status) => {
                 ctx.progress(format!("{method} {url}: {}", a.status));
+                s.set_answer(name, a);
                 return Ok(());
             }
-            Ok(a) => format!("answered {}: {}", a.status, a.body.trim()),
+            Ok(a) => format!("answered {}: {}", a.status, a.body_start()),
             Err(why) => why,
         };
         if Instant::now() + delay > until {
@@ -444,5 +498,43 @@ mod tests {
         assert_eq!(pointer("status.workflowId"), "/status/workflowId");
         assert_eq!(pointer(".spec.ports[0].nodePort"), "/spec/ports/0/nodePort");
         assert_eq!(pointer(".a[1][2].b"), "/a/1/2/b");
+    }
+
+    #[test]
+    fn a_field_of_an_answer_is_read_and_its_absence_names_step_path_and_body() {
+        let a = Answer {
+            status: 201,
+            body: r#"{"workflowId":"u-1","n":3,"workflows":[{"workflowId":"u-2"}]}"#.into(),
+        };
+        assert_eq!(field_of_answer("reg", ".workflowId", &a).unwrap(), "u-1");
+        assert_eq!(field_of_answer("reg", ".n", &a).unwrap(), "3");
+        assert_eq!(
+            field_of_answer("reg", ".workflows[0].workflowId", &a).unwrap(),
+            "u-2"
+        );
+        let e = field_of_answer("reg", ".workflow_id", &a).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "step reg's answer (201, body: {}) has no .workflow_id",
+                a.body
+            )
+        );
+        let problem = Answer {
+            status: 409,
+            body: format!("{{\"detail\":\"exists\",\"pad\":\"{}\"}}", "x".repeat(400)),
+        };
+        let e = field_of_answer("reg", ".workflowId", &problem).unwrap_err();
+        assert!(
+            e.starts_with("step reg's answer (409, body: {\"detail\":\"exists\""),
+            "{e}"
+        );
+        assert!(e.len() < 300, "only the body's start: {e}");
+        let html = Answer {
+            status: 200,
+            body: "<html>".into(),
+        };
+        let e = field_of_answer("reg", ".workflowId", &html).unwrap_err();
+        assert!(e.contains("(200, body: <html>) is not JSON"), "{e}");
     }
 }

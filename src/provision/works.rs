@@ -64,6 +64,8 @@ pub struct RunState {
     applied: Mutex<BTreeMap<String, Vec<Object>>>,
     /// Values produced at run time (`{{ runtime.NAME }}`), secrets included: never logged.
     runtime: Mutex<BTreeMap<String, String>>,
+    /// The answer that ended each `http` step, for `httpResponse` values: never logged.
+    answers: Mutex<BTreeMap<String, crate::adapters::http::Answer>>,
     /// Where `config.tls.caFile` wrote the CA, for the run record.
     pub ca_file: OnceLock<PathBuf>,
     /// kubectl and helm, for manifests from kustomize directories and charts.
@@ -112,6 +114,7 @@ impl RunState {
             crd_names: OnceLock::new(),
             applied: Mutex::default(),
             runtime: Mutex::default(),
+            answers: Mutex::default(),
             ca_file: OnceLock::new(),
             tools: crate::tasks::remote::Tools::find(),
             saves: Mutex::default(),
@@ -196,6 +199,21 @@ impl RunState {
             .lock()
             .expect("not poisoned")
             .insert(name.to_string(), value);
+    }
+
+    pub(super) fn set_answer(&self, step: &str, answer: crate::adapters::http::Answer) {
+        self.answers
+            .lock()
+            .expect("not poisoned")
+            .insert(step.to_string(), answer);
+    }
+
+    pub(super) fn answer(&self, step: &str) -> Option<crate::adapters::http::Answer> {
+        self.answers
+            .lock()
+            .expect("not poisoned")
+            .get(step)
+            .cloned()
     }
 
     pub(super) fn applied(&self, name: &str) -> Vec<Object> {
@@ -306,7 +324,8 @@ impl RunState {
             instrumented: self.instrumented(),
             pulled_by_nodes,
         };
-        render::render_manifests(self.profile(), &sources, &vals, &rules).map_err(TaskError::fatal)
+        render::render_manifests(self.profile(), &self.req.source, &sources, &vals, &rules)
+            .map_err(TaskError::fatal)
     }
 
     pub(super) fn diagnostics(&self, name: &str) -> diagnostics::DiagnosticsSpec {

@@ -140,7 +140,7 @@ async fn wait_answering(host: &str, ctx: &TaskCtx) -> Result<(), TaskError> {
     loop {
         let last = match prober.call("GET", &url, &[], None).await {
             Ok(a) if a.status == 200 => return Ok(()),
-            Ok(a) => format!("it answered {}: {}", a.status, a.body.trim()),
+            Ok(a) => format!("it answered {}: {}", a.status, a.body_start()),
             Err(e) => e,
         };
         if tokio::time::Instant::now() >= deadline {

@@ -1,7 +1,10 @@
 //! Checks of `runtime:` values and `steps:`: each names one source or one action, what it
 //! follows exists, its files exist and its patterns and timeouts parse.
 
+use std::collections::BTreeMap;
+
 use super::Validator;
+use crate::profile::{HttpResponseSpec, HttpStepSpec};
 
 impl Validator<'_> {
     /// Names are unique across components, hooks and steps: `after:` lists mix them.
@@ -51,14 +54,18 @@ impl Validator<'_> {
                 v.field.is_some(),
                 v.key.is_some(),
                 v.job_output.is_some(),
+                v.http_response.is_some(),
             ];
             if sources.iter().filter(|s| **s).count() != 1 {
                 self.err(
                     "runtime",
                     Some(name),
                     &at,
-                    "a run-time value needs exactly one of serviceAccountToken, field, key, jobOutput".into(),
+                    "a run-time value needs exactly one of serviceAccountToken, field, key, jobOutput, httpResponse".into(),
                 );
+            }
+            if let Some(h) = &v.http_response {
+                self.http_response(name, h);
             }
             if let Some(j) = &v.job_output {
                 let jat = ["runtime", name.as_str(), "jobOutput"];
@@ -138,22 +145,86 @@ impl Validator<'_> {
                     self.template(m, &st.values);
                 }
             }
-            if let Some(h) = &st.http
-                && let Some(m) = &h.method
-                && !matches!(
-                    m.as_str(),
-                    "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
-                )
-            {
-                self.err(
-                    "steps",
-                    Some(name),
-                    &["steps", name, "http", "method"],
-                    format!("method {m:?}: one of GET, POST, PUT, PATCH, DELETE, HEAD"),
-                );
+            if let Some(h) = &st.http {
+                self.http_step(name, h, &st.values);
             }
             self.after("steps", name, &st.after);
             self.timeout("steps", name, st.timeout.as_ref());
+        }
+    }
+
+    /// An `httpResponse` value reads an `http` step's answer at a path.
+    fn http_response(&mut self, name: &str, h: &HttpResponseSpec) {
+        let at = ["runtime", name, "httpResponse", "step"];
+        match self.profile.spec.steps.get(&h.step) {
+            None if self.profile.broken.contains(&format!("steps.{}", h.step)) => {}
+            None => self.err(
+                "runtime",
+                Some(name),
+                &at,
+                format!("{:?} is no step", h.step),
+            ),
+            Some(st) if st.http.is_none() => self.err(
+                "runtime",
+                Some(name),
+                &at,
+                format!(
+                    "step {:?} makes no HTTP request: httpResponse reads the answer of an `http` step",
+                    h.step
+                ),
+            ),
+            Some(_) => {}
+        }
+        if !h.path.starts_with('.') || h.path.len() < 2 {
+            self.err(
+                "runtime",
+                Some(name),
+                &["runtime", name, "httpResponse", "path"],
+                format!(
+                    "path {:?}: a dotted path into the answer's JSON, such as .id or .items[0].id",
+                    h.path
+                ),
+            );
+        }
+    }
+
+    /// An `http` step: its method, its body (`body` or `bodyFile`, not both; the file exists)
+    /// and the placeholders of its URL, headers and body.
+    fn http_step(&mut self, name: &str, h: &HttpStepSpec, values: &BTreeMap<String, String>) {
+        let at = ("steps", name);
+        if let Some(m) = &h.method
+            && !matches!(
+                m.as_str(),
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+            )
+        {
+            self.err(
+                "steps",
+                Some(name),
+                &["steps", name, "http", "method"],
+                format!("method {m:?}: one of GET, POST, PUT, PATCH, DELETE, HEAD"),
+            );
+        }
+        self.template_string(at, &["steps", name, "http", "url"], &h.url, values);
+        for (k, v) in &h.headers {
+            self.template_string(at, &["steps", name, "http", "headers", k], v, values);
+        }
+        if let Some(b) = &h.body {
+            self.template_string(at, &["steps", name, "http", "body"], b, values);
+        }
+        if let Some(f) = &h.body_file {
+            let path = ["steps", name, "http", "bodyFile"];
+            if h.body.is_some() {
+                self.err(
+                    "steps",
+                    Some(name),
+                    &path,
+                    "body and bodyFile exclude each other: the request has one body".into(),
+                );
+            }
+            if self.file("steps", Some(name), &path, f) {
+                self.template(f, values);
+            }
         }
     }
 }
