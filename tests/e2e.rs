@@ -1089,17 +1089,35 @@ fn the_demo_comes_up_on_podman_and_a_warm_rerun_is_cached() {
 }
 
 /// A profile of config alone (no image): an image pull Secret from a host file given to the
-/// `default` ServiceAccount of its namespace, and run-time values, two of them exported.
+/// `default` ServiceAccount of its namespace, and three run-time values, two of them exported.
 fn host_file_profile(cluster: &str) -> String {
-    format!(
-        "service: demo\nnamespace: kprov-hostfiles\ncluster:\n  name: {cluster}\n  nodes: [{{role: control-plane}}]\n\
-config:\n  namespaces: [kprov-hostfiles, jobs]\n  configMaps:\n    - {{name: greeting, data: {{text: hello}}}}\n\
-  secrets:\n    - name: registry-login\n      namespace: jobs\n      type: kubernetes.io/dockerconfigjson\n\
-      files: {{.dockerconfigjson: ~/.config/containers/auth.json}}\n      optional: true\n      serviceAccounts: [default]\n\
-runtime:\n  greeting:\n    key: {{kind: ConfigMap, name: greeting, key: text}}\n    export: true\n\
-  greeting-uid:\n    field: {{apiVersion: v1, kind: ConfigMap, name: greeting, path: .metadata.uid}}\n    export: true\n\
-  sa-token:\n    serviceAccountToken: {{name: default}}\n"
-    )
+    const PROFILE: &str = r#"service: demo
+namespace: kprov-hostfiles
+cluster:
+  name: CLUSTER
+  nodes: [{role: control-plane}]
+config:
+  namespaces: [kprov-hostfiles, jobs]
+  configMaps:
+    - {name: greeting, data: {text: hello}}
+  secrets:
+    - name: registry-login
+      namespace: jobs
+      type: kubernetes.io/dockerconfigjson
+      files: {.dockerconfigjson: ~/.config/containers/auth.json}
+      optional: true
+      serviceAccounts: [default]
+runtime:
+  greeting:
+    key: {kind: ConfigMap, name: greeting, key: text}
+    export: true
+  greeting-uid:
+    field: {apiVersion: v1, kind: ConfigMap, name: greeting, path: .metadata.uid}
+    export: true
+  root-ca-uid:
+    field: {apiVersion: v1, kind: ConfigMap, name: kube-root-ca.crt, path: .metadata.uid}
+"#;
+    PROFILE.replace("CLUSTER", cluster)
 }
 
 /// `config.secrets` from a host file outside --source, present then absent, and

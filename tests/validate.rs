@@ -305,16 +305,18 @@ fn config_secrets_errors_are_placed_at_their_entry_in_the_file_that_holds_it() {
     assert_eq!(
         errors,
         [
-            "profiles/sec.yaml:10:14: config.secrets[1].files.k: ~root/k: only ~/ (this user's $HOME) is expanded; write the absolute path".to_string(),
+            format!("profiles/stacks/pull.yaml:5:15: config.secrets[0].files..dockerconfigjson: {home}/missing/auth.json does not exist (a host file: `optional: true` on the entry skips the Secret when it is absent)"),
+            "profiles/sec.yaml:10:15: config.secrets[1].files.k: ~root/k: only ~/ (this user's $HOME) is expanded; write the absolute path".to_string(),
             "profiles/sec.yaml:13:7: config.secrets[2].serviceAccounts: serviceAccounts get this Secret as an image pull Secret: its type must be kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg), not Opaque".into(),
             "profiles/sec.yaml:13:7: config.secrets[2].serviceAccounts: ServiceAccount name \"Bad_Name\" is not a Kubernetes object name".into(),
             "profiles/sec.yaml:15:7: config.secrets[3].type: a Secret of type kubernetes.io/dockerconfigjson needs the key .dockerconfigjson (in files or stringData)".into(),
             "profiles/sec.yaml:20:9: config.secrets[4].files..dockerconfigjson: .dockerconfigjson is what a kubernetes.io/dockerconfigjson Secret holds: it cannot be left out (`optional: true` on the entry skips the whole Secret instead)".into(),
-            "profiles/sec.yaml:23:15: config.secrets[5].files.k: key k is in both stringData and files: give it once".into(),
             "profiles/sec.yaml:23:26: config.secrets[5].files.gone: ./nothere.yaml does not exist".into(),
-            format!("profiles/stacks/pull.yaml:5:16: config.secrets[0].files..dockerconfigjson: {home}/missing/auth.json does not exist (a host file: `optional: true` on the entry skips the Secret when it is absent)"),
+            "profiles/sec.yaml:23:15: config.secrets[5].files.k: key k is in both stringData and files: give it once".into(),
         ]
     );
+    // The entry in the include is placed in the include (index 0 there), not in the profile;
+    // `fine` (index 0 in the profile) is optional, so its absent host file is no error.
     // A misspelt field of a file's mapping is a schema error at its line.
     let (code, errors) = validate(
         dir.path(),
