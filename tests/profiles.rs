@@ -155,11 +155,19 @@ fn render_profiles(service: &str) -> Profiles {
     }
 }
 
+/// A home without files: host files the profiles name (workflowexecution's
+/// `~/.config/containers/auth.json`) are absent, whatever the machine's own home holds.
+fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn kprov(profiles: &Path, source: &Path) -> Command {
     let mut c = Command::cargo_bin("kprov").unwrap();
     c.env_remove("KPROV_PROFILES")
         .env_remove("KPROV_SOURCE")
         .env_remove("KPROV_STATE")
+        .env("HOME", empty_home())
         .env("NO_COLOR", "1");
     c.arg("--profiles")
         .arg(profiles)
