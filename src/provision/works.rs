@@ -737,7 +737,19 @@ pub(super) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Re
 async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let comp = &s.profile().spec.components[name];
     let objects = s.render(&comp.manifests, &comp.values, ctx).await?;
-    apply::apply_objects(s.kube()?, &objects, ctx).await?;
+    let kube = s.kube()?;
+    apply::apply_objects(kube, &objects, ctx).await?;
+    // CRDs a component brings (a release such as Tekton's) serve their kinds before anything
+    // after it applies them: Established, and the discovery cache dropped.
+    let crds: Vec<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .map(|o| o.name().to_string())
+        .collect();
+    if !crds.is_empty() {
+        ctx.progress(format!("waiting for {} CRDs to be Established", crds.len()));
+        apply::wait_established(kube, &crds, ctx, CRD_TIMEOUT).await?;
+    }
     s.set_applied(name, objects);
     Ok(Done::Ran)
 }
