@@ -176,17 +176,11 @@ pub async fn run(
             .tasks
             .iter()
             .any(|t| t.outcome == TaskOutcome::Failed);
-    let exported = match &opts.export_values {
-        Some(path) if !failed => {
-            let written = export_values(&state, path);
-            if written.is_ok() {
-                let shown = path.display().to_string();
-                record.files.insert(EXPORTED_VALUES.into(), shown);
-            }
-            Some(written)
-        }
-        _ => None,
-    };
+    let exported = opts
+        .export_values
+        .as_deref()
+        .filter(|_| !failed)
+        .map(|path| export_values(&state, path, &mut record));
     let record_path = match Store::in_state(&opts.store_root).save(&record) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -258,14 +252,20 @@ pub async fn run(
 pub const EXPORTED_VALUES: &str = "exportedValues";
 
 /// Writes the profile's `export: true` run-time values as one JSON object (name → value, all
-/// strings), 0600, atomically; the names written.
-fn export_values(state: &RunState, path: &std::path::Path) -> Result<Vec<String>, String> {
+/// strings), 0600, atomically, and names the file in the record; the names written.
+fn export_values(
+    state: &RunState,
+    path: &std::path::Path,
+    record: &mut RunRecord,
+) -> Result<Vec<String>, String> {
     let values = state.exported_values();
     let names = values.keys().cloned().collect();
     let mut text = serde_json::to_string_pretty(&values).expect("strings serialise");
     text.push('\n');
     works::write_private(path, text.as_bytes())
         .map_err(|e| format!("write the run-time values to {}: {e}", path.display()))?;
+    let shown = path.display().to_string();
+    record.files.insert(EXPORTED_VALUES.into(), shown);
     Ok(names)
 }
 

@@ -819,3 +819,26 @@ async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     wait::wait_ready(s.kube()?, &targets, ctx, &s.diagnostics("wait")).await?;
     Ok(Done::Ran)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_0600_replaces_the_old_one_whole_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/values.json");
+        write_private(&path, b"{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, br#"{"a": "1"}"#).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), br#"{"a": "1"}"#);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new file, not the old one rewritten");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["values.json"]);
+    }
+}
