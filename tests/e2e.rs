@@ -1087,3 +1087,184 @@ fn the_demo_comes_up_on_podman_and_a_warm_rerun_is_cached() {
         }
     }
 }
+
+/// A profile of config alone (no image): an image pull Secret from a host file given to the
+/// `default` ServiceAccount of its namespace, and three run-time values, two of them exported.
+fn host_file_profile(cluster: &str) -> String {
+    const PROFILE: &str = r#"service: demo
+namespace: kprov-hostfiles
+cluster:
+  name: CLUSTER
+  nodes: [{role: control-plane}]
+config:
+  namespaces: [kprov-hostfiles, jobs]
+  configMaps:
+    - {name: greeting, data: {text: hello}}
+  secrets:
+    - name: registry-login
+      namespace: jobs
+      type: kubernetes.io/dockerconfigjson
+      files: {.dockerconfigjson: ~/.config/containers/auth.json}
+      optional: true
+      serviceAccounts: [default]
+runtime:
+  greeting:
+    key: {kind: ConfigMap, name: greeting, key: text}
+    export: true
+  greeting-uid:
+    field: {apiVersion: v1, kind: ConfigMap, name: greeting, path: .metadata.uid}
+    export: true
+  root-ca-uid:
+    field: {apiVersion: v1, kind: ConfigMap, name: kube-root-ca.crt, path: .metadata.uid}
+"#;
+    PROFILE.replace("CLUSTER", cluster)
+}
+
+/// `config.secrets` from a host file outside --source, present then absent, and
+/// `--export-values`, end to end on the sandbox (the Kubernetes API double, which validates an
+/// image pull Secret's JSON as the apiserver does).
+#[test]
+fn a_host_file_secret_is_applied_or_skipped_and_exported_values_reach_the_caller() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let host = require_docker!();
+    common::ensure_sandbox_image(&host);
+    let demo = Demo::new(&host, "hostfile");
+    demo.edit_profile(|_| host_file_profile(&demo.cluster));
+    let home = demo.dir.path().join("home");
+    let auth_dir = home.join(".config/containers");
+    std::fs::create_dir_all(&auth_dir).unwrap();
+    let login = br#"{"auths": {"quay.io": {"auth": "a3Byb3Y6aHVudGVyMg=="}}}"#;
+    std::fs::write(auth_dir.join("auth.json"), login).unwrap();
+    let values = demo.dir.path().join("out/values.json");
+    std::fs::create_dir_all(values.parent().unwrap()).unwrap();
+    let up = |extra: &[&str]| {
+        let out = demo
+            .kprov()
+            .env("HOME", &home)
+            .args(["up", "--service", "demo", "--export-values"])
+            .arg(&values)
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("a3Byb3Y6aHVudGVyMg"),
+            "the login was printed:\n{text}"
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+
+    // Present: the Secret holds the file's bytes and the ServiceAccount names it.
+    let (code, text) = up(&[]);
+    assert_eq!(code, 0, "{text}");
+    let data = demo.kubectl(&[
+        "get",
+        "secret",
+        "registry-login",
+        "-n",
+        "jobs",
+        "-o",
+        "jsonpath={.type} {.data.\\.dockerconfigjson}",
+    ]);
+    let (type_, b64) = data.split_once(' ').unwrap();
+    assert_eq!(type_, "kubernetes.io/dockerconfigjson");
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        login
+    );
+    let pull = demo.kubectl(&[
+        "get",
+        "serviceaccount",
+        "default",
+        "-n",
+        "jobs",
+        "-o",
+        "jsonpath={.imagePullSecrets[*].name}",
+    ]);
+    assert_eq!(pull, "registry-login");
+    // The exported values and only those, 0600, named (not shown) by kprov up.
+    let mode = std::fs::metadata(&values).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&values).unwrap()).unwrap();
+    let uid = demo.kubectl(&[
+        "get",
+        "configmap",
+        "greeting",
+        "-n",
+        "kprov-hostfiles",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    assert_eq!(
+        exported,
+        serde_json::json!({"greeting": "hello", "greeting-uid": uid})
+    );
+    assert!(
+        text.contains("values: 2 exported to") && !text.contains(&uid),
+        "{text}"
+    );
+    // The run record has the host file by digest, and the values file by path.
+    let record = demo.latest_record();
+    let raw = raw_record(&demo, record["run_id"].as_str().unwrap());
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(login)));
+    assert_eq!(raw["host_files"][0]["sha256"], digest.as_str(), "{raw:#}");
+    assert_eq!(raw["host_files"][0]["outcome"], "read");
+    assert_eq!(raw["files"]["exportedValues"], values.to_str().unwrap());
+    assert!(!raw.to_string().contains("a3Byb3Y6aHVudGVyMg"));
+
+    // Absent, on a new cluster: no Secret, no link, and every report says it was skipped.
+    std::fs::remove_file(auth_dir.join("auth.json")).unwrap();
+    let down = demo
+        .kprov()
+        .args(["down", "--service", "demo"])
+        .output()
+        .unwrap();
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let skipped = "config.secrets.registry-login (jobs): skipped: ~/.config/containers/auth.json does not exist (optional: true)";
+    let plan = demo
+        .kprov()
+        .env("HOME", &home)
+        .args(["plan", "--service", "demo"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&plan.stdout).contains(&format!("note: {skipped}")));
+    let (code, text) = up(&["-v"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&format!("note: {skipped}")), "{text}");
+    assert!(
+        text.contains(&format!("apply:config: {skipped}")),
+        "apply:config says so:\n{text}"
+    );
+    let secrets = demo.kubectl(&["get", "secrets", "-n", "jobs", "-o", "name"]);
+    assert!(!secrets.contains("registry-login"), "{secrets}");
+    let pull = demo.kubectl(&[
+        "get",
+        "serviceaccount",
+        "default",
+        "-n",
+        "jobs",
+        "-o",
+        "jsonpath={.imagePullSecrets}",
+    ]);
+    assert_eq!(pull, "");
+    let raw = raw_record(&demo, demo.latest_record()["run_id"].as_str().unwrap());
+    assert_eq!(raw["host_files"][0]["outcome"], "absent: Secret skipped");
+    assert!(raw["host_files"][0].get("sha256").is_none());
+
+    // A failed run leaves no values file, not even the last run's.
+    assert!(values.is_file());
+    demo.edit_profile(|p| p + "  missing:\n    key: {kind: ConfigMap, name: nowhere, key: k}\n    timeout: 2s\n    export: true\n");
+    let (code, text) = up(&["--reuse"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(!values.exists(), "a failed run left {}", values.display());
+}

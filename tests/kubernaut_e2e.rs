@@ -16,18 +16,120 @@ use std::process::{Command, Stdio};
 
 use common::{repo_root, require_docker};
 
-/// The profiles of kubernaut HEAD with a sandbox run. workflowexecution is left out: its
-/// Tekton release is a remote manifest (no network here, and its digest is still to be
-/// pinned), and its run-time values wait for ActionType/RemediationWorkflow status that only
-/// kubernaut's AuthWebhook and DataStorage set.
-const SERVICES: [&str; 6] = [
+/// The profiles of kubernaut HEAD with a sandbox run. workflowexecution's Tekton release (a
+/// remote manifest, not pinned by the profile; no network here) is read from kprov's manifest
+/// cache as [`common::TEKTON_STAND_IN`], seeded as its first download; the status that
+/// kubernaut's AuthWebhook sets on its ActionTypes and RemediationWorkflows is set by
+/// [`AuthWebhookStandIn`].
+const SERVICES: [&str; 7] = [
     "datastorage",
     "signalprocessing",
     "gateway",
     "aianalysis",
     "remediationorchestrator",
     "notification",
+    "workflowexecution",
 ];
+
+/// The registry login the workflowexecution suite's host may have (`podman login`), in the
+/// test's home, so that row 23's Secret is made.
+const REGISTRY_LOGIN: &str = r#"{"auths": {"quay.io": {"auth": "a3Byb3Y6c2FuZGJveA=="}}}"#;
+
+/// What kubernaut's AuthWebhook (with DataStorage) sets once the workflowexecution suite's
+/// objects are admitted: `status.registered` and `catalogStatus: Active` on each ActionType, and
+/// a `status.workflowId` on each RemediationWorkflow (a UUID made from its name here). Polls
+/// with kubectl until stopped; [`AuthWebhookStandIn::stop`] returns the ids it set, by name.
+struct AuthWebhookStandIn {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<BTreeMap<String, String>>>,
+}
+
+/// A UUID-shaped id for a workflow, from its name.
+fn workflow_uuid(name: &str) -> String {
+    use sha2::Digest as _;
+    let h = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+impl AuthWebhookStandIn {
+    fn start(kubectl: impl Fn() -> Command + Send + 'static) -> AuthWebhookStandIn {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut ids = BTreeMap::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                for kind in [ACTION_TYPES, WORKFLOWS] {
+                    for (ns, name) in unset(&kubectl, kind) {
+                        let status = if kind == ACTION_TYPES {
+                            serde_json::json!({"registered": true, "catalogStatus": "Active"})
+                        } else {
+                            let id = workflow_uuid(&name);
+                            ids.insert(name.clone(), id.clone());
+                            serde_json::json!({"workflowId": id, "catalogStatus": "Active"})
+                        };
+                        let patch = serde_json::json!({ "status": status }).to_string();
+                        let _ = kubectl()
+                            .args(["patch", kind, &name, "-n", &ns, "--subresource=status"])
+                            .args(["--type=merge", "-p", &patch])
+                            .output();
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            ids
+        });
+        AuthWebhookStandIn {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> BTreeMap<String, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for AuthWebhookStandIn {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const ACTION_TYPES: &str = "actiontypes.kubernaut.ai";
+const WORKFLOWS: &str = "remediationworkflows.kubernaut.ai";
+
+/// The objects of `kind` whose status the AuthWebhook has not set yet: (namespace, name).
+fn unset(kubectl: &dyn Fn() -> Command, kind: &str) -> Vec<(String, String)> {
+    let Ok(out) = kubectl().args(["get", kind, "-A", "-o", "json"]).output() else {
+        return Vec::new();
+    };
+    let Ok(list) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
+    let field = if kind == ACTION_TYPES {
+        "registered"
+    } else {
+        "workflowId"
+    };
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["status"][field].is_null())
+        .map(|o| {
+            let text = |k: &str| o["metadata"][k].as_str().unwrap_or_default().to_string();
+            (text("namespace"), text("name"))
+        })
+        .collect()
+}
 
 /// One distinct stand-in image per image key (distinct IDs: two keys never share content).
 fn stand_ins(host: &str, keys: &[String]) -> BTreeMap<String, String> {
@@ -111,11 +213,15 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let cluster = common::unique_name(&format!("k-{service}"));
     let profiles = profiles_with_cluster(dir.path(), service, &cluster);
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let workflowexecution = service == "workflowexecution";
+    if workflowexecution {
+        prepare_workflowexecution(&dir.path().join(".kprov/cache"), &home);
+    }
     let profile = kprov::profile::load(Path::new(&profiles), service).unwrap();
     let keys: Vec<String> = profile.spec.images.keys().cloned().collect();
     let images = stand_ins(host, &keys);
-    let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
     let kprov = || {
         let mut c = common::sandbox_kprov(host, dir.path(), Path::new(&profiles), source);
         // The suites' kubeconfig paths (~/.kube/<suite>-config) and the CA file beside them
@@ -127,8 +233,19 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         kprov: &kprov,
         cluster: cluster.clone(),
     };
+    let kubectl = kubectl_for(&profile, &home, dir.path());
+    let aw = workflowexecution.then(|| AuthWebhookStandIn::start(kubectl.clone()));
+    let values = dir.path().join("values.json");
     let mut up = kprov();
-    up.args(["up", "--service", service, "--timeout", "8m"]);
+    up.args([
+        "up",
+        "--service",
+        service,
+        "--timeout",
+        "8m",
+        "--export-values",
+    ]);
+    up.arg(&values);
     for (key, reference) in &images {
         up.arg("--image").arg(format!("{key}={reference}"));
     }
@@ -137,6 +254,21 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     if !out.status.success() {
         return Err(format!("kprov up failed:\n{stderr}"));
     }
+    check_record(&kprov)?;
+    check_ca_file(&profile, &home)?;
+    let exported: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(&values).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{}: {e}", values.display()))?;
+    match aw {
+        Some(aw) => check_workflowexecution(&aw.stop(), &exported, &kubectl),
+        // The other profiles mark no value for export: none leaves kprov.
+        None if exported.is_empty() => Ok(()),
+        None => Err(format!("values exported unasked: {:?}", exported.keys())),
+    }
+}
+
+/// The record of the run: nothing built, one wait point.
+fn check_record(kprov: &dyn Fn() -> Command) -> Result<(), String> {
     let record = kprov()
         .args(["profile", "--format", "json"])
         .output()
@@ -150,27 +282,123 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     if ids.iter().filter(|id| **id == "wait:ready").count() != 1 {
         return Err(format!("not one wait point: {ids:?}"));
     }
-    if let Some(ca) = profile
+    Ok(())
+}
+
+/// The CA file beside the suite's kubeconfig holds a certificate.
+fn check_ca_file(profile: &kprov::profile::Profile, home: &Path) -> Result<(), String> {
+    let Some(ca) = profile
         .spec
         .config
         .tls
         .as_ref()
         .and_then(|t| t.ca_file.as_ref())
-    {
-        let kubeconfig = profile
-            .spec
-            .cluster
-            .as_ref()
-            .and_then(|c| c.kubeconfig.as_deref())
-            .and_then(|k| k.strip_prefix("~/"))
-            .map(|rel| home.join(rel))
-            .ok_or("the profile names no ~/ kubeconfig")?;
-        let dir = kubeconfig.parent().unwrap().display().to_string();
-        let file = ca.replace("{{ kubeconfigDir }}", &dir);
-        let pem = std::fs::read_to_string(&file).map_err(|e| format!("CA file {file}: {e}"))?;
-        if !pem.contains("BEGIN CERTIFICATE") {
-            return Err(format!("{file} holds no certificate"));
-        }
+    else {
+        return Ok(());
+    };
+    let kubeconfig = profile
+        .spec
+        .cluster
+        .as_ref()
+        .and_then(|c| c.kubeconfig.as_deref())
+        .and_then(|k| k.strip_prefix("~/"))
+        .map(|rel| home.join(rel))
+        .ok_or("the profile names no ~/ kubeconfig")?;
+    let dir = kubeconfig.parent().unwrap().display().to_string();
+    let file = ca.replace("{{ kubeconfigDir }}", &dir);
+    let pem = std::fs::read_to_string(&file).map_err(|e| format!("CA file {file}: {e}"))?;
+    if !pem.contains("BEGIN CERTIFICATE") {
+        return Err(format!("{file} holds no certificate"));
+    }
+    Ok(())
+}
+
+/// kubectl against the profile's cluster through the suite's kubeconfig in `home`, with its
+/// own discovery cache under `dir`.
+fn kubectl_for(
+    profile: &kprov::profile::Profile,
+    home: &Path,
+    dir: &Path,
+) -> impl Fn() -> Command + Clone + Send + 'static {
+    let kubeconfig = profile
+        .spec
+        .cluster
+        .as_ref()
+        .and_then(|c| c.kubeconfig.as_deref())
+        .and_then(|k| k.strip_prefix("~/"))
+        .map_or_else(|| dir.join("kubeconfig"), |rel| home.join(rel));
+    let context = format!("kind-{}", profile.cluster_name());
+    let cache = dir.join("kube-cache");
+    move || {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--context", &context, "--cache-dir"])
+            .arg(&cache)
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+/// [`common::TEKTON_STAND_IN`] as the first download of Tekton's release in the run's
+/// manifest cache, and a registry login in `home` (row 23's host file).
+fn prepare_workflowexecution(cache: &Path, home: &Path) {
+    common::seed_tekton_release(cache);
+    let login = home.join(".config/containers/auth.json");
+    std::fs::create_dir_all(login.parent().unwrap()).unwrap();
+    std::fs::write(login, REGISTRY_LOGIN).unwrap();
+}
+
+/// Row 42: the thirteen workflow ids reach the caller, each the one the AuthWebhook set; row
+/// 23: the registry login is kubernaut-workflows' image pull Secret.
+fn check_workflowexecution(
+    set: &BTreeMap<String, String>,
+    exported: &BTreeMap<String, String>,
+    kubectl: &dyn Fn() -> Command,
+) -> Result<(), String> {
+    let expected: BTreeMap<String, String> = set
+        .iter()
+        .map(|(name, id)| (format!("workflow-id-{name}"), id.clone()))
+        .collect();
+    if expected.len() != 13 || *exported != expected {
+        return Err(format!(
+            "exported values {exported:#?}, the AuthWebhook stand-in set {expected:#?}"
+        ));
+    }
+    let get = |args: &[&str]| {
+        let out = kubectl().args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let secret = get(&[
+        "get",
+        "secret",
+        "quay-pull-secret",
+        "-n",
+        "kubernaut-workflows",
+        "-o",
+        "jsonpath={.type} {.data.\\.dockerconfigjson}",
+    ]);
+    use base64::Engine as _;
+    let decoded = secret
+        .split_once(' ')
+        .and_then(|(t, b)| (t == "kubernetes.io/dockerconfigjson").then_some(b))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
+    if decoded.as_deref() != Some(REGISTRY_LOGIN.as_bytes()) {
+        return Err(format!("quay-pull-secret is not the login: {secret:?}"));
+    }
+    let linked = get(&[
+        "get",
+        "serviceaccount",
+        "default",
+        "-n",
+        "kubernaut-workflows",
+        "-o",
+        "jsonpath={.imagePullSecrets[*].name}",
+    ]);
+    if linked != "quay-pull-secret" {
+        return Err(format!(
+            "kubernaut-workflows/default has imagePullSecrets {linked:?}"
+        ));
     }
     Ok(())
 }

@@ -15,9 +15,9 @@
 //! workflowexecution downloads Tekton's v1.7.0 release by URL, not pinned in the profile (its
 //! digest could not be looked up offline), so kprov pins it by its first download. Every test
 //! that renders it seeds that first download in its state directory's manifest cache: a local
-//! stand-in (a Namespace `tekton-pipelines`, [`TEKTON_STAND_IN`]) stored under its digest, and
-//! the URL's pin naming that digest, as an earlier run on this machine leaves them. The profile
-//! rendered is the shipped one; no network is used.
+//! stand-in (its namespaces and the Pipeline and Task kinds, [`common::TEKTON_STAND_IN`]) stored
+//! under its digest, and the URL's pin naming that digest, as an earlier run on this machine
+//! leaves them. The profile rendered is the shipped one; no network is used.
 //!
 //! Snapshots never hold kubernaut's files: the body of every CustomResourceDefinition in a render
 //! snapshot is replaced by its name and the sha256 of its rendered document ([`elide_crds`]).
@@ -52,29 +52,11 @@ const ALL: [&str; 8] = [
     "workflowexecution",
 ];
 
-/// What stands in for Tekton's v1.7.0 release.yaml when workflowexecution is rendered offline.
-const TEKTON_STAND_IN: &str = "\
-# Stand-in for https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml
-# (tests/profiles.rs): only the release's first object, so that rendering needs no network.
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: tekton-pipelines
-";
-
-/// The URL of Tekton's release in profiles/workflowexecution.yaml.
-const TEKTON_RELEASE: &str =
-    "https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml";
-
-/// A state directory whose manifest cache holds [`TEKTON_STAND_IN`] as the first download of
-/// [`TEKTON_RELEASE`] (module doc).
+/// A state directory whose manifest cache holds [`common::TEKTON_STAND_IN`] as the first
+/// download of Tekton's release (module doc).
 fn state_with_tekton_stand_in() -> tempfile::TempDir {
-    use kprov::tasks::remote::{Sha256Digest, cache};
     let state = tempfile::tempdir().unwrap();
-    let dir = state.path().join("cache");
-    let pin = Sha256Digest::parse(&cache::sha256_hex(TEKTON_STAND_IN.as_bytes())).unwrap();
-    cache::store(&dir, &pin, TEKTON_STAND_IN.as_bytes()).unwrap();
-    cache::write_pin(&dir, TEKTON_RELEASE, &pin).unwrap();
+    common::seed_tekton_release(&state.path().join("cache"));
     state
 }
 
@@ -113,11 +95,19 @@ fn source_for(service: &str) -> Source {
     }
 }
 
+/// A home without files: host files the profiles name (workflowexecution's
+/// `~/.config/containers/auth.json`) are absent, whatever the machine's own home holds.
+fn empty_home() -> &'static Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
 fn kprov(profiles: &Path, source: &Path) -> Command {
     let mut c = Command::cargo_bin("kprov").unwrap();
     c.env_remove("KPROV_PROFILES")
         .env_remove("KPROV_SOURCE")
         .env_remove("KPROV_STATE")
+        .env("HOME", empty_home())
         .env("NO_COLOR", "1");
     c.arg("--profiles")
         .arg(profiles)
@@ -825,7 +815,7 @@ fn the_hybrid_estimate_is_never_below_the_dag_estimate() {
 
 /// `kprov render --format yaml` of every profile, snapshotted: the source tree's and kprov's
 /// paths masked, CRD bodies elided ([`elide_crds`]); workflowexecution with Tekton's release
-/// read from the cache as [`TEKTON_STAND_IN`] (module doc).
+/// read from the cache as [`common::TEKTON_STAND_IN`] (module doc).
 #[test]
 fn every_kubernaut_profile_renders_to_its_snapshotted_objects() {
     for s in ALL {

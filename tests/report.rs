@@ -808,6 +808,7 @@ fn record(run_id: &str, strategy: &str, jobs: usize, tasks: Vec<TaskRecord>) -> 
         tasks,
         files: BTreeMap::new(),
         image_cache: None,
+        host_files: Vec::new(),
     }
 }
 

@@ -20,6 +20,7 @@ fn validate(dir: &Path, name: &str, profile: &str) -> (Option<i32>, Vec<String>)
         .unwrap()
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .env("HOME", dir)
         .args([
             "validate",
             "--service",
@@ -374,5 +375,52 @@ fn an_http_response_value_reads_an_http_step_at_a_dotted_path() {
             "profiles/answers.yaml:7:32: runtime.c.httpResponse.path: path \"id\": a dotted path into the answer's JSON, such as .id or .items[0].id",
             "profiles/answers.yaml:8:3: runtime.d: a run-time value needs exactly one of serviceAccountToken, field, key, jobOutput, httpResponse",
         ],
+    );
+}
+
+#[test]
+fn config_secrets_errors_are_placed_at_their_entry_in_the_file_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("profiles/stacks")).unwrap();
+    std::fs::write(
+        dir.path().join("profiles/stacks/pull.yaml"),
+        "config:\n  secrets:\n    - name: stack-pull\n      type: kubernetes.io/dockerconfigjson\n      files: {.dockerconfigjson: ~/missing/auth.json}\n",
+    )
+    .unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "sec",
+        "include: [stacks/pull.yaml]\nconfig:\n  secrets:\n    - name: fine\n      type: kubernetes.io/dockerconfigjson\n      files: {.dockerconfigjson: ~/missing/auth.json}\n      optional: true\n      serviceAccounts: [default]\n    - name: tilde\n      files: {k: ~root/k}\n    - name: opaque\n      stringData: {k: v}\n      serviceAccounts: [Bad_Name]\n    - name: keyless\n      type: kubernetes.io/dockerconfigjson\n      stringData: {other: x}\n    - name: half\n      type: kubernetes.io/dockerconfigjson\n      files:\n        .dockerconfigjson: {path: /nonexistent/a.json, optional: true}\n    - name: twice\n      stringData: {k: v}\n      files: {k: m.yaml, gone: nothere.yaml}\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    let home = dir.path().display().to_string();
+    assert_eq!(
+        errors,
+        [
+            format!("profiles/stacks/pull.yaml:5:15: config.secrets[0].files..dockerconfigjson: {home}/missing/auth.json does not exist (a host file: `optional: true` on the entry skips the Secret when it is absent)"),
+            "profiles/sec.yaml:10:15: config.secrets[1].files.k: ~root/k: only ~/ (this user's $HOME) is expanded; write the absolute path".to_string(),
+            "profiles/sec.yaml:13:7: config.secrets[2].serviceAccounts: serviceAccounts get this Secret as an image pull Secret: its type must be kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg), not Opaque".into(),
+            "profiles/sec.yaml:13:7: config.secrets[2].serviceAccounts: ServiceAccount name \"Bad_Name\" is not a Kubernetes object name".into(),
+            "profiles/sec.yaml:15:7: config.secrets[3].type: a Secret of type kubernetes.io/dockerconfigjson needs the key .dockerconfigjson (in files or stringData)".into(),
+            "profiles/sec.yaml:20:9: config.secrets[4].files..dockerconfigjson: .dockerconfigjson is what a kubernetes.io/dockerconfigjson Secret holds: it cannot be left out (`optional: true` on the entry skips the whole Secret instead)".into(),
+            "profiles/sec.yaml:23:26: config.secrets[5].files.gone: ./nothere.yaml does not exist".into(),
+            "profiles/sec.yaml:23:15: config.secrets[5].files.k: key k is in both stringData and files: give it once".into(),
+        ]
+    );
+    // The entry in the include is placed in the include (index 0 there), not in the profile;
+    // `fine` (index 0 in the profile) is optional, so its absent host file is no error.
+    // A misspelt field of a file's mapping is a schema error at its line.
+    let (code, errors) = validate(
+        dir.path(),
+        "typo",
+        "config:\n  secrets:\n    - name: s\n      files:\n        k: {path: m.yaml, optinal: true}\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("profiles/typo.yaml:5:")
+            && errors[0].contains("optinal")
+            && errors[0].contains("path, optional"),
+        "{errors:?}"
     );
 }

@@ -575,6 +575,18 @@ impl Kube {
         Ok(())
     }
 
+    /// A JSON merge patch of an object someone else owns (as `kubectl patch --type merge`):
+    /// only the fields in `patch` change, and none becomes kprov's to apply.
+    pub async fn merge_patch(&self, r: &ObjectRef, patch: &Value) -> Result<(), KubeError> {
+        let (api, _) = self
+            .api(&r.api_version, &r.kind, r.namespace.as_deref())
+            .await?;
+        api.patch(&r.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| KubeError::from_kube(format!("patch {r}"), e))?;
+        Ok(())
+    }
+
     /// A token for a ServiceAccount (the TokenRequest API), for `audiences` and `seconds`.
     pub async fn service_account_token(
         &self,

@@ -141,6 +141,11 @@ pub struct UpArgs {
     /// Also write a Chrome trace (Perfetto) of this run.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Write the run-time values the profile marks `export: true` to FILE as one JSON object
+    /// (name → value; mode 0600), once the run succeeded. FILE is removed when the run starts:
+    /// after a failed run there is none.
+    #[arg(long, value_name = "FILE", env = "KPROV_EXPORT_VALUES")]
+    pub export_values: Option<PathBuf>,
     /// Print events as JSON lines instead of the console view.
     #[arg(long)]
     pub json: bool,

@@ -243,13 +243,14 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
     };
     let est = estimates(g, &profile, &tasks);
     let lim = limits(a.schedule.jobs, a.schedule.build_jobs);
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         &profile.service,
         tasks.clone(),
         a.schedule.strategy,
         lim.clone(),
         &est,
     );
+    plan.notes = crate::profile::secrets::notes(&profile, &g.source);
     let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
         .into_iter()
         .filter(|s| *s != a.schedule.strategy)

@@ -25,6 +25,11 @@ pub async fn render_cmd(g: &Global, a: &RenderArgs) -> i32 {
         cancel: &cancel,
         progress: &progress,
     };
+    // Host files are never read for a render (their keys are placeholders): what this host
+    // would leave out is said apart.
+    for note in crate::profile::secrets::notes(&profile, &g.source) {
+        say!("note: {note}");
+    }
     let rendered = match render::render_profile(&profile, &g.source, &fetch).await {
         Ok(r) => r,
         Err(e) => {

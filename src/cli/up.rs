@@ -102,15 +102,20 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         exit::USAGE
     })?;
     let est = estimates(g, &profile, &tasks);
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         &profile.service,
         tasks,
         a.schedule.strategy,
         limits(a.schedule.jobs, a.schedule.build_jobs),
         &est,
     );
+    plan.notes = crate::profile::secrets::notes(&profile, &g.source);
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
+    let export_values = a.export_values.as_deref().map(absolute);
+    if let Some(path) = &export_values {
+        no_stale_values(path)?;
+    }
     let engine = engine().await?;
     if existing.is_none()
         && let Err(e) = crate::tasks::cluster::kind_provider(&engine)
@@ -158,6 +163,9 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             plan.limits.jobs,
             estimate_note(&plan, &est)
         );
+        for note in &plan.notes {
+            say!("note: {note}");
+        }
     }
     let interrupt = CancellationToken::new();
     watch_signals(interrupt.clone());
@@ -170,6 +178,7 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         store_root: state.root().to_path_buf(),
         run_id,
         started_at,
+        export_values,
     };
     let outcome = provision::run(&plan, RunState::new(req, engine), opts, interrupt).await;
     if let Some(path) = &a.trace {
@@ -231,6 +240,9 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         if let Some(note) = &outcome.cluster_note {
             say!("{note}");
         }
+        if let (Some(Ok(names)), Some(path)) = (&outcome.exported, &a.export_values) {
+            say!("{}", exported_line(names, path));
+        }
         if let Some(p) = &outcome.record_path {
             say!(
                 "run record: {}  (see where the time went: kprov profile)",
@@ -239,11 +251,47 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         }
         say!("logs: {}", log_dir.display());
     }
+    if let Some(Err(e)) = &outcome.exported {
+        say!("error: {e}");
+        return Ok(exit::FAILURE);
+    }
     Ok(match (outcome.cancelled, count(Failed)) {
         (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
         (None, 0) => exit::SUCCESS,
         _ => exit::FAILURE,
     })
+}
+
+/// `--export-values FILE` is this run's: a file left there by an earlier run goes before
+/// anything starts, so that a failed run leaves none behind.
+fn no_stale_values(path: &Path) -> Result<(), Exit> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => {
+            say!(
+                "error: remove the earlier values file {}: {e}",
+                path.display()
+            );
+            Err(exit::FAILURE)
+        }
+    }
+}
+
+/// What `--export-values` wrote: the names, never the values.
+fn exported_line(names: &[String], path: &Path) -> String {
+    if names.is_empty() {
+        return format!(
+            "values: {} holds none (the profile marks no run-time value `export: true`)",
+            path.display()
+        );
+    }
+    format!(
+        "values: {} exported to {} ({})",
+        names.len(),
+        path.display(),
+        names.join(", ")
+    )
 }
 
 /// What the image cache did: archives written, unusable ones (a warning each), evictions.

@@ -158,6 +158,9 @@ pub struct Plan {
     pub priorities: Vec<u64>,
     pub critical_path: Vec<String>,
     pub estimated_makespan_ms: u64,
+    /// What this host leaves out of the profile (a Secret skipped for an absent optional
+    /// host file), one sentence each; set by the caller, shown by `kprov plan` and `up`.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -218,6 +221,7 @@ impl Plan {
             priorities,
             critical_path: path.into_iter().map(|i| ids[i].clone()).collect(),
             estimated_makespan_ms: schedule.makespan_ms,
+            notes: Vec::new(),
         }
     }
 }

@@ -79,6 +79,9 @@ fn text(plan: &Plan, others: &[(&str, u64)]) -> String {
         let _ = write!(s, " (other strategies: {})", o.join(", "));
     }
     s.push('\n');
+    for note in &plan.notes {
+        let _ = writeln!(s, "note: {note}");
+    }
     s
 }
 
@@ -90,7 +93,7 @@ fn json(plan: &Plan) -> String {
         .zip(&plan.deps)
         .map(|((t, e), d)| serde_json::json!({"id": t.id, "kind": t.kind, "phase": t.phase, "deps": d, "estimate_ms": e}))
         .collect();
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "service": plan.service,
         "strategy": plan.strategy,
         "jobs": plan.limits.jobs,
@@ -98,6 +101,9 @@ fn json(plan: &Plan) -> String {
         "critical_path": plan.critical_path,
         "estimated_makespan_ms": plan.estimated_makespan_ms,
     });
+    if !plan.notes.is_empty() {
+        v["notes"] = serde_json::json!(plan.notes);
+    }
     let mut out = serde_json::to_string_pretty(&v).expect("plain JSON");
     out.push('\n');
     out

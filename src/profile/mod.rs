@@ -8,6 +8,7 @@
 
 pub mod load;
 pub mod model;
+pub mod secrets;
 pub mod sources;
 pub mod template;
 pub mod tree;
@@ -157,6 +158,16 @@ impl Profile {
             return Err(errors);
         }
         template::render(text, &values)
+    }
+
+    /// The run-time values `kprov up --export-values` writes: those marked `export: true`.
+    pub fn exported_values(&self) -> Vec<String> {
+        self.spec
+            .runtime
+            .iter()
+            .filter(|(_, v)| v.export)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// The values a manifest template may use, for one component's `values`.

@@ -288,8 +288,65 @@ pub struct SecretSpec {
     pub type_: Option<String>,
     #[serde(default)]
     pub string_data: BTreeMap<String, String>,
+    /// key → file whose contents become the value: relative to `--source` (or `kprov:`), or a
+    /// host file outside it (`~/…` under $HOME, or an absolute path), never printed.
     #[serde(default)]
-    pub files: BTreeMap<String, String>,
+    pub files: BTreeMap<String, SecretFile>,
+    /// Skip the whole Secret (and its `serviceAccounts` links) when one of its files is absent.
+    #[serde(default)]
+    pub optional: bool,
+    /// ServiceAccounts of the Secret's namespace whose `imagePullSecrets` get this Secret (as
+    /// `kubectl patch serviceaccount NAME -p '{"imagePullSecrets": …}'` does, the others kept),
+    /// once each exists. Only for image pull Secrets (`kubernetes.io/dockerconfigjson`).
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+}
+
+/// A Secret's file: a path, or `{path, optional}` (an absent optional file leaves its key out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecretFile {
+    pub path: String,
+    pub optional: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SecretFileDetail {
+    path: String,
+    #[serde(default)]
+    optional: bool,
+}
+
+/// A string is the path; a mapping is `{path, optional}`, whose own errors are kept (an
+/// untagged enum would only say that nothing matched).
+impl<'de> Deserialize<'de> for SecretFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct File;
+        impl<'de> serde::de::Visitor<'de> for File {
+            type Value = SecretFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file path, or a mapping with path and optional")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretFile, E> {
+                Ok(SecretFile {
+                    path: v.to_string(),
+                    optional: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretFile, A::Error> {
+                let d = serde::de::value::MapAccessDeserializer::new(map);
+                let f = SecretFileDetail::deserialize(d)?;
+                Ok(SecretFile {
+                    path: f.path,
+                    optional: f.optional,
+                })
+            }
+        }
+        d.deserialize_any(File)
+    }
 }
 
 /// Generated TLS material: a CA ConfigMap and a leaf Secret per named service.
@@ -354,6 +411,10 @@ pub struct RuntimeSpec {
     pub after: Vec<String>,
     /// Deadline for the value to appear (humantime; default 2m).
     pub timeout: Option<String>,
+    /// Written to `kprov up --export-values FILE` for the caller (a suite's setup); values are
+    /// secrets until marked, so none is exported unless it says so.
+    #[serde(default)]
+    pub export: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

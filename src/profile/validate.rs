@@ -8,6 +8,7 @@ use std::{
 
 mod binaries;
 mod cycles;
+mod secrets;
 mod steps;
 
 use super::{Profile, ProfileError, template};
@@ -286,11 +287,7 @@ impl Validator<'_> {
                 self.file("", None, &["config", "configMaps"], f);
             }
         }
-        for s in &c.secrets {
-            for f in s.files.values() {
-                self.file("", None, &["config", "secrets"], f);
-            }
-        }
+        self.secrets();
         for m in c.manifests.iter().filter_map(|m| m.path()) {
             if self.file("", None, &["config", "manifests"], m) {
                 self.template(m, &BTreeMap::new());

@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub store_root: PathBuf,
     pub run_id: String,
     pub started_at: String,
+    /// `--export-values`: where the profile's `export: true` run-time values go as JSON, once
+    /// the run succeeded (0600, through a temp file and a rename).
+    pub export_values: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -41,6 +44,8 @@ pub struct UpOutcome {
     pub cancelled: Option<CancelReason>,
     /// What happened to a cluster this run created, after a failure.
     pub cluster_note: Option<String>,
+    /// `--export-values` on a successful run: the values written (their names), or why not.
+    pub exported: Option<Result<Vec<String>, String>>,
 }
 
 /// A compact, sortable, unique-enough run id: `20261123T004012.345Z-aianalysis`.
@@ -160,11 +165,22 @@ pub async fn run(
         }
     }
     record.image_cache = image_cache;
+    record.host_files = std::mem::take(&mut *state.host_files.lock().expect("not poisoned"));
     if let Some(path) = state.ca_file.get() {
         record
             .files
             .insert("caFile".into(), path.display().to_string());
     }
+    let failed = summary.cancelled.is_some()
+        || summary
+            .tasks
+            .iter()
+            .any(|t| t.outcome == TaskOutcome::Failed);
+    let exported = opts
+        .export_values
+        .as_deref()
+        .filter(|_| !failed)
+        .map(|path| export_values(&state, path, &mut record));
     let record_path = match Store::in_state(&opts.store_root).save(&record) {
         Ok(p) => Some(p),
         Err(e) => {
@@ -173,11 +189,6 @@ pub async fn run(
         }
     };
 
-    let failed = summary.cancelled.is_some()
-        || summary
-            .tasks
-            .iter()
-            .any(|t| t.outcome == TaskOutcome::Failed);
     let mut cluster_note = None;
     // A cluster this run created: the cluster task's, or one kind made before a later step of
     // that task failed (or the task was dropped), which left no ClusterInfo behind.
@@ -233,7 +244,29 @@ pub async fn run(
         record_path,
         cancelled: summary.cancelled,
         cluster_note,
+        exported,
     }
+}
+
+/// The run record's `files` key for the `--export-values` file.
+pub const EXPORTED_VALUES: &str = "exportedValues";
+
+/// Writes the profile's `export: true` run-time values as one JSON object (name → value, all
+/// strings), 0600, atomically, and names the file in the record; the names written.
+fn export_values(
+    state: &RunState,
+    path: &std::path::Path,
+    record: &mut RunRecord,
+) -> Result<Vec<String>, String> {
+    let values = state.exported_values();
+    let names = values.keys().cloned().collect();
+    let mut text = serde_json::to_string_pretty(&values).expect("strings serialise");
+    text.push('\n');
+    works::write_private(path, text.as_bytes())
+        .map_err(|e| format!("write the run-time values to {}: {e}", path.display()))?;
+    let shown = path.display().to_string();
+    record.files.insert(EXPORTED_VALUES.into(), shown);
+    Ok(names)
 }
 
 /// Connect to the container engine, with a hint when there is none.

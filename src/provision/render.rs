@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::kube::Object;
 use crate::plan::{self, PlanOptions, TaskKind};
-use crate::profile::{ManifestEntry, Profile, Supplied, template};
+use crate::profile::{ManifestEntry, Profile, Supplied, secrets, template};
 use crate::tasks::{
     apply::{self, Manifest},
     coverage, remote,
@@ -180,42 +180,165 @@ fn pulled_if_not_present(object: &mut Value, images: &[String]) {
     }
 }
 
+/// How [`config_objects`] fills a key that comes from a host file (outside `--source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostFiles {
+    /// Its contents (a run): the Secret's `data`, base64.
+    Read,
+    /// A placeholder naming the file as written (a render), present or not: host files are
+    /// never shown, and a render does not depend on the host it runs on.
+    Placeholder,
+}
+
+/// A ServiceAccount whose `imagePullSecrets` get a Secret, once both exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSecretLink {
+    pub namespace: String,
+    pub service_account: String,
+    pub secret: String,
+}
+
+/// What the config batch makes of `config.configMaps` and `config.secrets` on this host.
+#[derive(Debug, Default)]
+pub struct ConfigObjects {
+    pub objects: Vec<Object>,
+    /// The host files Secrets named, by digest (for the run record).
+    pub host_files: Vec<crate::record::HostFileRecord>,
+    /// The `serviceAccounts` of the Secrets made.
+    pub links: Vec<PullSecretLink>,
+    /// Secrets skipped and keys left out for absent optional files.
+    pub notes: Vec<String>,
+}
+
 /// The ConfigMaps and Secrets of `config` (their files read), in the profile's order.
-pub fn config_objects(profile: &Profile, source: &Path) -> Result<Vec<Object>, String> {
+pub fn config_objects(
+    profile: &Profile,
+    source: &Path,
+    host: HostFiles,
+) -> Result<ConfigObjects, String> {
     let c = &profile.spec.config;
     let ns = profile.namespace();
-    let read = |what: &str, file: &str| {
-        let path = profile.resolve(source, file);
-        std::fs::read_to_string(&path).map_err(|e| format!("{what}: read {}: {e}", path.display()))
-    };
-    let mut out = Vec::new();
+    let mut out = ConfigObjects::default();
     for cm in &c.config_maps {
         let mut data = cm.data.clone();
         for (key, file) in &cm.files {
-            data.insert(key.clone(), read(&format!("ConfigMap {}", cm.name), file)?);
+            let path = profile.resolve(source, file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("ConfigMap {}: read {}: {e}", cm.name, path.display()))?;
+            data.insert(key.clone(), text);
         }
         let namespace = cm.namespace.as_deref().unwrap_or(ns);
-        out.push(Object::new(
+        out.objects.push(Object::new(
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": cm.name, "namespace": namespace}, "data": data}),
             format!("config.configMaps.{}", cm.name),
         ));
     }
-    for sec in &c.secrets {
-        let mut data = sec.string_data.clone();
-        for (key, file) in &sec.files {
-            data.insert(key.clone(), read(&format!("Secret {}", sec.name), file)?);
+    for plan in secrets::plan(profile, source, host == HostFiles::Placeholder) {
+        out.notes.extend(plan.notes());
+        if plan.skipped.is_some() {
+            out.host_files
+                .extend(plan.files.iter().filter(|f| f.host).map(|f| {
+                    let outcome = if f.present {
+                        "not read: Secret skipped"
+                    } else {
+                        "absent: Secret skipped"
+                    };
+                    host_file_record(&plan, f, None, outcome)
+                }));
+            continue;
         }
-        let namespace = sec.namespace.as_deref().unwrap_or(ns);
-        out.push(Object::new(
-            json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": sec.name, "namespace": namespace},
-                "type": sec.type_.clone().unwrap_or_else(|| "Opaque".into()),
-                "stringData": data}),
-            format!("config.secrets.{}", sec.name),
-        ));
+        let (object, records) = secret_object(&plan, host)?;
+        out.objects.push(object);
+        out.host_files.extend(records);
+        out.links
+            .extend(plan.spec.service_accounts.iter().map(|sa| PullSecretLink {
+                namespace: plan.namespace.clone(),
+                service_account: sa.clone(),
+                secret: plan.spec.name.clone(),
+            }));
     }
     Ok(out)
+}
+
+/// The Secret of one `config.secrets` entry, and its host files by digest: `stringData` from
+/// the profile and the source tree's files, `data` (base64) from host files, each read once.
+/// An absent file that is not optional, and an image pull Secret whose config is not JSON, are
+/// errors (naming the file, never its text).
+fn secret_object(
+    plan: &secrets::SecretPlan<'_>,
+    host: HostFiles,
+) -> Result<(Object, Vec<crate::record::HostFileRecord>), String> {
+    use base64::Engine as _;
+    let sec = plan.spec;
+    let what = plan.entry();
+    let type_ = sec.type_.clone().unwrap_or_else(|| "Opaque".into());
+    let mut string_data = sec.string_data.clone();
+    let mut data = serde_json::Map::new();
+    let mut records = Vec::new();
+    for f in &plan.files {
+        if !f.present {
+            if !f.optional {
+                return Err(format!(
+                    "{what}: {} ({}) does not exist",
+                    f.written,
+                    f.path.display()
+                ));
+            }
+            if f.host {
+                records.push(host_file_record(plan, f, None, "absent: key left out"));
+            }
+            continue;
+        }
+        if f.host && host == HostFiles::Placeholder {
+            let shown = format!("<host file {}, read by apply:config>", f.written);
+            data.insert(f.key.clone(), json!(shown));
+            continue;
+        }
+        let bytes = std::fs::read(&f.path)
+            .map_err(|e| format!("{what}: read {}: {e}", f.path.display()))?;
+        if let Some(k) = secrets::dockercfg_key(&type_)
+            && f.key == k
+            && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
+        {
+            return Err(format!("{what}: {k} from {} is not JSON ({e})", f.written));
+        }
+        if f.host {
+            records.push(host_file_record(plan, f, Some(&bytes), "read"));
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            data.insert(f.key.clone(), json!(b64));
+        } else {
+            let text = String::from_utf8(bytes)
+                .map_err(|e| format!("{what}: read {}: {e}", f.path.display()))?;
+            string_data.insert(f.key.clone(), text);
+        }
+    }
+    let mut object = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": sec.name, "namespace": plan.namespace},
+        "type": type_, "stringData": string_data});
+    if !data.is_empty() {
+        object["data"] = Value::Object(data);
+    }
+    let origin = format!("config.secrets.{}", sec.name);
+    Ok((Object::new(object, origin), records))
+}
+
+/// A host file by digest (`read`: its contents, never kept), as the run record keeps it.
+fn host_file_record(
+    plan: &secrets::SecretPlan<'_>,
+    f: &secrets::KeyFile,
+    read: Option<&[u8]>,
+    outcome: &str,
+) -> crate::record::HostFileRecord {
+    use sha2::Digest as _;
+    crate::record::HostFileRecord {
+        secret: format!("{}/{}", plan.namespace, plan.spec.name),
+        key: f.key.clone(),
+        path: f.path.display().to_string(),
+        sha256: read.map(|b| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))),
+        bytes: read.map(|b| b.len() as u64),
+        outcome: outcome.to_string(),
+    }
 }
 
 /// The profile's namespace and `config.namespaces`, with their labels and annotations.
@@ -377,7 +500,7 @@ pub async fn render_profile(
             }
             TaskKind::Config => {
                 let mut extra = namespace_objects(profile);
-                extra.extend(config_objects(profile, source)?);
+                extra.extend(config_objects(profile, source, HostFiles::Placeholder)?.objects);
                 extra.extend(tls_placeholders(profile));
                 (spec.config.manifests.clone(), BTreeMap::new(), extra)
             }
@@ -441,4 +564,150 @@ pub fn to_json(rendered: &[Rendered]) -> Value {
             .map(|r| json!({"task": r.task, "origin": r.object.origin, "object": r.object.value}))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A profile with an image pull Secret from a host file and a Secret mixing the source
+    /// tree, stringData and an optional host file; `host` is the host files' directory.
+    fn setup(host: &Path) -> (tempfile::TempDir, Profile) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/src.key"), "from the tree").unwrap();
+        let h = host.display();
+        let text = format!(
+            "namespace: app\nconfig:\n  secrets:\n    - name: pull\n      namespace: jobs\n      \
+             type: kubernetes.io/dockerconfigjson\n      files: {{.dockerconfigjson: {h}/auth.json}}\n      \
+             optional: true\n      serviceAccounts: [default, builder]\n    - name: keys\n      \
+             stringData: {{user: u}}\n      files:\n        src.key: keys/src.key\n        \
+             host.key: {{path: {h}/host.key, optional: true}}\n"
+        );
+        std::fs::write(dir.path().join("profiles/svc.yaml"), text).unwrap();
+        let p = crate::profile::load(&dir.path().join("profiles"), "svc").unwrap();
+        (dir, p)
+    }
+
+    fn secret<'a>(made: &'a ConfigObjects, name: &str) -> Option<&'a Value> {
+        made.objects
+            .iter()
+            .map(|o| &o.value)
+            .find(|v| v["kind"] == "Secret" && v["metadata"]["name"] == name)
+    }
+
+    #[test]
+    fn a_host_file_goes_into_data_and_the_record_by_digest_only() {
+        use base64::Engine as _;
+        let host = tempfile::tempdir().unwrap();
+        let auth = br#"{"auths": {"quay.io": {"auth": "c2VjcmV0"}}}"#;
+        std::fs::write(host.path().join("auth.json"), auth).unwrap();
+        let (src, p) = setup(host.path());
+        let made = config_objects(&p, src.path(), HostFiles::Read).unwrap();
+        let pull = secret(&made, "pull").unwrap();
+        assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+        assert_eq!(pull["metadata"]["namespace"], "jobs");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(auth);
+        assert_eq!(pull["data"][".dockerconfigjson"], b64.as_str());
+        let keys = secret(&made, "keys").unwrap();
+        assert_eq!(
+            keys["stringData"],
+            json!({"user": "u", "src.key": "from the tree"})
+        );
+        assert!(
+            keys.get("data").is_none(),
+            "host.key is absent and optional: {keys}"
+        );
+        let links: Vec<&str> = made
+            .links
+            .iter()
+            .map(|l| l.service_account.as_str())
+            .collect();
+        assert_eq!(links, ["default", "builder"]);
+        assert!(
+            made.links
+                .iter()
+                .all(|l| l.namespace == "jobs" && l.secret == "pull")
+        );
+        assert_eq!(made.notes.len(), 1, "{:?}", made.notes);
+        assert!(
+            made.notes[0].contains("key host.key left out"),
+            "{:?}",
+            made.notes
+        );
+        use sha2::Digest as _;
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(auth)));
+        let outcomes: Vec<(&str, Option<&str>, &str)> = made
+            .host_files
+            .iter()
+            .map(|r| (r.secret.as_str(), r.sha256.as_deref(), r.outcome.as_str()))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                ("jobs/pull", Some(digest.as_str()), "read"),
+                ("app/keys", None, "absent: key left out")
+            ]
+        );
+        let record = serde_json::to_string(&made.host_files).unwrap();
+        assert!(
+            !record.contains("c2VjcmV0") && !record.contains(&b64),
+            "{record}"
+        );
+    }
+
+    #[test]
+    fn an_absent_host_file_skips_an_optional_secret_and_its_links() {
+        let host = tempfile::tempdir().unwrap();
+        let (src, p) = setup(host.path());
+        let made = config_objects(&p, src.path(), HostFiles::Read).unwrap();
+        assert!(secret(&made, "pull").is_none());
+        assert!(secret(&made, "keys").is_some());
+        assert!(made.links.is_empty());
+        assert!(
+            made.notes[0].contains("config.secrets.pull (jobs): skipped:"),
+            "{:?}",
+            made.notes
+        );
+        assert_eq!(made.host_files[0].outcome, "absent: Secret skipped");
+        assert_eq!(made.host_files[0].sha256, None);
+    }
+
+    #[test]
+    fn a_render_shows_host_files_as_placeholders_whether_they_exist_or_not() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("host.key"), "never shown").unwrap();
+        let (src, p) = setup(host.path());
+        let made = config_objects(&p, src.path(), HostFiles::Placeholder).unwrap();
+        let shown = format!(
+            "<host file {}/auth.json, read by apply:config>",
+            host.path().display()
+        );
+        assert_eq!(
+            secret(&made, "pull").unwrap()["data"][".dockerconfigjson"],
+            shown.as_str()
+        );
+        let keys = secret(&made, "keys").unwrap();
+        assert!(!keys.to_string().contains("never shown"), "{keys}");
+        assert!(made.host_files.is_empty() && made.notes.is_empty());
+    }
+
+    #[test]
+    fn a_pull_secret_that_is_not_json_is_refused_without_its_text() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("auth.json"), "token=hunter2").unwrap();
+        let (src, p) = setup(host.path());
+        let e = config_objects(&p, src.path(), HostFiles::Read).unwrap_err();
+        assert!(
+            e.contains(".dockerconfigjson from") && e.contains("is not JSON"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        // A file that must be there and is not fails the batch, naming it.
+        std::fs::remove_file(src.path().join("keys/src.key")).unwrap();
+        std::fs::write(host.path().join("auth.json"), "{}").unwrap();
+        let e = config_objects(&p, src.path(), HostFiles::Read).unwrap_err();
+        assert!(e.contains("config.secrets.keys (app): keys/src.key"), "{e}");
+    }
 }

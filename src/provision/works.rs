@@ -68,6 +68,8 @@ pub struct RunState {
     answers: Mutex<BTreeMap<String, crate::adapters::http::Answer>>,
     /// Where `config.tls.caFile` wrote the CA, for the run record.
     pub ca_file: OnceLock<PathBuf>,
+    /// The host files `config.secrets` named, by digest, for the run record.
+    pub host_files: Mutex<Vec<crate::record::HostFileRecord>>,
     /// kubectl and helm, for manifests from kustomize directories and charts.
     tools: crate::tasks::remote::Tools,
     /// Image cache saves started after builds, awaited when the run's tasks are done.
@@ -116,6 +118,7 @@ impl RunState {
             runtime: Mutex::default(),
             answers: Mutex::default(),
             ca_file: OnceLock::new(),
+            host_files: Mutex::default(),
             tools: crate::tasks::remote::Tools::find(),
             saves: Mutex::default(),
             save_cancel: tokio_util::sync::CancellationToken::new(),
@@ -191,6 +194,16 @@ impl RunState {
         images
             .iter()
             .filter_map(|(k, i)| i.builder.map(|b| (k.clone(), b.as_str().to_string())))
+            .collect()
+    }
+
+    /// The run-time values the profile marks `export: true`, as produced so far.
+    pub(super) fn exported_values(&self) -> BTreeMap<String, String> {
+        let runtime = self.runtime.lock().expect("not poisoned");
+        self.profile()
+            .exported_values()
+            .into_iter()
+            .filter_map(|n| runtime.get(&n).map(|v| (n, v.clone())))
             .collect()
     }
 
@@ -648,7 +661,13 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let kube = s.kube()?;
     // Namespaces first: everything else in the batch lives in them.
     apply::apply_objects(kube, &render::namespace_objects(p), ctx).await?;
-    let mut batch = render::config_objects(p, &s.req.source).map_err(TaskError::fatal)?;
+    let made = render::config_objects(p, &s.req.source, render::HostFiles::Read)
+        .map_err(TaskError::fatal)?;
+    for note in &made.notes {
+        ctx.progress(note.clone());
+    }
+    *s.host_files.lock().expect("not poisoned") = made.host_files;
+    let mut batch = made.objects;
     if let Some(t) = &p.spec.config.tls {
         batch.extend(tls_material(s, t, ctx).await?);
     }
@@ -658,6 +677,17 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     );
     ctx.progress(format!("applying {} objects", batch.len()));
     apply::apply_objects(kube, &batch, ctx).await?;
+    for link in &made.links {
+        let timeout = crate::tasks::pull_secrets::SERVICE_ACCOUNT_TIMEOUT;
+        let changed = crate::tasks::pull_secrets::link(kube, link, timeout, ctx).await?;
+        ctx.progress(format!(
+            "ServiceAccount {}/{}: image pull Secret {} {}",
+            link.namespace,
+            link.service_account,
+            link.secret,
+            if changed { "added" } else { "already there" }
+        ));
+    }
     Ok(Done::Ran)
 }
 
@@ -689,7 +719,7 @@ async fn tls_material(
         .ok_or_else(|| TaskError::fatal("config.tls: no CA certificate was made"))?;
     if let Some(file) = &t.ca_file {
         let path = PathBuf::from(render("caFile", file)?);
-        write_ca_file(&path, &pem)
+        write_private(&path, pem.as_bytes())
             .map_err(|e| TaskError::fatal(format!("write the CA to {}: {e}", path.display())))?;
         ctx.progress(format!("CA written to {}", path.display()));
         s.set_ca_file(path);
@@ -700,8 +730,9 @@ async fn tls_material(
     Ok(objects)
 }
 
-/// Writes the CA's PEM for host-side clients: 0600, through a temp file and a rename.
-fn write_ca_file(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
+/// Writes a file for host-side clients (the CA's PEM, exported values): 0600 from the start,
+/// through a temp file beside it and a rename, so a reader never sees half of it.
+pub(super) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
@@ -715,15 +746,29 @@ fn write_ca_file(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    f.write_all(pem.as_bytes())?;
+    f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 async fn deploy(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let comp = &s.profile().spec.components[name];
     let objects = s.render(&comp.manifests, &comp.values, ctx).await?;
-    apply::apply_objects(s.kube()?, &objects, ctx).await?;
+    let kube = s.kube()?;
+    apply::apply_objects(kube, &objects, ctx).await?;
+    // CRDs a component brings (a release such as Tekton's) serve their kinds before anything
+    // after it applies them: Established, and the discovery cache dropped.
+    let crds: Vec<String> = objects
+        .iter()
+        .filter(|o| o.kind() == "CustomResourceDefinition")
+        .map(|o| o.name().to_string())
+        .collect();
+    if !crds.is_empty() {
+        ctx.progress(format!("waiting for {} CRDs to be Established", crds.len()));
+        apply::wait_established(kube, &crds, ctx, CRD_TIMEOUT).await?;
+    }
     s.set_applied(name, objects);
     Ok(Done::Ran)
 }
@@ -792,4 +837,27 @@ async fn wait_all(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     }
     wait::wait_ready(s.kube()?, &targets, ctx, &s.diagnostics("wait")).await?;
     Ok(Done::Ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_0600_replaces_the_old_one_whole_and_leaves_no_temp_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/values.json");
+        write_private(&path, b"{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, br#"{"a": "1"}"#).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), br#"{"a": "1"}"#);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a new file, not the old one rewritten");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["values.json"]);
+    }
 }

@@ -45,6 +45,28 @@ pub struct RunRecord {
     /// and evictions. Absent without `--image-cache`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_cache: Option<ImageCacheRecord>,
+    /// The host files outside `--source` that `config.secrets` named (a registry login's
+    /// `~/.config/containers/auth.json`): by digest, never their contents; an absent optional
+    /// one with what became of its Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_files: Vec<HostFileRecord>,
+}
+
+/// A host file a Secret's key came from, as the run found it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFileRecord {
+    /// `namespace/name` of the Secret.
+    pub secret: String,
+    pub key: String,
+    /// The file, `~/` expanded.
+    pub path: String,
+    /// `sha256:<hex>` of its contents; absent when the file was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// `read`, `absent: Secret skipped` or `absent: key left out`.
+    pub outcome: String,
 }
 
 /// The image cache's side of a run.
@@ -202,6 +224,7 @@ impl RunRecord {
             tasks,
             files: BTreeMap::new(),
             image_cache: None,
+            host_files: Vec::new(),
         }
     }
 }

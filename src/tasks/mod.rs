@@ -13,6 +13,7 @@ pub mod dockerfile;
 pub mod image_cache;
 pub mod load;
 pub mod pull;
+pub mod pull_secrets;
 pub mod registry;
 pub mod remote;
 pub mod status;

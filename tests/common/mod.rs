@@ -770,3 +770,56 @@ pub fn sandbox_kprov(host: &str, dir: &Path, profiles: &Path, source: &Path) -> 
         .stdin(Stdio::null());
     c
 }
+
+/// What stands in for Tekton's v1.7.0 release.yaml (workflowexecution's profile downloads it;
+/// no network here): its two namespaces and the two kinds the profile's test pipelines are
+/// (any fields kept).
+pub const TEKTON_STAND_IN: &str = r#"# Stand-in for Tekton's v1.7.0 release.yaml (tests/common)
+apiVersion: v1
+kind: Namespace
+metadata: {name: tekton-pipelines}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: tekton-pipelines-resolvers}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: pipelines.tekton.dev}
+spec:
+  group: tekton.dev
+  names: {kind: Pipeline, plural: pipelines, singular: pipeline, listKind: PipelineList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: tasks.tekton.dev}
+spec:
+  group: tekton.dev
+  names: {kind: Task, plural: tasks, singular: task, listKind: TaskList}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+
+/// The URL of Tekton's release in profiles/workflowexecution.yaml.
+pub const TEKTON_RELEASE: &str =
+    "https://github.com/tektoncd/pipeline/releases/download/v1.7.0/release.yaml";
+
+/// Seeds kprov's manifest cache `cache` (`<state>/cache`) with [`TEKTON_STAND_IN`] as the first
+/// download of [`TEKTON_RELEASE`]: stored under its digest and pinned, as a run on this machine
+/// leaves an unpinned URL, so kprov reads it from there and fetches nothing.
+pub fn seed_tekton_release(cache: &Path) {
+    use kprov::tasks::remote::{Sha256Digest, cache as manifests};
+    let pin = Sha256Digest::parse(&manifests::sha256_hex(TEKTON_STAND_IN.as_bytes())).unwrap();
+    manifests::store(cache, &pin, TEKTON_STAND_IN.as_bytes()).unwrap();
+    manifests::write_pin(cache, TEKTON_RELEASE, &pin).unwrap();
+}

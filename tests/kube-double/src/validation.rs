@@ -21,7 +21,10 @@ pub fn check(
     let name = meta_str(new, "name");
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "configmaps") => data_size(rt, name, new, &["data", "binaryData"], "[]"),
-        ("", "secrets") => data_size(rt, name, new, &["data"], "data"),
+        ("", "secrets") => {
+            data_size(rt, name, new, &["data"], "data")?;
+            registry_config(rt, name, new)
+        }
         ("batch", "jobs") => job_template(rt, name, old, new),
         ("", "services") => node_ports(store, rt, name, new),
         _ => Ok(()),
@@ -51,6 +54,41 @@ fn data_size(
         ));
     }
     Ok(())
+}
+
+/// An image pull Secret (`kubernetes.io/dockerconfigjson`, `kubernetes.io/dockercfg`) holds its
+/// type's key, and that key's value (base64 in `data`) is JSON, as the apiserver's
+/// ValidateSecret requires; the value itself is never quoted back.
+fn registry_config(rt: &ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
+    use base64::Engine as _;
+    let key = match obj.get("type").and_then(Value::as_str) {
+        Some("kubernetes.io/dockerconfigjson") => ".dockerconfigjson",
+        Some("kubernetes.io/dockercfg") => ".dockercfg",
+        _ => return Ok(()),
+    };
+    let field = format!("data[{key}]");
+    let Some(value) = obj.pointer(&format!("/data/{key}")).and_then(Value::as_str) else {
+        return Err(ApiError::invalid_because(
+            rt,
+            name,
+            &field,
+            "FieldValueRequired",
+            "Required value",
+        ));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .unwrap_or_default();
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::invalid_because(
+            rt,
+            name,
+            &field,
+            "FieldValueInvalid",
+            &format!("Invalid value: \"<secret contents redacted>\": {e}"),
+        )),
+    }
 }
 
 /// A Job's pod template cannot change once the Job exists.
@@ -104,4 +142,47 @@ fn node_ports(store: &Store, rt: &ResourceType, name: &str, svc: &Value) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn secret(type_: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pull"},
+            "type": type_, "data": data})
+    }
+
+    #[test]
+    fn an_image_pull_secret_needs_its_key_and_json_in_it() {
+        let store = Store::new(10);
+        let rt = crate::registry::builtins()
+            .into_iter()
+            .find(|t| t.plural == "secrets")
+            .unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let t = "kubernetes.io/dockerconfigjson";
+        let ok = secret(t, json!({".dockerconfigjson": b64(r#"{"auths": {}}"#)}));
+        assert!(check(&store, &rt, None, &ok).is_ok());
+        let missing = check(&store, &rt, None, &secret(t, json!({"other": b64("x")})));
+        assert!(
+            format!("{:?}", missing.unwrap_err())
+                .contains("data[.dockerconfigjson]: Required value")
+        );
+        let bad = check(
+            &store,
+            &rt,
+            None,
+            &secret(t, json!({".dockerconfigjson": b64("token=s3cret")})),
+        );
+        let bad = format!("{:?}", bad.unwrap_err());
+        assert!(
+            bad.contains("<secret contents redacted>") && !bad.contains("s3cret"),
+            "{bad}"
+        );
+        let opaque = secret("Opaque", json!({"k": b64("not json")}));
+        assert!(check(&store, &rt, None, &opaque).is_ok());
+    }
 }
