@@ -832,3 +832,171 @@ fn kube_rs_applies_discovers_and_watches_through_the_double() {
         }
     });
 }
+
+/// A second name for an image (the same image ID), untagged on drop.
+struct Alias {
+    host: String,
+    reference: String,
+}
+
+impl Alias {
+    fn of(host: &str, image: &common::TestImage, test_name: &str) -> Alias {
+        let reference = format!("kprov-test/{}:alias", common::unique_name(test_name));
+        common::run_ok(common::docker(host).args(["tag", image.reference(), &reference]));
+        Alias {
+            host: host.to_string(),
+            reference,
+        }
+    }
+}
+
+impl Drop for Alias {
+    fn drop(&mut self) {
+        let _ = common::docker(&self.host)
+            .args(["image", "rm", &self.reference])
+            .output();
+    }
+}
+
+/// Waits until every node's containerd answers (the sandbox waits for the API only).
+fn wait_for_containerd(host: &str, nodes: &[String]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for node in nodes {
+        loop {
+            let out = common::docker(host)
+                .args(["exec", node, "ctr", "version"])
+                .output()
+                .expect("failed to run docker exec");
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "containerd in {node} did not answer: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// What the task engine does with a profile of several images: one load task per image, all
+/// at once, each streaming its image into every node. Four distinct images on one base (their
+/// archives share entries, as a service's images do) and one of them under a second name (two
+/// image keys with the same ID), into three sandbox nodes' containerd: every load finishes,
+/// well inside the 60 s a node may go without reading, and every node holds every name.
+#[test]
+fn concurrent_loads_of_distinct_and_same_id_images_land_on_every_sandbox_node() {
+    use kprov::tasks::build::BuiltImage;
+    use kprov::tasks::load::{LoadOptions, NodeAction, load_image_with, normalize_image_name};
+
+    let host = require_docker!();
+    let test = "concurrent_loads_on_sandbox_nodes";
+    let sb = Sandbox::up(&host, test, &["--nodes", "3"]);
+    let nodes = vec![
+        sb.control_plane(),
+        format!("{}-worker", sb.name),
+        format!("{}-worker2", sb.name),
+    ];
+    wait_for_containerd(&host, &nodes);
+    // A few MB each, so the imports overlap.
+    let images: Vec<common::TestImage> = (0..4)
+        .map(|i| {
+            let payload: Vec<u8> = (0..4u32 << 20)
+                .map(|b| (b.wrapping_mul(2_654_435_761).rotate_left(i + 5) >> 24) as u8)
+                .collect();
+            common::TestImage::build(
+                &host,
+                test,
+                "FROM kprov/base:latest\nCOPY payload /payload\n",
+                &[("payload", &payload)],
+            )
+        })
+        .collect();
+    let alias = Alias::of(&host, &images[0], test);
+    let mut built: Vec<BuiltImage> = images
+        .iter()
+        .map(|image| BuiltImage {
+            reference: image.reference().to_string(),
+            id: image.id(),
+            builder: None,
+        })
+        .collect();
+    built.push(BuiltImage {
+        reference: alias.reference.clone(),
+        id: built[0].id.clone(),
+        builder: None,
+    });
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("failed to build a runtime");
+    let started = std::time::Instant::now();
+    let results = rt.block_on(async {
+        let engine = kprov::adapters::docker::Engine::connect_to(&host)
+            .await
+            .expect("failed to connect to the engine");
+        let (engine, cluster) = (&engine, sb.name.as_str());
+        let loads = built.iter().map(|image| async move {
+            // load_image's own options: the 60 s stall cut-off.
+            let ctx = common::task_ctx(&format!("load:{}", image.reference)).0;
+            load_image_with(engine, cluster, image, &LoadOptions::default(), &ctx).await
+        });
+        // Under the 60 s stall cut-off: a load stuck behind another node's import fails here.
+        tokio::time::timeout(Duration::from_secs(45), futures::future::join_all(loads)).await
+    });
+    let results = results.unwrap_or_else(|_| {
+        // containerd's open ingests name what each stuck import is writing (or waiting for).
+        let active = ["ctr", "-n", "k8s.io", "content", "active"];
+        let state = nodes.iter().map(|n| {
+            let ingests = common::run_ok(common::docker(&host).arg("exec").arg(n).args(active));
+            format!("{n}: {:?}\n{ingests}", node_image_names(&host, n))
+        });
+        panic!(
+            "the loads did not finish within 45 s (stalled imports); node images and ingests:\n{}",
+            state.collect::<Vec<_>>().join("\n")
+        )
+    });
+    let reports: Vec<_> = built
+        .iter()
+        .zip(results)
+        .map(|(image, result)| {
+            result.unwrap_or_else(|e| panic!("load {} failed: {}", image.reference, e.message))
+        })
+        .collect();
+    eprintln!(
+        "5 loads into 3 nodes took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    for node in &nodes {
+        let refs = node_image_names(&host, node);
+        for image in &built {
+            let name = normalize_image_name(&image.reference);
+            assert!(refs.contains(&name), "{node} lacks {name}: {refs:?}");
+            assert!(
+                refs.contains(&image.id),
+                "{node} lacks {}: {refs:?}",
+                image.id
+            );
+        }
+        // The two keys of one image ID: imported once, the other name a tag.
+        let mut same_id = [&reports[0], &reports[4]].map(|r| r.nodes.get(node).cloned());
+        same_id.sort_by_key(|a| format!("{a:?}"));
+        assert_eq!(
+            same_id,
+            [Some(NodeAction::Imported), Some(NodeAction::Retagged)],
+            "{node}"
+        );
+    }
+}
+
+fn node_image_names(host: &str, node: &str) -> Vec<String> {
+    common::run_ok(
+        common::docker(host).args(["exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q"]),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}

@@ -34,15 +34,23 @@
 //!    [`LoadOptions::stall_timeout`] is cut off (reported failed) so it cannot stall the
 //!    others. Stdin is shut down on every path. [`load_archive`] streams any archive the same
 //!    way (`kind load image-archive`).
+//!
+//!    Imports into a node run one at a time in this process (`lock_imports`): containerd
+//!    locks an import's ingests by the archive's entry names (`tar-<layer dir>/layer.tar`),
+//!    and an import waiting for another's entry stops reading, which, the export feeding a
+//!    load's nodes in step, would hold up that load's other nodes as well. A load takes its
+//!    nodes' locks in name order, then looks at those nodes again: a load of the same image ID
+//!    under another key may have imported it meanwhile, and a tag is then all that is left.
 //! 4. Every node's failure is reported, not only the first; exit codes come from the execs.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::docker::{Engine, ExecOutput};
@@ -128,47 +136,117 @@ pub async fn load_image_with(
     ctx: &TaskCtx,
 ) -> Result<LoadReport, TaskError> {
     let what = format!("load image {} into cluster {cluster}", image.reference);
-    let nodes = find_nodes(engine, cluster).await.map_err(|e| match e {
-        NodesError::Engine(e) => engine_task_error(&what, e),
-        NodesError::None(why) => TaskError::fatal(format!("{what}: {why}")),
-    })?;
-    let name = normalize_image_name(&image.reference);
-
-    let states = futures::future::join_all(
-        nodes
-            .iter()
-            .map(|node| inspect_node(engine, node, image, &name, &ctx.cancel)),
-    )
-    .await;
-    if ctx.cancel.is_cancelled() {
-        return Err(TaskError::fatal(format!("{what}: cancelled")));
-    }
-    let mut failures: Vec<String> = Vec::new();
-    let mut transient = true;
+    let cancelled = || TaskError::fatal(format!("{what}: cancelled"));
+    let nodes = find_nodes(engine, cluster)
+        .await
+        .map_err(|e| e.task_error(&what))?;
+    let load = ImageLoad {
+        engine,
+        image,
+        name: normalize_image_name(&image.reference),
+        ctx,
+    };
     let mut report = LoadReport {
-        name: name.clone(),
+        name: load.name.clone(),
         nodes: BTreeMap::new(),
         exported_bytes: 0,
     };
-    let mut retag = Vec::new();
-    let mut import = Vec::new();
-    for (node, state) in nodes.iter().zip(states) {
-        match state {
-            Ok(NodeState::Present) => {
-                ctx.progress(format!("{node}: has {name} ({})", short_id(&image.id)));
-                report.nodes.insert(node.clone(), NodeAction::Present);
-            }
-            Ok(NodeState::UnderOtherNames) => retag.push(node.clone()),
-            Ok(NodeState::Missing { snapshotter }) => import.push((node.clone(), snapshotter)),
-            Err(e) => {
-                transient &= e.transient;
-                failures.push(format!("{node}: {}", e.message));
-            }
+    let mut failures = Failures::default();
+
+    // First without the nodes' import locks: a warm run finds the image everywhere at once.
+    let plan = load.plan(&nodes, &mut report, &mut failures).await;
+    if ctx.cancel.is_cancelled() {
+        return Err(cancelled());
+    }
+    let pending = plan.nodes();
+    if !pending.is_empty() {
+        let Some(_locks) = lock_imports(engine.host(), &pending, ctx).await else {
+            return Err(cancelled());
+        };
+        // Again under the locks: a load of the same image ID (another key, another name) may
+        // have imported it meanwhile, and then a tag is all this load has left to do.
+        let plan = load.plan(&pending, &mut report, &mut failures).await;
+        if ctx.cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        load.retag(&plan.retag, &mut report, &mut failures).await;
+        if !plan.import.is_empty() {
+            load.import(&plan.import, opts, &mut report, &mut failures)
+                .await
+                .ok_or_else(cancelled)?;
         }
     }
+    if failures.is_empty() {
+        return Ok(report);
+    }
+    let count = failures.messages.len();
+    Err(failures.error(format!(
+        "{what}: {count} of {} node(s) failed:",
+        nodes.len()
+    )))
+}
 
-    let name_ref = name.as_str();
-    let retagged = futures::future::join_all(retag.iter().map(|node| async move {
+/// One image's load: what every step of [`load_image_with`] needs.
+struct ImageLoad<'a> {
+    engine: &'a Engine,
+    image: &'a BuiltImage,
+    /// The name the nodes know the image by.
+    name: String,
+    ctx: &'a TaskCtx,
+}
+
+/// What the nodes still need, from [`ImageLoad::plan`].
+#[derive(Default)]
+struct NodePlan {
+    retag: Vec<String>,
+    /// Nodes, each with its snapshotter.
+    import: Vec<(String, String)>,
+}
+
+impl NodePlan {
+    fn nodes(&self) -> Vec<String> {
+        let imports = self.import.iter().map(|(node, _)| node);
+        self.retag.iter().chain(imports).cloned().collect()
+    }
+}
+
+impl ImageLoad<'_> {
+    /// Looks at `nodes` at once: the ones that have the image go into the report, the ones
+    /// that failed into `failures`, the rest into the plan.
+    async fn plan(
+        &self,
+        nodes: &[String],
+        report: &mut LoadReport,
+        failures: &mut Failures,
+    ) -> NodePlan {
+        let (engine, image, name, cancel) = (self.engine, self.image, &self.name, &self.ctx.cancel);
+        let states = futures::future::join_all(
+            nodes
+                .iter()
+                .map(|node| inspect_node(engine, node, image, name, cancel)),
+        )
+        .await;
+        let mut plan = NodePlan::default();
+        for (node, state) in nodes.iter().zip(states) {
+            match state {
+                Ok(NodeState::Present) => {
+                    let id = short_id(&image.id);
+                    self.ctx.progress(format!("{node}: has {name} ({id})"));
+                    report.nodes.insert(node.clone(), NodeAction::Present);
+                }
+                Ok(NodeState::UnderOtherNames) => plan.retag.push(node.clone()),
+                Ok(NodeState::Missing { snapshotter }) => {
+                    plan.import.push((node.clone(), snapshotter))
+                }
+                Err(e) => failures.node(node, e),
+            }
+        }
+        plan
+    }
+
+    /// Tags the image's ID with the wanted name in every node of `nodes`.
+    async fn retag(&self, nodes: &[String], report: &mut LoadReport, failures: &mut Failures) {
+        let (id, name) = (self.image.id.as_str(), self.name.as_str());
         let cmd = [
             "ctr",
             "-n",
@@ -176,35 +254,45 @@ pub async fn load_image_with(
             "images",
             "tag",
             "--force",
-            image.id.as_str(),
-            name_ref,
+            id,
+            name,
         ];
-        (node, run_checked(engine, node, &cmd, &ctx.cancel).await)
-    }))
-    .await;
-    for (node, result) in retagged {
-        match result {
-            Ok(_) => {
-                ctx.progress(format!("{node}: tagged {} as {name}", short_id(&image.id)));
-                report.nodes.insert(node.clone(), NodeAction::Retagged);
-            }
-            Err(e) => {
-                transient &= e.transient;
-                failures.push(format!("{node}: {}", e.message));
+        let cancel = &self.ctx.cancel;
+        let results = futures::future::join_all(
+            nodes
+                .iter()
+                .map(|node| run_checked(self.engine, node, &cmd, cancel)),
+        )
+        .await;
+        for (node, result) in nodes.iter().zip(results) {
+            match result {
+                Ok(_) => {
+                    let id = short_id(id);
+                    self.ctx.progress(format!("{node}: tagged {id} as {name}"));
+                    report.nodes.insert(node.clone(), NodeAction::Retagged);
+                }
+                Err(e) => failures.node(node, e),
             }
         }
     }
 
-    if !import.is_empty() {
+    /// Streams the image into every target at once (one export); `None` when cancelled.
+    async fn import(
+        &self,
+        targets: &[(String, String)],
+        opts: &LoadOptions,
+        report: &mut LoadReport,
+        failures: &mut Failures,
+    ) -> Option<()> {
+        let (engine, image, ctx) = (self.engine, self.image, self.ctx);
         let started = Instant::now();
-        let outcome = fan_out(engine, export_source(engine, image), &import, opts, ctx).await;
+        let outcome = fan_out(engine, export_source(engine, image), targets, opts, ctx).await;
         if ctx.cancel.is_cancelled() {
-            return Err(TaskError::fatal(format!("{what}: cancelled")));
+            return None;
         }
         report.exported_bytes = outcome.exported_bytes;
-        if let Some(e) = &outcome.export_error {
-            transient &= e.transient;
-            failures.insert(0, e.message.clone());
+        if let Some(e) = outcome.export_error {
+            failures.first(e);
         }
         // The engine's ID of an image saved from an index (Docker's containerd store) is the
         // index digest, which the node never sees after the archive was cut to one platform:
@@ -213,63 +301,84 @@ pub async fn load_image_with(
             .selected
             .iter()
             .any(|s| s.from_index.as_deref() == Some(image.id.as_str()));
-        for ((node, _), result) in import.iter().zip(outcome.nodes) {
+        let label = format!("{ENGINE_ID_LABEL}={}", image.id);
+        let cmd = [
+            "ctr",
+            "-n",
+            K8S_NAMESPACE,
+            "images",
+            "label",
+            &self.name,
+            &label,
+        ];
+        let mut imported = 0;
+        for ((node, _), result) in targets.iter().zip(outcome.nodes) {
             let result = match result {
-                Ok(()) if from_index => {
-                    let label = format!("{ENGINE_ID_LABEL}={}", image.id);
-                    let cmd = [
-                        "ctr",
-                        "-n",
-                        K8S_NAMESPACE,
-                        "images",
-                        "label",
-                        name.as_str(),
-                        label.as_str(),
-                    ];
-                    run_checked(engine, node, &cmd, &ctx.cancel)
-                        .await
-                        .map(|_| ())
-                }
+                Ok(()) if from_index => run_checked(engine, node, &cmd, &ctx.cancel)
+                    .await
+                    .map(|_| ()),
                 r => r,
             };
             match result {
                 Ok(()) => {
+                    imported += 1;
                     report.nodes.insert(node.clone(), NodeAction::Imported);
                 }
-                Err(e) => {
-                    transient &= e.transient;
-                    failures.push(format!("{node}: {}", e.message));
-                }
+                Err(e) => failures.node(node, e),
             }
         }
-        let imported = report
-            .nodes
-            .values()
-            .filter(|a| **a == NodeAction::Imported)
-            .count();
         if imported > 0 {
             ctx.progress(format!(
-                "imported {name} into {imported} node(s): {} MB streamed once in {:.1}s",
+                "imported {} into {imported} node(s): {} MB streamed once in {:.1}s",
+                self.name,
                 outcome.exported_bytes / 1_000_000,
                 started.elapsed().as_secs_f64()
             ));
         }
+        Some(())
+    }
+}
+
+/// Every failure of a load (one line each), and whether all of them may pass on a retry.
+struct Failures {
+    messages: Vec<String>,
+    transient: bool,
+}
+
+impl Default for Failures {
+    fn default() -> Self {
+        Failures {
+            messages: Vec::new(),
+            transient: true,
+        }
+    }
+}
+
+impl Failures {
+    fn node(&mut self, node: &str, e: NodeError) {
+        self.transient &= e.transient;
+        self.messages.push(format!("{node}: {}", e.message));
     }
 
-    if failures.is_empty() {
-        return Ok(report);
+    /// A failure that explains the nodes' (the export's): listed first.
+    fn first(&mut self, e: NodeError) {
+        self.transient &= e.transient;
+        self.messages.insert(0, e.message);
     }
-    let message = format!(
-        "{what}: {} of {} node(s) failed:\n  {}",
-        failures.len(),
-        nodes.len(),
-        failures.join("\n  ")
-    );
-    Err(if transient {
-        TaskError::transient(message)
-    } else {
-        TaskError::fatal(message)
-    })
+
+    fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// `headline`, then one indented line per failure.
+    fn error(self, headline: String) -> TaskError {
+        let message = format!("{headline}\n  {}", self.messages.join("\n  "));
+        if self.transient {
+            TaskError::transient(message)
+        } else {
+            TaskError::fatal(message)
+        }
+    }
 }
 
 /// What [`load_archive`] did.
@@ -294,10 +403,10 @@ pub async fn load_archive(
     ctx: &TaskCtx,
 ) -> Result<ArchiveReport, TaskError> {
     let what = format!("load an image archive into cluster {cluster}");
-    let nodes = find_nodes(engine, cluster).await.map_err(|e| match e {
-        NodesError::Engine(e) => engine_task_error(&what, e),
-        NodesError::None(why) => TaskError::fatal(format!("{what}: {why}")),
-    })?;
+    let cancelled = || TaskError::fatal(format!("{what}: cancelled"));
+    let nodes = find_nodes(engine, cluster)
+        .await
+        .map_err(|e| e.task_error(&what))?;
     let dump = ["containerd", "config", "dump"];
     let snapshotters = futures::future::join_all(nodes.iter().map(|node| async move {
         let out = run_checked(engine, node, &dump, &ctx.cancel).await?;
@@ -318,40 +427,45 @@ pub async fn load_archive(
     if !failures.is_empty() {
         return Err(TaskError::fatal(format!("{what}: {}", failures.join("; "))));
     }
+    let nodes: Vec<String> = targets.iter().map(|(node, _)| node.clone()).collect();
+    let Some(_locks) = lock_imports(engine.host(), &nodes, ctx).await else {
+        return Err(cancelled());
+    };
     let outcome = fan_out(engine, archive, &targets, opts, ctx).await;
     if ctx.cancel.is_cancelled() {
-        return Err(TaskError::fatal(format!("{what}: cancelled")));
+        return Err(cancelled());
     }
-    let mut failures = Vec::new();
-    let mut transient = true;
-    if let Some(e) = &outcome.export_error {
-        transient &= e.transient;
-        failures.push(e.message.clone());
+    let mut failures = Failures::default();
+    if let Some(e) = outcome.export_error {
+        failures.first(e);
     }
-    for ((node, _), r) in targets.iter().zip(&outcome.nodes) {
+    for (node, r) in nodes.iter().zip(outcome.nodes) {
         if let Err(e) = r {
-            transient &= e.transient;
-            failures.push(format!("{node}: {}", e.message));
+            failures.node(node, e);
         }
     }
     if failures.is_empty() {
         return Ok(ArchiveReport {
-            nodes: targets.into_iter().map(|(n, _)| n).collect(),
+            nodes,
             bytes: outcome.exported_bytes,
             selected: outcome.selected,
         });
     }
-    let message = format!("{what}: {}", failures.join("\n  "));
-    Err(if transient {
-        TaskError::transient(message)
-    } else {
-        TaskError::fatal(message)
-    })
+    Err(failures.error(format!("{what}:")))
 }
 
 enum NodesError {
     Engine(crate::adapters::docker::EngineError),
     None(String),
+}
+
+impl NodesError {
+    fn task_error(self, what: &str) -> TaskError {
+        match self {
+            NodesError::Engine(e) => engine_task_error(what, e),
+            NodesError::None(why) => TaskError::fatal(format!("{what}: {why}")),
+        }
+    }
 }
 
 /// The running nodes of `cluster` that hold images (the external load balancer does not).
@@ -386,6 +500,61 @@ async fn find_nodes(engine: &Engine, cluster: &str) -> Result<Vec<String>, Nodes
         }));
     }
     Ok(nodes)
+}
+
+/// Import locks, one per node (engine host, node container): imports into a node run one at a
+/// time in this process. containerd names an import's ingests after the archive's entries
+/// (`tar-<layer dir>/layer.tar`, `tar-repositories`) and locks each name until that entry is
+/// written, so a second import of an archive with the same entry (a base layer images share)
+/// stops reading its stdin until the first has written it. One export feeds all of a load's
+/// nodes in step, so that stop holds up the load's other nodes too: two loads into the same
+/// nodes could each wait, on a different node, for the other (until the stall cut-off).
+static IMPORT_LOCKS: std::sync::Mutex<LockTable> = std::sync::Mutex::new(BTreeMap::new());
+/// Keyed by (engine host, node container); an entry lives while a load holds or awaits it.
+type LockTable = BTreeMap<(String, String), Weak<NodeLock>>;
+type NodeLock = tokio::sync::Mutex<()>;
+
+/// Takes the import locks of `nodes`, in name order, so that two loads never each hold a lock
+/// the other waits for. `None` when the task is cancelled while waiting.
+async fn lock_imports(
+    host: &str,
+    nodes: &[String],
+    ctx: &TaskCtx,
+) -> Option<Vec<OwnedMutexGuard<()>>> {
+    let mut nodes = nodes.to_vec();
+    nodes.sort();
+    nodes.dedup();
+    let locks: Vec<Arc<NodeLock>> = {
+        let mut all = IMPORT_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, lock| lock.strong_count() > 0);
+        nodes
+            .iter()
+            .map(|node| {
+                let key = (host.to_string(), node.clone());
+                let slot = all.entry(key).or_default();
+                slot.upgrade().unwrap_or_else(|| {
+                    let lock = Arc::default();
+                    *slot = Arc::downgrade(&lock);
+                    lock
+                })
+            })
+            .collect()
+    };
+    let mut guards = Vec::with_capacity(locks.len());
+    for (node, lock) in nodes.iter().zip(locks) {
+        let guard = match lock.clone().try_lock_owned() {
+            Ok(guard) => guard,
+            Err(_) => {
+                ctx.progress(format!("{node}: waiting for another load's import"));
+                tokio::select! {
+                    _ = ctx.cancel.cancelled() => return None,
+                    guard = lock.lock_owned() => guard,
+                }
+            }
+        };
+        guards.push(guard);
+    }
+    Some(guards)
 }
 
 /// Where a node stands with the image.
@@ -473,10 +642,8 @@ fn checked(
                 out.exit_code,
                 out.tail(5)
             ),
-            // Two image keys with the same content (a stand-in given twice, `--image`)
-            // import at once: containerd refuses the second import's temporary image name
-            // while the first holds it. Once the first is done a retry finds it present.
-            transient: out.tail(5).contains("already exists"),
+            // A command that ran and failed fails the load: only engine hiccups are retried.
+            transient: false,
         }),
         Err(e) => Err(NodeError {
             message: e.to_string(),
@@ -530,61 +697,7 @@ async fn fan_out(
         imports.push(import_into(engine, node, snapshotter, rx, node_cancel, ctx));
     }
     let mut stalled: Vec<Option<String>> = vec![None; targets.len()];
-
-    let producer = async {
-        let mut source = source;
-        let mut rewriter = SinglePlatform::new(Platform::host());
-        let mut bytes = 0u64;
-        let mut export_error = None;
-        loop {
-            let chunk = tokio::select! {
-                _ = abort.cancelled() => break,
-                chunk = source.next() => chunk,
-            };
-            let (out, last) = match chunk {
-                None => (rewriter.finish().map_err(archive_error), true),
-                Some(Ok(chunk)) => {
-                    bytes += chunk.len() as u64;
-                    (rewriter.push(chunk).map_err(archive_error), false)
-                }
-                Some(Err(e)) => (Err(e), true),
-            };
-            let out = match out {
-                Ok(out) => out,
-                Err(e) => {
-                    export_error = Some(e);
-                    abort.cancel();
-                    break;
-                }
-            };
-            for chunk in out {
-                for (slot, stall) in senders.iter_mut().zip(stalled.iter_mut()) {
-                    let Some((tx, node_cancel)) = slot else {
-                        continue;
-                    };
-                    match tokio::time::timeout(opts.stall_timeout, tx.send(chunk.clone())).await {
-                        Ok(Ok(())) => {}
-                        // The import ended early; its own result says why.
-                        Ok(Err(_)) => *slot = None,
-                        Err(_) => {
-                            *stall = Some(format!(
-                                "the import accepted no data for {}s and was cut off",
-                                opts.stall_timeout.as_secs_f64()
-                            ));
-                            node_cancel.cancel();
-                            *slot = None;
-                        }
-                    }
-                }
-            }
-            if last || senders.iter().all(Option::is_none) {
-                break;
-            }
-        }
-        // Dropping the senders ends every import's stdin.
-        senders.clear();
-        (bytes, export_error, rewriter.selected().to_vec())
-    };
+    let producer = produce(source, senders, &mut stalled, &abort, opts);
     let ((exported_bytes, export_error, selected), results) =
         tokio::join!(producer, futures::future::join_all(imports));
     let nodes = results
@@ -611,6 +724,83 @@ async fn fan_out(
         export_error,
         selected,
         nodes,
+    }
+}
+
+/// A node's end of the fan-out: its channel and its import's own cancellation; `None` once the
+/// import has ended or was cut off.
+type NodeFeed = Option<(mpsc::Sender<Bytes>, CancellationToken)>;
+
+/// Reads `source` through the platform cut and sends every chunk to every node still fed;
+/// returns the bytes read, the export's error and what the archive was cut down to. Dropping
+/// the senders at the end ends every import's stdin.
+async fn produce(
+    mut source: ArchiveSource,
+    mut senders: Vec<NodeFeed>,
+    stalled: &mut [Option<String>],
+    abort: &CancellationToken,
+    opts: &LoadOptions,
+) -> (u64, Option<NodeError>, Vec<Selected>) {
+    let mut rewriter = SinglePlatform::new(Platform::host());
+    let mut bytes = 0u64;
+    let mut export_error = None;
+    loop {
+        let chunk = tokio::select! {
+            _ = abort.cancelled() => break,
+            chunk = source.next() => chunk,
+        };
+        let (out, last) = match chunk {
+            None => (rewriter.finish().map_err(archive_error), true),
+            Some(Ok(chunk)) => {
+                bytes += chunk.len() as u64;
+                (rewriter.push(chunk).map_err(archive_error), false)
+            }
+            Some(Err(e)) => (Err(e), true),
+        };
+        match out {
+            Ok(out) => {
+                for chunk in out {
+                    send_to_all(&chunk, &mut senders, stalled, opts.stall_timeout).await;
+                }
+            }
+            Err(e) => {
+                export_error = Some(e);
+                abort.cancel();
+                break;
+            }
+        }
+        if last || senders.iter().all(Option::is_none) {
+            break;
+        }
+    }
+    (bytes, export_error, rewriter.selected().to_vec())
+}
+
+/// Sends `chunk` to every node still fed, one after another; a node that takes none for
+/// `stall_timeout` is cut off (its import cancelled, the reason kept in `stalled`).
+async fn send_to_all(
+    chunk: &Bytes,
+    senders: &mut [NodeFeed],
+    stalled: &mut [Option<String>],
+    stall_timeout: Duration,
+) {
+    for (slot, stall) in senders.iter_mut().zip(stalled.iter_mut()) {
+        let Some((tx, node_cancel)) = slot else {
+            continue;
+        };
+        match tokio::time::timeout(stall_timeout, tx.send(chunk.clone())).await {
+            Ok(Ok(())) => {}
+            // The import ended early; its own result says why.
+            Ok(Err(_)) => *slot = None,
+            Err(_) => {
+                *stall = Some(format!(
+                    "the import accepted no data for {}s and was cut off",
+                    stall_timeout.as_secs_f64()
+                ));
+                node_cancel.cancel();
+                *slot = None;
+            }
+        }
     }
 }
 
@@ -847,7 +1037,7 @@ mod tests {
     }
 
     #[test]
-    fn an_import_refused_because_a_concurrent_one_holds_the_name_is_retried_and_others_are_not() {
+    fn a_command_that_ran_and_failed_is_not_retried_whatever_it_says() {
         let out = |stderr: &str| {
             Ok(crate::adapters::docker::ExecOutput {
                 exit_code: 1,
@@ -855,14 +1045,86 @@ mod tests {
                 stderr: stderr.into(),
             })
         };
-        let e = checked(
-            &["ctr"],
-            out("ctr: image \"import-2026-12-02@sha256:03\": already exists"),
+        // The first is what two imports of the same image into one node at once could get;
+        // this process no longer runs two imports into one node at once (`lock_imports`).
+        for stderr in [
+            "ctr: image \"import-2026-12-02@sha256:03\": already exists",
+            "ctr: unrecognized image format",
+        ] {
+            let e = checked(&["ctr"], out(stderr)).unwrap_err();
+            assert!(!e.transient, "{}", e.message);
+            assert!(e.message.contains(stderr), "{}", e.message);
+        }
+    }
+
+    fn lock_ctx(cancel: &CancellationToken) -> TaskCtx {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        TaskCtx::new(
+            Arc::from("load"),
+            1,
+            cancel.clone(),
+            tx,
+            tokio::time::Instant::now(),
         )
-        .unwrap_err();
-        assert!(e.transient, "{}", e.message);
-        let e = checked(&["ctr"], out("ctr: unrecognized image format")).unwrap_err();
-        assert!(!e.transient, "{}", e.message);
+    }
+
+    fn names(nodes: &[&str]) -> Vec<String> {
+        nodes.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_load_waiting_for_a_nodes_import_lock_holds_none_of_the_nodes_after_it() {
+        let cancel = CancellationToken::new();
+        let ctx = lock_ctx(&cancel);
+        let host = "unix:///lock-order-test";
+        let held = lock_imports(host, &names(&["n1", "n2"]), &ctx)
+            .await
+            .unwrap();
+        // Asked for n3 then n2: it waits for n2 first and so does not hold n3 meanwhile.
+        let waiting = tokio::spawn({
+            let ctx = lock_ctx(&cancel);
+            async move {
+                lock_imports(host, &names(&["n3", "n2"]), &ctx)
+                    .await
+                    .map(|g| g.len())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let third = tokio::time::timeout(
+            Duration::from_secs(5),
+            lock_imports(host, &names(&["n3"]), &ctx),
+        )
+        .await
+        .expect("n3 is free while the other load waits for n2")
+        .unwrap();
+        drop(third);
+        assert!(!waiting.is_finished());
+        drop(held);
+        assert_eq!(waiting.await.unwrap(), Some(2));
+        // Another engine's nodes of the same names are other nodes.
+        let _a = lock_imports(host, &names(&["n1"]), &ctx).await.unwrap();
+        let n1 = names(&["n1"]);
+        let other = lock_imports("unix:///other-engine", &n1, &ctx);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(5), other)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_an_import_lock_ends_on_cancellation() {
+        let host = "unix:///lock-cancel-test";
+        let ctx = lock_ctx(&CancellationToken::new());
+        let _held = lock_imports(host, &names(&["n1"]), &ctx).await.unwrap();
+        let cancel = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let ctx = lock_ctx(&cancel);
+            async move { lock_imports(host, &names(&["n1"]), &ctx).await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+        assert!(!waiting.await.unwrap(), "a cancelled wait takes no lock");
     }
 
     #[test]
