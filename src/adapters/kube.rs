@@ -38,9 +38,17 @@ pub struct Object {
     pub value: Value,
     /// For error messages: `manifests/postgres.yaml:12` (the document's first line).
     pub origin: String,
-    /// The YAML text it was parsed from, with the file's line numbers, so an error the server
-    /// finds in a field can be located in the manifest (`None` for objects kprov made itself).
-    pub source: Option<Arc<str>>,
+    /// The YAML text it was parsed from, so an error the server finds in a field can be
+    /// located in the manifest (`None` for objects kprov made itself).
+    pub source: Option<ObjectSource>,
+}
+
+/// The text of the YAML document an object was parsed from, and the line of its file that
+/// the text starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectSource {
+    pub text: Arc<str>,
+    pub first_line: usize,
 }
 
 impl fmt::Debug for Object {
@@ -66,9 +74,10 @@ impl Object {
         }
     }
 
-    /// The object with the YAML text it was parsed from (see [`Object::source`]).
-    pub fn with_source(mut self, text: Arc<str>) -> Self {
-        self.source = Some(text);
+    /// The object with the YAML text it was parsed from, which starts on the file's line
+    /// `first_line` (see [`Object::source`]).
+    pub fn with_source(mut self, text: Arc<str>, first_line: usize) -> Self {
+        self.source = Some(ObjectSource { text, first_line });
         self
     }
 

@@ -70,11 +70,19 @@ pub fn parse_manifests(m: &Manifest) -> Result<Vec<Object>, ManifestError> {
     }
 }
 
-/// A document of a multi-document stream, with the line (1-based) its text starts at.
+/// A document of a multi-document stream: its own lines only (padding each document to its
+/// line in the file made a file of many documents quadratic in memory).
 struct Document {
+    /// The file's line (1-based) that the document's first line is.
     first_line: usize,
-    /// Padded with blank lines so that line numbers inside it are the file's.
     text: String,
+}
+
+impl Document {
+    /// A position in the document's text as a position in the file.
+    fn in_file(&self, (line, column): (usize, usize)) -> (usize, usize) {
+        (line + self.first_line - 1, column)
+    }
 }
 
 /// Splits at `---` lines. A document marker at column 0 ends any block or flow scalar in YAML,
@@ -94,8 +102,6 @@ fn split_documents(text: &str) -> Vec<Document> {
                 text: std::mem::take(&mut current),
             });
             first_line = i + 1;
-            // Pad to the marker's line, so the next document's lines keep the file's numbers.
-            current = "\n".repeat(i);
             current.push_str(&format!("   {}", &line[3..]));
             current.push('\n');
         } else if is_marker("...") || line.starts_with('%') {
@@ -125,8 +131,10 @@ fn parse_document(
         let (line, column) = e
             .location()
             .map(|l| (l.line() as usize, l.column() as usize))
-            .unwrap_or((doc.first_line, 1));
-        let mut message = e.to_string();
+            .unwrap_or((1, 1));
+        // Lines the message names (an alias's anchor) counted from the file's start.
+        let options = serde_saphyr::render_options! { line_offset: doc.first_line as u64 - 1 };
+        let mut message = e.render_with_options(options);
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
@@ -136,16 +144,14 @@ fn parse_document(
         } else {
             format!(" (in field `{field}`)")
         };
+        let (line, column) = doc.in_file((line, column));
         vec![at(line, column, format!("{message}{field}"))]
     })?;
     let first_content_line = doc
         .text
         .lines()
-        .enumerate()
-        .skip(doc.first_line.saturating_sub(1))
-        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(|(i, _)| i + 1)
-        .unwrap_or(doc.first_line);
+        .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map_or(doc.first_line, |i| doc.first_line + i);
     let map = match &value {
         Value::Null => return Ok(None),
         Value::Object(map) => map,
@@ -161,8 +167,8 @@ fn parse_document(
     let mut need_string = |path: &[&str], v: Option<&Value>| match v {
         Some(Value::String(s)) if !s.is_empty() => {}
         other => {
-            let (line, column) =
-                yamlpos::locate(&doc.text, path).unwrap_or((first_content_line, 1));
+            let (line, column) = yamlpos::locate(&doc.text, path)
+                .map_or((first_content_line, 1), |at| doc.in_file(at));
             let what = if other.is_none() {
                 "is missing"
             } else {
@@ -185,8 +191,8 @@ fn parse_document(
             }
         }
         Some(_) => {
-            let (line, column) =
-                yamlpos::locate(&doc.text, &["metadata"]).unwrap_or((first_content_line, 1));
+            let (line, column) = yamlpos::locate(&doc.text, &["metadata"])
+                .map_or((first_content_line, 1), |at| doc.in_file(at));
             problems.push(at(
                 line,
                 column,
@@ -200,7 +206,7 @@ fn parse_document(
     }
     Ok(Some(
         Object::new(value, format!("{origin}:{first_content_line}"))
-            .with_source(Arc::from(doc.text.as_str())),
+            .with_source(Arc::from(doc.text.as_str()), doc.first_line),
     ))
 }
 
@@ -335,7 +341,7 @@ async fn apply_retrying(kube: &Kube, obj: &Object, ctx: &TaskCtx) -> Result<Obje
 /// Names where in its manifest the field the server blamed is written: `apply Deployment
 /// rec/web (manifests/web.yaml:14:9, field .spec.replicaz)`.
 fn locate_field(obj: &Object, mut e: KubeError) -> KubeError {
-    let (Some(field), Some(text)) = (&e.field, &obj.source) else {
+    let (Some(field), Some(source)) = (&e.field, &obj.source) else {
         return e;
     };
     // `.spec.template.spec.containers[name="app"].image`: the keys, without list selectors
@@ -355,8 +361,8 @@ fn locate_field(obj: &Object, mut e: KubeError) -> KubeError {
         .origin
         .rsplit_once(':')
         .map_or(obj.origin.as_str(), |(f, _)| f);
-    let at = match yamlpos::locate(text, &keys) {
-        Some((line, column)) => format!("{file}:{line}:{column}"),
+    let at = match yamlpos::locate(&source.text, &keys) {
+        Some((line, column)) => format!("{file}:{}:{column}", line + source.first_line - 1),
         None => obj.origin.clone(),
     };
     e.context = format!("apply {} ({at}, field {field})", obj.object_ref());
@@ -543,6 +549,35 @@ mod tests {
         assert!(
             err.problems.iter().any(|p| p.starts_with("m/x.yaml:2:")),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn each_document_holds_only_its_own_lines() {
+        // Padded to its line in the file, the 5,000th empty document held 5,000 lines: a file
+        // of many small documents took memory quadratic in its length.
+        let text = format!(
+            "{}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\n",
+            "---\n".repeat(5_000)
+        );
+        let docs = split_documents(&text);
+        assert_eq!(docs.len(), 5_001);
+        let held: usize = docs.iter().map(|d| d.text.len()).sum();
+        assert!(held <= text.len(), "{held} bytes held for {}", text.len());
+        let objs = parse(&text).unwrap();
+        assert_eq!(objs[0].origin, "m/x.yaml:5001");
+    }
+
+    #[test]
+    fn a_field_the_server_blames_in_a_later_document_is_located_on_its_file_line() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicaz: 2\n";
+        let objs = parse(text).unwrap();
+        let mut e = KubeError::fatal("apply Deployment web", "field not declared in schema");
+        e.field = Some(".spec.replicaz".into());
+        let e = locate_field(&objs[1], e);
+        assert_eq!(
+            e.context,
+            "apply Deployment web (m/x.yaml:10:3, field .spec.replicaz)"
         );
     }
 
