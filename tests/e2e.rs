@@ -1220,16 +1220,7 @@ fn a_host_file_secret_is_applied_or_skipped_and_exported_values_reach_the_caller
 
     // Absent, on a new cluster: no Secret, no link, and every report says it was skipped.
     std::fs::remove_file(auth_dir.join("auth.json")).unwrap();
-    let down = demo
-        .kprov()
-        .args(["down", "--service", "demo"])
-        .output()
-        .unwrap();
-    assert!(
-        down.status.success(),
-        "{}",
-        String::from_utf8_lossy(&down.stderr)
-    );
+    common::run_ok(demo.kprov().args(["down", "--service", "demo"]));
     let skipped = "config.secrets.registry-login (jobs): skipped: ~/.config/containers/auth.json does not exist (optional: true)";
     let plan = demo
         .kprov()

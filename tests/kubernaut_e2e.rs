@@ -296,14 +296,7 @@ fn check_ca_file(profile: &kprov::profile::Profile, home: &Path) -> Result<(), S
     else {
         return Ok(());
     };
-    let kubeconfig = profile
-        .spec
-        .cluster
-        .as_ref()
-        .and_then(|c| c.kubeconfig.as_deref())
-        .and_then(|k| k.strip_prefix("~/"))
-        .map(|rel| home.join(rel))
-        .ok_or("the profile names no ~/ kubeconfig")?;
+    let kubeconfig = suite_kubeconfig(profile, home).ok_or("the profile names no ~/ kubeconfig")?;
     let dir = kubeconfig.parent().unwrap().display().to_string();
     let file = ca.replace("{{ kubeconfigDir }}", &dir);
     let pem = std::fs::read_to_string(&file).map_err(|e| format!("CA file {file}: {e}"))?;
@@ -313,6 +306,12 @@ fn check_ca_file(profile: &kprov::profile::Profile, home: &Path) -> Result<(), S
     Ok(())
 }
 
+/// The kubeconfig the profile names under `~/` (the suite's own path), in `home`.
+fn suite_kubeconfig(profile: &kprov::profile::Profile, home: &Path) -> Option<std::path::PathBuf> {
+    let kubeconfig = profile.spec.cluster.as_ref()?.kubeconfig.as_deref()?;
+    Some(home.join(kubeconfig.strip_prefix("~/")?))
+}
+
 /// kubectl against the profile's cluster through the suite's kubeconfig in `home`, with its
 /// own discovery cache under `dir`.
 fn kubectl_for(
@@ -320,13 +319,7 @@ fn kubectl_for(
     home: &Path,
     dir: &Path,
 ) -> impl Fn() -> Command + Clone + Send + 'static {
-    let kubeconfig = profile
-        .spec
-        .cluster
-        .as_ref()
-        .and_then(|c| c.kubeconfig.as_deref())
-        .and_then(|k| k.strip_prefix("~/"))
-        .map_or_else(|| dir.join("kubeconfig"), |rel| home.join(rel));
+    let kubeconfig = suite_kubeconfig(profile, home).unwrap_or_else(|| dir.join("kubeconfig"));
     let context = format!("kind-{}", profile.cluster_name());
     let cache = dir.join("kube-cache");
     move || {

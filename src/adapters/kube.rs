@@ -573,26 +573,31 @@ impl Kube {
     /// pod template's `kubectl.kubernetes.io/restartedAt` annotation (no field kprov applied
     /// is touched).
     pub async fn restart_rollout(&self, r: &ObjectRef, at: &str) -> Result<(), KubeError> {
-        let (api, _) = self
-            .api(&r.api_version, &r.kind, r.namespace.as_deref())
-            .await?;
         let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": at}}}}});
-        api.patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch))
+        self.merge_patch_as(r, &patch, || format!("restart the rollout of {r}"))
             .await
-            .map_err(|e| KubeError::from_kube(format!("restart the rollout of {r}"), e))?;
-        Ok(())
     }
 
     /// A JSON merge patch of an object someone else owns (as `kubectl patch --type merge`):
     /// only the fields in `patch` change, and none becomes kprov's to apply.
     pub async fn merge_patch(&self, r: &ObjectRef, patch: &Value) -> Result<(), KubeError> {
+        self.merge_patch_as(r, patch, || format!("patch {r}")).await
+    }
+
+    /// [`Kube::merge_patch`], its errors naming the change as `what` does.
+    async fn merge_patch_as(
+        &self,
+        r: &ObjectRef,
+        patch: &Value,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), KubeError> {
         let (api, _) = self
             .api(&r.api_version, &r.kind, r.namespace.as_deref())
             .await?;
         api.patch(&r.name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map_err(|e| KubeError::from_kube(format!("patch {r}"), e))?;
+            .map_err(|e| KubeError::from_kube(what(), e))?;
         Ok(())
     }
 

@@ -115,8 +115,19 @@ impl Profile {
         text: &str,
         values: &mut template::Values,
     ) -> Vec<template::TemplateError> {
+        let files = template::files(text).unwrap_or_default();
+        self.read_files(source, files, values)
+    }
+
+    /// [`Profile::read_template_files`] for a template's file list, already read from it.
+    fn read_files(
+        &self,
+        source: &Path,
+        files: Vec<(String, usize, usize)>,
+        values: &mut template::Values,
+    ) -> Vec<template::TemplateError> {
         let mut errors = Vec::new();
-        for (rel, line, column) in template::files(text).unwrap_or_default() {
+        for (rel, line, column) in files {
             let key = format!("{}{rel}", template::FILE_PREFIX);
             if values.contains_key(&key) {
                 continue;
@@ -149,11 +160,12 @@ impl Profile {
         text: &str,
         values: &template::Values,
     ) -> Result<String, Vec<template::TemplateError>> {
-        if template::files(text).is_ok_and(|f| f.is_empty()) {
+        let files = template::files(text).unwrap_or_default();
+        if files.is_empty() {
             return template::render(text, values);
         }
         let mut values = values.clone();
-        let errors = self.read_template_files(source, text, &mut values);
+        let errors = self.read_files(source, files, &mut values);
         if !errors.is_empty() {
             return Err(errors);
         }

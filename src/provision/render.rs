@@ -330,12 +330,11 @@ fn host_file_record(
     read: Option<&[u8]>,
     outcome: &str,
 ) -> crate::record::HostFileRecord {
-    use sha2::Digest as _;
     crate::record::HostFileRecord {
         secret: format!("{}/{}", plan.namespace, plan.spec.name),
         key: f.key.clone(),
         path: f.path.display().to_string(),
-        sha256: read.map(|b| format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))),
+        sha256: read.map(|b| format!("sha256:{}", remote::cache::sha256_hex(b))),
         bytes: read.map(|b| b.len() as u64),
         outcome: outcome.to_string(),
     }

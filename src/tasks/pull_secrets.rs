@@ -50,22 +50,23 @@ pub async fn link(
         Some(&l.namespace),
         &l.service_account,
     );
-    let found = std::sync::Mutex::new(None::<Object>);
     let judge = |o: Option<&Object>, _: &[Object]| match o {
         None => State::Pending(format!("{r} does not exist")),
-        Some(o) => {
-            *found.lock().expect("not poisoned") = Some(o.clone());
-            State::Ready
-        }
+        Some(_) => State::Ready,
     };
     let what = format!("give {r} the image pull Secret {}", l.secret);
     match wait::watch_until(kube, &r, Instant::now() + timeout, &ctx.cancel, &judge).await {
         Outcome::Ready => {}
         other => return Err(TaskError::fatal(format!("{what}: {}", other.describe()))),
     }
-    let mut sa = found.into_inner().expect("not poisoned").expect("ready");
-    // A conflicting writer (the resourceVersion moved) or a busy server: read it again.
+    // Each try reads it afresh: a conflicting writer (the resourceVersion moved) or a busy
+    // server makes the next one see the list as it is now.
     for attempt in 1.. {
+        let sa = kube
+            .get(&r)
+            .await
+            .map_err(|e| TaskError::fatal(format!("{what}: {e}")))?
+            .ok_or_else(|| TaskError::fatal(format!("{what}: it was deleted")))?;
         let Some(list) = with_pull_secret(sa.get("/imagePullSecrets"), &l.secret) else {
             return Ok(false);
         };
@@ -77,11 +78,6 @@ pub async fn link(
             Ok(()) => return Ok(true),
             Err(e) if e.is_transient() && attempt < PATCH_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                sa = kube
-                    .get(&r)
-                    .await
-                    .map_err(|e| TaskError::fatal(format!("{what}: {e}")))?
-                    .ok_or_else(|| TaskError::fatal(format!("{what}: it was deleted")))?;
             }
             Err(e) => return Err(TaskError::fatal(format!("{what}: {e}"))),
         }
