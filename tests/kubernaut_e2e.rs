@@ -18,9 +18,10 @@ use common::{repo_root, require_docker};
 
 /// The profiles of kubernaut HEAD with a sandbox run. workflowexecution's Tekton release (a
 /// remote manifest, not pinned by the profile; no network here) is read from kprov's manifest
-/// cache as [`common::TEKTON_STAND_IN`], seeded as its first download; the status that
-/// kubernaut's AuthWebhook sets on its ActionTypes and RemediationWorkflows is set by
-/// [`AuthWebhookStandIn`].
+/// cache as [`common::TEKTON_STAND_IN`], seeded as its first download; the AWX Operator's
+/// kustomize base (on GitHub) is [`common::AWX_OPERATOR_BASE`]; the status that kubernaut's
+/// AuthWebhook sets on its ActionTypes and RemediationWorkflows, and what the AWX Operator
+/// makes of the AWX custom resource, are [`StandIns`].
 const SERVICES: [&str; 7] = [
     "datastorage",
     "signalprocessing",
@@ -35,11 +36,76 @@ const SERVICES: [&str; 7] = [
 /// test's home, so that row 23's Secret is made.
 const REGISTRY_LOGIN: &str = r#"{"auths": {"quay.io": {"auth": "a3Byb3Y6c2FuZGJveA=="}}}"#;
 
-/// What kubernaut's AuthWebhook (with DataStorage) sets once the workflowexecution suite's
-/// objects are admitted: `status.registered` and `catalogStatus: Active` on each ActionType, and
-/// a `status.workflowId` on each RemediationWorkflow (a UUID made from its name here). Polls
-/// with kubectl until stopped; [`AuthWebhookStandIn::stop`] returns the ids it set, by name.
-struct AuthWebhookStandIn {
+/// The profile's external AWX images: the test tags a stand-in under each one's own name
+/// (kprov loads an external image that the engine holds), since the operator's objects name
+/// them as they are.
+const AWX_IMAGES: [&str; 6] = [
+    "awx-operator",
+    "kube-rbac-proxy",
+    "awx",
+    "awx-ee",
+    "awx-redis",
+    "awx-init",
+];
+
+/// What the AWX Operator makes of the AWX custom resource `awx-e2e`, as far as the profile's
+/// steps see it: the web and task Deployments and Service awx-e2e-service on NodePort 30095,
+/// whose answers (the double's canned answers, [`AWX_ANSWERS`]) are AWX's API.
+const AWX_INSTANCE: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: awx-e2e-web, namespace: kubernaut-system}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: awx-e2e-web}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: awx-e2e-web}}
+    spec:
+      containers: [{name: awx-e2e-web, image: "quay.io/ansible/awx:24.6.1", imagePullPolicy: IfNotPresent}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: awx-e2e-task, namespace: kubernaut-system}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: awx-e2e-task}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: awx-e2e-task}}
+    spec:
+      containers: [{name: awx-e2e-task, image: "quay.io/ansible/awx:24.6.1", imagePullPolicy: IfNotPresent}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: awx-e2e-service
+  namespace: kubernaut-system
+  annotations: {kube-double.kprov.dev/answers: awx-e2e-stand-in-answers}
+spec:
+  type: NodePort
+  selector: {app.kubernetes.io/name: awx-e2e-web}
+  ports: [{name: http, port: 80, targetPort: 8052, nodePort: 30095}]
+"#;
+
+/// AWX's answers to the requests of ConfigureAWX, with the ids the test then looks for.
+const AWX_ANSWERS: &str = r#"{
+  "GET /api/v2/ping/": {"status": 200, "body": {"version": "24.6.1"}},
+  "GET /api/v2/me/": {"status": 200, "body": {"results": [{"id": 1, "username": "admin"}]}},
+  "GET /api/v2/instances/": {"status": 200, "body": {"results": [
+    {"hostname": "awx-e2e-task", "enabled": true, "node_state": "ready", "node_type": "control"}]}},
+  "POST /api/v2/organizations/": {"status": 201, "body": {"id": 7}},
+  "POST /api/v2/projects/": {"status": 201, "body": {"id": 12}},
+  "GET /api/v2/projects/12/": {"status": 200, "body": {"id": 12, "status": "successful"}},
+  "POST /api/v2/inventories/": {"status": 201, "body": {"id": 3}},
+  "POST /api/v2/inventories/3/hosts/": {"status": 201, "body": {"id": 1}},
+  "POST /api/v2/job_templates/": {"status": 201, "body": {"id": 21}},
+  "POST /api/v2/credentials/": {"status": 201, "body": {"id": 5}},
+  "POST /api/v2/job_templates/21/credentials/": {"status": 204},
+  "POST /api/v2/users/1/personal_tokens/": {"status": 201, "body": {"token": "stand-in-awx-token"}}
+}"#;
+
+/// What kubernaut's other parts do once the workflowexecution suite's objects exist:
+/// AuthWebhook (with DataStorage) sets `status.registered` and `catalogStatus: Active` on each
+/// ActionType and a `status.workflowId` on each RemediationWorkflow (a UUID made from its name
+/// here); the AWX Operator makes [`AWX_INSTANCE`] of the AWX custom resource. Polls with
+/// kubectl until stopped; [`StandIns::stop`] returns the workflow ids it set, by name.
+struct StandIns {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<BTreeMap<String, String>>>,
 }
@@ -58,13 +124,59 @@ fn workflow_uuid(name: &str) -> String {
     )
 }
 
-impl AuthWebhookStandIn {
-    fn start(kubectl: impl Fn() -> Command + Send + 'static) -> AuthWebhookStandIn {
+/// Plays the AWX Operator once the AWX custom resource exists; whether it has.
+fn awx_operator(kubectl: &dyn Fn() -> Command) -> bool {
+    let cr = kubectl()
+        .args([
+            "get",
+            "awxs.awx.ansible.com",
+            "awx-e2e",
+            "-n",
+            "kubernaut-system",
+        ])
+        .output();
+    if !cr.is_ok_and(|o| o.status.success()) {
+        return false;
+    }
+    let answers = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "awx-e2e-stand-in-answers", "namespace": "kubernaut-system"},
+        "data": {"answers.json": AWX_ANSWERS},
+    });
+    let objects = format!("{answers}\n---\n{AWX_INSTANCE}");
+    let mut apply = kubectl();
+    apply.args([
+        "apply",
+        "--server-side",
+        "--field-manager=awx-operator-stand-in",
+        "-f",
+        "-",
+    ]);
+    let mut child = apply
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(objects.as_bytes())
+        .unwrap();
+    child.wait().unwrap().success()
+}
+
+impl StandIns {
+    fn start(kubectl: impl Fn() -> Command + Send + 'static) -> StandIns {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut ids = BTreeMap::new();
+            let mut awx = false;
             while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                awx = awx || awx_operator(&kubectl);
                 for kind in [ACTION_TYPES, WORKFLOWS] {
                     for (ns, name) in unset(&kubectl, kind) {
                         let status = if kind == ACTION_TYPES {
@@ -85,7 +197,7 @@ impl AuthWebhookStandIn {
             }
             ids
         });
-        AuthWebhookStandIn {
+        StandIns {
             stop,
             thread: Some(thread),
         }
@@ -97,7 +209,7 @@ impl AuthWebhookStandIn {
     }
 }
 
-impl Drop for AuthWebhookStandIn {
+impl Drop for StandIns {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -164,23 +276,10 @@ fn stand_ins(host: &str, keys: &[String]) -> BTreeMap<String, String> {
     out
 }
 
-/// A profiles directory whose `service` profile names a unique cluster.
+/// A profiles directory whose `service` profile names a unique cluster
+/// ([`common::kprov_tree`]).
 fn profiles_with_cluster(dir: &Path, service: &str, cluster: &str) -> String {
-    let profiles = dir.join("profiles");
-    for entry in walkdir::WalkDir::new(repo_root().join("profiles")) {
-        let entry = entry.unwrap();
-        let rel = entry
-            .path()
-            .strip_prefix(repo_root().join("profiles"))
-            .unwrap();
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(profiles.join(rel)).unwrap();
-        } else {
-            std::fs::copy(entry.path(), profiles.join(rel)).unwrap();
-        }
-    }
-    // `kprov:` paths resolve beside the profiles directory.
-    std::os::unix::fs::symlink(repo_root().join("manifests"), dir.join("manifests")).unwrap();
+    let profiles = common::kprov_tree(dir);
     let path = profiles.join(format!("{service}.yaml"));
     let text = std::fs::read_to_string(&path).unwrap();
     let p = kprov::profile::load(&repo_root().join("profiles"), service).unwrap();
@@ -221,7 +320,13 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     }
     let profile = kprov::profile::load(Path::new(&profiles), service).unwrap();
     let keys: Vec<String> = profile.spec.images.keys().cloned().collect();
-    let images = stand_ins(host, &keys);
+    let mut images = stand_ins(host, &keys);
+    for key in AWX_IMAGES {
+        if let Some(stand_in) = images.remove(key) {
+            let external = profile.spec.images[key].external.clone().unwrap();
+            common::run_ok(common::docker(host).args(["tag", &stand_in, &external]));
+        }
+    }
     let kprov = || {
         let mut c = common::sandbox_kprov(host, dir.path(), Path::new(&profiles), source);
         // The suites' kubeconfig paths (~/.kube/<suite>-config) and the CA file beside them
@@ -234,7 +339,7 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         cluster: cluster.clone(),
     };
     let kubectl = kubectl_for(&profile, &home, dir.path());
-    let aw = workflowexecution.then(|| AuthWebhookStandIn::start(kubectl.clone()));
+    let aw = workflowexecution.then(|| StandIns::start(kubectl.clone()));
     let values = dir.path().join("values.json");
     let mut up = kprov();
     up.args([
@@ -391,6 +496,57 @@ fn check_workflowexecution(
     if linked != "quay-pull-secret" {
         return Err(format!(
             "kubernaut-workflows/default has imagePullSecrets {linked:?}"
+        ));
+    }
+    check_awx(&get)
+}
+
+/// Rows 25-37: the operator rendered by kustomize with kubernaut's image overrides, AWX
+/// configured through its API (the stand-in's ids), the token Secret, and the controller's
+/// ansible section with the organization AWX answered.
+fn check_awx(get: &dyn Fn(&[&str]) -> String) -> Result<(), String> {
+    let images = get(&[
+        "get",
+        "deployment",
+        "awx-operator-controller-manager",
+        "-n",
+        "kubernaut-system",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].image}",
+    ]);
+    if images
+        != "registry.k8s.io/kubebuilder/kube-rbac-proxy:v0.15.0 quay.io/ansible/awx-operator:2.19.1"
+    {
+        return Err(format!("the AWX Operator runs {images:?}"));
+    }
+    let token = get(&[
+        "get",
+        "secret",
+        "awx-api-token",
+        "-n",
+        "kubernaut-system",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.decode(token.trim());
+    if token.as_deref().ok() != Some(b"stand-in-awx-token".as_slice()) {
+        return Err(format!("awx-api-token holds {token:?}"));
+    }
+    let config = get(&[
+        "get",
+        "configmap",
+        "workflowexecution-config",
+        "-n",
+        "kubernaut-system",
+        "-o",
+        "jsonpath={.data.workflowexecution\\.yaml}",
+    ]);
+    let ansible =
+        "ansible:\n  apiURL: \"http://awx-e2e-service.kubernaut-system:80\"\n  organizationID: 7\n";
+    if !config.contains(ansible) {
+        return Err(format!(
+            "workflowexecution.yaml lacks {ansible:?}:\n{config}"
         ));
     }
     Ok(())

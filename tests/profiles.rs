@@ -147,10 +147,12 @@ fn plan_json(source: &Path, service: &str, strategy: &str) -> Value {
 }
 
 /// `kprov render --format FORMAT` of `service`, with a state directory whose manifest cache
-/// holds only the stand-in for Tekton's release ([`state_with_tekton_stand_in`]).
+/// holds only the stand-in for Tekton's release ([`state_with_tekton_stand_in`]), from a copy
+/// of kprov's tree with the AWX Operator's stand-in base ([`common::kprov_tree`]).
 fn render_text(source: &Path, service: &str, format: &str) -> String {
     let state = state_with_tekton_stand_in();
-    let out = kprov(&profiles_dir(), source)
+    let tree = tempfile::tempdir().unwrap();
+    let out = kprov(&common::kprov_tree(tree.path()), source)
         .args(["render", "--service", service, "--format", format])
         .arg("--state")
         .arg(state.path())
@@ -719,6 +721,12 @@ fn masked(source: &Path) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(&regex::escape(&source.display().to_string()), "[source]");
     s.add_filter(&regex::escape(&repo().display().to_string()), "[kprov]");
+    // The copy of kprov's tree a render runs from (common::kprov_tree).
+    let tmp = regex::escape(&std::env::temp_dir().display().to_string());
+    s.add_filter(
+        &format!(r"{tmp}/\.tmp[0-9A-Za-z]+/(manifests|profiles)"),
+        "[kprov]/$1",
+    );
     s
 }
 
@@ -957,7 +965,12 @@ fn a_profile_with_semantic_errors_exits_2_listing_each_in_the_file_that_holds_it
 }
 
 /// Containers that have no readiness probe, as in kubernaut: (service, container, why).
-const WITHOUT_PROBES: [(&str, &str, &str); 2] = [
+const WITHOUT_PROBES: [(&str, &str, &str); 3] = [
+    (
+        "workflowexecution",
+        "kube-rbac-proxy",
+        "the AWX Operator's proxy sidecar has none (its own base; here the stand-in's)",
+    ),
     (
         "notification",
         "nginx",
@@ -970,8 +983,20 @@ const WITHOUT_PROBES: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// Images a component lists for the node to hold although its own objects do not run them:
+/// an operator's custom resource, whose pods the operator makes. (service, task, images, why)
+const RUN_BY_OPERATORS: [(&str, &str, &[&str], &str); 1] = [(
+    "workflowexecution",
+    "deploy:awx",
+    &["awx", "awx-ee", "awx-init", "awx-redis"],
+    "the AWX Operator runs them for the AWX resource (conformance/workflowexecution.md row 8)",
+)];
+
 /// The pull policy of third-party images, as kubernaut's manifests write it.
-const EXTERNAL_PULL_POLICY: [(&str, Option<&str>); 4] = [
+const EXTERNAL_PULL_POLICY: [(&str, Option<&str>); 6] = [
+    // The AWX Operator's own base decides (here: common::AWX_OPERATOR_BASE's).
+    ("awx-operator", Some("IfNotPresent")),
+    ("kube-rbac-proxy", Some("IfNotPresent")),
     // datastorage-stack.md rows 13 and 15: none (IfNotPresent by default).
     ("postgres", None),
     ("redis", None),
@@ -982,11 +1007,18 @@ const EXTERNAL_PULL_POLICY: [(&str, Option<&str>); 4] = [
 ];
 
 /// Declared NodePorts no Service serves: (service, port entry, why).
-const UNSERVED_PORTS: [(&str, &str, &str); 1] = [(
-    HAPI,
-    "datastorage-health",
-    "that era's DataStorage has no health port; the stack's entry stays (aianalysis.md H3)",
-)];
+const UNSERVED_PORTS: [(&str, &str, &str); 2] = [
+    (
+        HAPI,
+        "datastorage-health",
+        "that era's DataStorage has no health port; the stack's entry stays (aianalysis.md H3)",
+    ),
+    (
+        "workflowexecution",
+        "awx",
+        "the AWX Operator makes awx-e2e-service for the AWX resource's nodeport_port",
+    ),
+];
 
 #[test]
 fn every_component_renders_to_objects_with_exact_images_probes_and_declared_node_ports() {
@@ -1089,6 +1121,12 @@ fn every_component_renders_to_objects_with_exact_images_probes_and_declared_node
                 }
             }
             let wanted: BTreeSet<String> = images.iter().cloned().collect();
+            for (_, _, keys, _) in RUN_BY_OPERATORS
+                .iter()
+                .filter(|(svc, t, ..)| *svc == s && *t == task)
+            {
+                used.extend(keys.iter().map(|k| k.to_string()));
+            }
             assert_eq!(used, wanted, "{s}: {task}: images used vs images: listed");
         }
         // Every declared NodePort is served by some Service (but the listed exceptions).

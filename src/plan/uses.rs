@@ -60,9 +60,7 @@ pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeS
         u.extend(in_strings(st.values.values()));
         u.extend(in_strings(st.command.iter()));
         if let Some(h) = &st.http {
-            u.extend(in_text(&h.url));
-            u.extend(in_strings(h.headers.values()));
-            u.extend(in_strings(h.body.iter()));
+            u.extend(h.templated().into_iter().flat_map(|(_, t)| in_text(t)));
             let file = h.body_file.iter().map(|f| ManifestEntry::Path(f.clone()));
             u.extend(in_files(profile, source, &file.collect::<Vec<_>>()));
         }

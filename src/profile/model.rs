@@ -529,6 +529,40 @@ pub struct HttpStepSpec {
     /// Statuses that count as done (default: any 2xx).
     #[serde(default)]
     pub expect_status: Vec<u16>,
+    /// HTTP basic authentication (an `Authorization: Basic …` header), templated.
+    pub basic_auth: Option<BasicAuthSpec>,
+    /// Polling: an expected answer ends the step only when its JSON body contains one of
+    /// these (see [`crate::provision::steps::json_contains`]); until then it is asked again.
+    #[serde(default)]
+    pub until: Vec<serde_json::Value>,
+    /// An expected answer whose JSON body contains one of these fails the step at once.
+    #[serde(default)]
+    pub fail_if: Vec<serde_json::Value>,
+}
+
+impl HttpStepSpec {
+    /// Every templated string of the request, with its field path under `http`.
+    pub fn templated(&self) -> Vec<(Vec<&str>, &str)> {
+        let mut out = vec![(vec!["url"], self.url.as_str())];
+        for (k, v) in &self.headers {
+            out.push((vec!["headers", k.as_str()], v.as_str()));
+        }
+        if let Some(b) = &self.body {
+            out.push((vec!["body"], b.as_str()));
+        }
+        if let Some(a) = &self.basic_auth {
+            out.push((vec!["basicAuth", "username"], a.username.as_str()));
+            out.push((vec!["basicAuth", "password"], a.password.as_str()));
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BasicAuthSpec {
+    pub username: String,
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

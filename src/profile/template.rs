@@ -27,6 +27,19 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// Errors as one message, `sep` between them, each at `origin:line:column` when an origin
+/// (the template's file) is given.
+pub fn joined(errors: &[TemplateError], origin: Option<&str>, sep: &str) -> String {
+    errors
+        .iter()
+        .map(|e| match origin {
+            Some(o) => format!("{o}:{}:{}: {}", e.line, e.column, e.message),
+            None => e.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 /// One `{{ … }}` of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Placeholder {

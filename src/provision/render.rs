@@ -88,7 +88,13 @@ pub async fn read_entries(
                     cancel: fetch.cancel,
                     progress: fetch.progress,
                 };
-                let manifest = remote::read(r, &ctx).await.map_err(|e| e.to_string())?;
+                // `kprov:` directories resolve in kprov's tree; the rest stay relative to
+                // the source root the context names.
+                let r = r.resolved(|p| match p.strip_prefix("kprov:") {
+                    Some(_) => profile.resolve(source, p),
+                    None => p.into(),
+                });
+                let manifest = remote::read(&r, &ctx).await.map_err(|e| e.to_string())?;
                 Source {
                     manifest,
                     template: false,
@@ -124,13 +130,7 @@ pub fn render_manifests(
         let text = if src.template {
             profile
                 .render_template(source, &src.manifest.text, vals)
-                .map_err(|es| {
-                    let lines: Vec<String> = es
-                        .iter()
-                        .map(|e| format!("{origin}:{}:{}: {}", e.line, e.column, e.message))
-                        .collect();
-                    lines.join("\n")
-                })?
+                .map_err(|es| template::joined(&es, Some(origin), "\n"))?
         } else {
             src.manifest.text.clone()
         };

@@ -21,7 +21,7 @@ use crate::adapters::{
 use crate::engine::{Done, TaskCtx, TaskError};
 use crate::profile::{
     FieldSpec, HttpResponseSpec, HttpStepSpec, JobOutputSpec, KeySpec, ObjectSpec, RuntimeSpec,
-    StepSpec,
+    StepSpec, template,
 };
 use crate::tasks::wait::{self, Outcome, State};
 
@@ -351,12 +351,7 @@ fn render_str(
     let vals = s.values(values);
     s.profile()
         .render_template(&s.req.source, text, &vals)
-        .map_err(|es| {
-            es.into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        .map_err(|es| template::joined(&es, None, "; "))
 }
 
 /// The request body of an `http` step: `body`, or `bodyFile`'s content, rendered.
@@ -378,15 +373,12 @@ fn request_body(
     s.profile()
         .render_template(&s.req.source, &text, &vals)
         .map(Some)
-        .map_err(|es| {
-            es.into_iter()
-                .map(|e| format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
+        .map_err(|es| template::joined(&es, Some(&path.display().to_string()), "; "))
 }
 
-/// The HTTP request of a step, retried (backoff to 2 s) until its answer is expected.
+/// The HTTP request of a step, retried (backoff to 2 s) until its answer is expected and, with
+/// `until`, its JSON body contains one of those patterns; a body that contains one of
+/// `failIf` fails the step at once.
 async fn call(
     s: &RunState,
     name: &str,
@@ -401,25 +393,26 @@ async fn call(
     for (k, v) in &h.headers {
         headers.push((k.clone(), render_str(s, v, values).map_err(bad)?));
     }
+    if let Some(a) = &h.basic_auth {
+        let user = render_str(s, &a.username, values).map_err(bad)?;
+        let password = render_str(s, &a.password, values).map_err(bad)?;
+        headers.push(("Authorization".into(), basic_auth(&user, &password)));
+    }
     let body = request_body(s, h, values).map_err(bad)?;
     let method = h.method.as_deref().unwrap_or("GET");
     let client = HttpProber::new(Duration::from_secs(10)).map_err(bad)?;
-    let expected = |status: u16| {
-        if h.expect_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            h.expect_status.contains(&status)
-        }
-    };
     let mut delay = Duration::from_millis(200);
     loop {
         let last = match client.call(method, &url, &headers, body.as_deref()).await {
-            Ok(a) if expected(a.status) => {
-                ctx.progress(format!("{method} {url}: {}", a.status));
-                s.set_answer(name, a);
-                return Ok(());
-            }
-            Ok(a) => format!("answered {}: {}", a.status, a.body_start()),
+            Ok(a) => match judge(h, &a) {
+                Verdict::Done => {
+                    ctx.progress(format!("{method} {url}: {}", a.status));
+                    s.set_answer(name, a);
+                    return Ok(());
+                }
+                Verdict::Failed(why) => return Err(bad(format!("{method} {url}: {why}"))),
+                Verdict::Again(why) => why,
+            },
             Err(why) => why,
         };
         if Instant::now() + delay > until {
@@ -431,6 +424,75 @@ async fn call(
             () = ctx.cancel.cancelled() => return Err(bad("cancelled".into())),
         }
         delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// The `Authorization` header of HTTP basic authentication (RFC 7617).
+fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
+/// What an answer means for an `http` step.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Done,
+    /// Ask again (the words say why this answer was not the one).
+    Again(String),
+    Failed(String),
+}
+
+fn judge(h: &HttpStepSpec, a: &Answer) -> Verdict {
+    let expected = if h.expect_status.is_empty() {
+        (200..300).contains(&a.status)
+    } else {
+        h.expect_status.contains(&a.status)
+    };
+    if !expected {
+        return Verdict::Again(format!("answered {}: {}", a.status, a.body_start()));
+    }
+    if h.until.is_empty() && h.fail_if.is_empty() {
+        return Verdict::Done;
+    }
+    let shown = || a.body_start().chars().take(200).collect::<String>();
+    let Ok(body) = serde_json::from_str::<Value>(&a.body) else {
+        return Verdict::Again(format!(
+            "answered {} with a body that is not JSON: {}",
+            a.status,
+            shown()
+        ));
+    };
+    if let Some(p) = h.fail_if.iter().find(|p| json_contains(&body, p)) {
+        return Verdict::Failed(format!("the answer matches failIf {p}: {}", shown()));
+    }
+    if h.until.is_empty() || h.until.iter().any(|p| json_contains(&body, p)) {
+        return Verdict::Done;
+    }
+    Verdict::Again(format!(
+        "answered {}, not yet as `until` asks: {}",
+        a.status,
+        shown()
+    ))
+}
+
+/// Whether `value` contains `pattern`, as PostgreSQL's `jsonb @>` means it: an object
+/// contains each of the pattern's keys with a value that contains the pattern's; an array
+/// holds, for each element of the pattern's array, an element that contains it; anything
+/// else is equal (numbers by value, so `1` matches `1.0`).
+pub fn json_contains(value: &Value, pattern: &Value) -> bool {
+    match (value, pattern) {
+        (Value::Object(v), Value::Object(p)) => p
+            .iter()
+            .all(|(k, pv)| v.get(k).is_some_and(|vv| json_contains(vv, pv))),
+        (Value::Array(v), Value::Array(p)) => {
+            p.iter().all(|pe| v.iter().any(|ve| json_contains(ve, pe)))
+        }
+        (Value::Number(v), Value::Number(p)) => v.as_f64() == p.as_f64(),
+        (v, p) => v == p,
     }
 }
 
@@ -491,6 +553,76 @@ async fn command(s: &RunState, name: &str, st: &StepSpec, ctx: &TaskCtx) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn containment_is_jsonb_containment() {
+        let instances = json!({"count": 2, "results": [
+            {"hostname": "a", "enabled": false, "node_state": "ready", "node_type": "control"},
+            {"hostname": "b", "enabled": true, "node_state": "installed", "node_type": "hybrid"},
+        ]});
+        // No one element has all three: not contained.
+        let want = json!({"results": [{"enabled": true, "node_state": "ready"}]});
+        assert!(!json_contains(&instances, &want));
+        assert!(json_contains(
+            &instances,
+            &json!({"results": [{"hostname": "b", "enabled": true}, {"hostname": "a"}]})
+        ));
+        assert!(json_contains(&instances, &json!({"count": 2.0})));
+        assert!(json_contains(&instances, &json!({})));
+        assert!(!json_contains(&instances, &json!({"count": "2"})));
+        assert!(!json_contains(&instances, &json!({"missing": null})));
+        assert!(!json_contains(&json!([1, 2]), &json!({"0": 1})));
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn an_answer_ends_a_polling_step_only_when_it_matches_until_and_fails_it_on_fail_if() {
+        let h = HttpStepSpec {
+            url: "http://x/".into(),
+            expect_status: vec![200],
+            until: vec![json!({"status": "successful"})],
+            fail_if: vec![json!({"status": "failed"}), json!({"status": "error"})],
+            ..Default::default()
+        };
+        assert_eq!(
+            judge(&h, &answer(200, r#"{"status": "successful"}"#)),
+            Verdict::Done
+        );
+        let again = |v: Verdict| matches!(v, Verdict::Again(_));
+        assert!(again(judge(&h, &answer(200, r#"{"status": "running"}"#))));
+        assert!(again(judge(&h, &answer(200, "not json"))));
+        assert!(again(judge(
+            &h,
+            &answer(503, r#"{"status": "successful"}"#)
+        )));
+        let Verdict::Failed(why) = judge(&h, &answer(200, r#"{"id": 3, "status": "error"}"#))
+        else {
+            panic!("an error status must fail the step");
+        };
+        assert!(why.contains(r#"failIf {"status":"error"}"#), "{why}");
+        // Without until or failIf the status alone decides, whatever the body.
+        let plain = HttpStepSpec {
+            url: "http://x/".into(),
+            ..Default::default()
+        };
+        assert_eq!(judge(&plain, &answer(204, "")), Verdict::Done);
+    }
+
+    #[test]
+    fn basic_auth_is_rfc_7617s() {
+        // RFC 7617, section 2.
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
 
     #[test]
     fn field_paths_become_json_pointers() {

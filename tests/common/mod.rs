@@ -823,3 +823,95 @@ pub fn seed_tekton_release(cache: &Path) {
     manifests::store(cache, &pin, TEKTON_STAND_IN.as_bytes()).unwrap();
     manifests::write_pin(cache, TEKTON_RELEASE, &pin).unwrap();
 }
+
+/// The stand-in for the AWX Operator's kustomize base (`config/default` at 2.19.1): its CRD
+/// and its controller-manager, with the image names the profile's kustomization rewrites
+/// (files of a kustomize directory, `name: text`).
+pub const AWX_OPERATOR_BASE: [(&str, &str); 3] = [
+    (
+        "kustomization.yaml",
+        "resources: [crd.yaml, manager.yaml]\nnamespace: awx\n",
+    ),
+    (
+        "crd.yaml",
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: awxs.awx.ansible.com}
+spec:
+  group: awx.ansible.com
+  scope: Namespaced
+  names: {kind: AWX, plural: awxs, singular: awx, listKind: AWXList}
+  versions:
+    - name: v1beta1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#,
+    ),
+    (
+        "manager.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: awx-operator-controller-manager}
+spec:
+  selector: {matchLabels: {control-plane: controller-manager}}
+  template:
+    metadata: {labels: {control-plane: controller-manager}}
+    spec:
+      containers:
+        - {name: kube-rbac-proxy, image: "gcr.io/kubebuilder/kube-rbac-proxy:v0.13.0", imagePullPolicy: IfNotPresent}
+        - name: awx-manager
+          image: "quay.io/ansible/awx-operator:latest"
+          imagePullPolicy: IfNotPresent
+          readinessProbe: {httpGet: {path: /readyz, port: 6789}}
+"#,
+    ),
+];
+
+/// Copies the tree at `from` to `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(to.join(rel)).unwrap();
+        } else {
+            std::fs::copy(entry.path(), to.join(rel)).unwrap();
+        }
+    }
+}
+
+/// A copy of kprov's profiles and manifests in `dir` (`kprov:` paths resolve beside the
+/// profiles directory) whose AWX Operator kustomization has [`AWX_OPERATOR_BASE`] for its
+/// GitHub base (no network here); returns the profiles directory.
+pub fn kprov_tree(dir: &Path) -> PathBuf {
+    let profiles = dir.join("profiles");
+    copy_tree(&repo_root().join("profiles"), &profiles);
+    copy_tree(&repo_root().join("manifests"), &dir.join("manifests"));
+    let base = dir.join("awx-operator-stand-in");
+    std::fs::create_dir_all(&base).unwrap();
+    for (name, text) in AWX_OPERATOR_BASE {
+        std::fs::write(base.join(name), text).unwrap();
+    }
+    let kustomization =
+        dir.join("manifests/kubernaut/workflowexecution/awx-operator/kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let remote = "github.com/ansible/awx-operator/config/default?ref=2.19.1";
+    assert!(
+        text.contains(remote),
+        "{}: no {remote}",
+        kustomization.display()
+    );
+    // kustomize takes a base as a path relative to the kustomization.
+    std::fs::write(
+        &kustomization,
+        text.replace(remote, "../../../../awx-operator-stand-in"),
+    )
+    .unwrap();
+    profiles
+}

@@ -205,12 +205,10 @@ impl Validator<'_> {
                 format!("method {m:?}: one of GET, POST, PUT, PATCH, DELETE, HEAD"),
             );
         }
-        self.template_string(at, &["steps", name, "http", "url"], &h.url, values);
-        for (k, v) in &h.headers {
-            self.template_string(at, &["steps", name, "http", "headers", k], v, values);
-        }
-        if let Some(b) = &h.body {
-            self.template_string(at, &["steps", name, "http", "body"], b, values);
+        for (field, text) in h.templated() {
+            let mut path = vec!["steps", name, "http"];
+            path.extend(field);
+            self.template_string(at, &path, text, values);
         }
         if let Some(f) = &h.body_file {
             let path = ["steps", name, "http", "bodyFile"];

@@ -46,9 +46,11 @@ pub enum RemoteSource {
         url: String,
         sha256: Option<Sha256Digest>,
     },
-    /// `kubectl kustomize DIR`; `dir` is relative to the source root.
+    /// `kubectl kustomize DIR`; `dir` is relative to the source root (or, written
+    /// `kprov:<dir>`, to kprov's own tree: see [`RemoteSource::resolved`]).
     Kustomize { dir: PathBuf },
-    /// `helm template RELEASE CHART ...`; paths are relative to the source root.
+    /// `helm template RELEASE CHART ...`; paths are relative to the source root (or kprov's
+    /// own tree, as for kustomize).
     Helm {
         chart: PathBuf,
         release: String,
@@ -60,6 +62,29 @@ pub enum RemoteSource {
 }
 
 impl RemoteSource {
+    /// The source with its directory, chart and values files as `resolve` places them (a
+    /// profile's `kprov:` paths become paths in kprov's tree; others are left as written).
+    pub fn resolved(&self, resolve: impl Fn(&str) -> PathBuf) -> RemoteSource {
+        let path = |p: &PathBuf| resolve(&p.to_string_lossy());
+        match self {
+            RemoteSource::Url { .. } => self.clone(),
+            RemoteSource::Kustomize { dir } => RemoteSource::Kustomize { dir: path(dir) },
+            RemoteSource::Helm {
+                chart,
+                release,
+                namespace,
+                values,
+                set,
+            } => RemoteSource::Helm {
+                chart: path(chart),
+                release: release.clone(),
+                namespace: namespace.clone(),
+                values: values.iter().map(path).collect(),
+                set: set.clone(),
+            },
+        }
+    }
+
     /// How errors name it: the URL, `kustomize <dir>`, `helm template <chart>`.
     pub fn origin(&self) -> String {
         match self {
