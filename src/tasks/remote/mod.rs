@@ -66,23 +66,16 @@ impl RemoteSource {
     /// profile's `kprov:` paths become paths in kprov's tree; others are left as written).
     pub fn resolved(&self, resolve: impl Fn(&str) -> PathBuf) -> RemoteSource {
         let path = |p: &PathBuf| resolve(&p.to_string_lossy());
-        match self {
-            RemoteSource::Url { .. } => self.clone(),
-            RemoteSource::Kustomize { dir } => RemoteSource::Kustomize { dir: path(dir) },
-            RemoteSource::Helm {
-                chart,
-                release,
-                namespace,
-                values,
-                set,
-            } => RemoteSource::Helm {
-                chart: path(chart),
-                release: release.clone(),
-                namespace: namespace.clone(),
-                values: values.iter().map(path).collect(),
-                set: set.clone(),
-            },
+        let mut out = self.clone();
+        match &mut out {
+            RemoteSource::Url { .. } => {}
+            RemoteSource::Kustomize { dir } => *dir = path(dir),
+            RemoteSource::Helm { chart, values, .. } => {
+                *chart = path(chart);
+                values.iter_mut().for_each(|v| *v = path(v));
+            }
         }
+        out
     }
 
     /// How errors name it: the URL, `kustomize <dir>`, `helm template <chart>`.
