@@ -1,7 +1,8 @@
 //! Every kubernaut profile comes up end to end on the sandbox (node containers with real
 //! containerd, the Kubernetes API double behind the kind CLI double), from a kubernaut-shaped
 //! source tree (kubernaut's own CRDs and kind configs from ../shared/reference/kubernaut, with
-//! the stand-ins of tests/fixtures/kubernaut), with a stand-in image for every image key
+//! the stand-ins of tests/fixtures/kubernaut; for [`HAPI`], kubernaut 2e38670be's, the stand-ins
+//! of tests/fixtures/kubernaut-2e38670be alone), with a stand-in image for every image key
 //! (`--image KEY=REF`, built here from busybox): each run waits once and passes its host-side
 //! readiness checks through the suite's own kind config's fixed host ports.
 //!
@@ -16,13 +17,14 @@ use std::process::{Command, Stdio};
 
 use common::{repo_root, require_docker};
 
-/// The profiles of kubernaut HEAD with a sandbox run. workflowexecution's Tekton release (a
-/// remote manifest, not pinned by the profile; no network here) is read from kprov's manifest
-/// cache as [`common::TEKTON_STAND_IN`], seeded as its first download; the AWX Operator's
-/// kustomize base (on GitHub) is [`common::AWX_OPERATOR_BASE`]; the status that kubernaut's
-/// AuthWebhook sets on its ActionTypes and RemediationWorkflows, and what the AWX Operator
-/// makes of the AWX custom resource, are [`StandIns`].
-const SERVICES: [&str; 7] = [
+/// The profiles with a sandbox run: kubernaut HEAD's seven and [`HAPI`]. workflowexecution's
+/// Tekton release (a remote manifest, not pinned by the profile; no network here) is read from
+/// kprov's manifest cache as [`common::TEKTON_STAND_IN`], seeded as its first download; the AWX
+/// Operator's kustomize base (on GitHub) is [`common::AWX_OPERATOR_BASE`]; the status that
+/// kubernaut's AuthWebhook sets on its ActionTypes and RemediationWorkflows, and what the AWX
+/// Operator makes of the AWX custom resource, are [`StandIns`]; what HAPI's DataStorage answers
+/// over its API is [`StandIns::datastorage`].
+const SERVICES: [&str; 8] = [
     "datastorage",
     "signalprocessing",
     "gateway",
@@ -30,7 +32,48 @@ const SERVICES: [&str; 7] = [
     "remediationorchestrator",
     "notification",
     "workflowexecution",
+    HAPI,
 ];
+
+/// The AIAnalysis profile of kubernaut trees with HolmesGPT-API (2e38670be), brought up from
+/// [`common::kubernaut_source_2e38670be`].
+const HAPI: &str = "aianalysis-hapi";
+
+/// The workflows the HAPI suite registers in DataStorage (each for staging, production and
+/// test) and finds by name afterwards.
+const HAPI_WORKFLOWS: [&str; 6] = [
+    "oomkill-increase-memory-v1",
+    "crashloop-config-fix-v1",
+    "node-drain-reboot-v1",
+    "memory-optimize-v1",
+    "generic-restart-v1",
+    "test-signal-handler-v1",
+];
+
+/// The ConfigMap of DataStorage's canned answers in the HAPI run (the double's answers
+/// annotation on Service data-storage-service names it).
+const DATASTORAGE_ANSWERS: &str = "data-storage-stand-in-answers";
+
+/// What that era's DataStorage answers to the requests of the HAPI profile: `/health`, the
+/// action type and workflow registrations (one answer each, whatever the body: the double does
+/// not compare bodies, and the profile reads no id from them), and each by-name list of a
+/// workflow with its own id ([`workflow_uuid`] of its name, as DataStorage derives a
+/// workflow's id from its name). A list of another name, or any other request, is 404.
+fn datastorage_answers() -> String {
+    let mut answers = serde_json::json!({
+        "GET /health": {"status": 200, "body": {"status": "healthy"}},
+        "POST /api/v1/action-types": {"status": 201, "body": {"status": "Active"}},
+        "POST /api/v1/workflows": {"status": 201, "body": {"status": "Active"}},
+    });
+    for name in HAPI_WORKFLOWS {
+        let list = format!("GET /api/v1/workflows?workflow_name={name}&limit=1");
+        answers[list] = serde_json::json!({"status": 200, "body": {
+            "workflows": [{"workflowId": workflow_uuid(name), "workflowName": name}],
+            "limit": 1, "offset": 0, "total": 1
+        }});
+    }
+    answers.to_string()
+}
 
 /// The registry login the workflowexecution suite's host may have (`podman login`), in the
 /// test's home, so that row 23's Secret is made.
@@ -145,17 +188,19 @@ fn awx_operator(kubectl: &dyn Fn() -> Command) -> bool {
         "data": {"answers.json": AWX_ANSWERS},
     });
     let objects = format!("{answers}\n---\n{AWX_INSTANCE}");
+    apply(kubectl, "awx-operator-stand-in", &objects)
+}
+
+/// `kubectl apply --server-side` of `objects` as field manager `manager`; whether it took.
+fn apply(kubectl: &dyn Fn() -> Command, manager: &str, objects: &str) -> bool {
     let mut apply = kubectl();
-    apply.args([
-        "apply",
-        "--server-side",
-        "--field-manager=awx-operator-stand-in",
-        "-f",
-        "-",
-    ]);
+    apply
+        .args(["apply", "--server-side", "-f", "-"])
+        .arg(format!("--field-manager={manager}"));
     let mut child = apply
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     use std::io::Write as _;
@@ -166,6 +211,35 @@ fn awx_operator(kubectl: &dyn Fn() -> Command) -> bool {
         .write_all(objects.as_bytes())
         .unwrap();
     child.wait().unwrap().success()
+}
+
+/// Plays DataStorage's application in the HAPI run: its answers ([`datastorage_answers`]) in
+/// ConfigMap [`DATASTORAGE_ANSWERS`] once kubernaut-system exists, then the double's answers
+/// annotation on Service data-storage-service once kprov has applied it. Whether both are in.
+fn datastorage_app(kubectl: &dyn Fn() -> Command, answers_in: &mut bool) -> bool {
+    if !*answers_in {
+        let answers = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": DATASTORAGE_ANSWERS, "namespace": "kubernaut-system"},
+            "data": {"answers.json": datastorage_answers()},
+        });
+        *answers_in = apply(kubectl, "datastorage-stand-in", &answers.to_string());
+    }
+    *answers_in
+        && kubectl()
+            .args([
+                "annotate",
+                "service",
+                "data-storage-service",
+                "-n",
+                "kubernaut-system",
+            ])
+            .arg(format!(
+                "kube-double.kprov.dev/answers={DATASTORAGE_ANSWERS}"
+            ))
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 impl StandIns {
@@ -196,6 +270,29 @@ impl StandIns {
                 std::thread::sleep(std::time::Duration::from_millis(300));
             }
             ids
+        });
+        StandIns {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// DataStorage's application in the HAPI run ([`datastorage_app`]), tried every 100 ms
+    /// until it is in; [`StandIns::stop`] returns the workflow ids it answers, by name, once
+    /// it is (none otherwise).
+    fn datastorage(kubectl: impl Fn() -> Command + Send + 'static) -> StandIns {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut answers_in = false;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if datastorage_app(&kubectl, &mut answers_in) {
+                    let ids = HAPI_WORKFLOWS.map(|n| (n.to_string(), workflow_uuid(n)));
+                    return BTreeMap::from(ids);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            BTreeMap::new()
         });
         StandIns {
             stop,
@@ -332,6 +429,10 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         // The suites' kubeconfig paths (~/.kube/<suite>-config) and the CA file beside them
         // land in this test's own home.
         c.env("HOME", &home).env_remove("KUBECONFIG");
+        if service == HAPI {
+            // Forwarded to the double by the sandbox (scripts/sandbox up).
+            c.env("KUBE_DOUBLE_READY_MS", HAPI_READY_AFTER);
+        }
         c
     };
     let _down = Down {
@@ -339,7 +440,11 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         cluster: cluster.clone(),
     };
     let kubectl = kubectl_for(&profile, &home, dir.path());
-    let aw = workflowexecution.then(|| StandIns::start(kubectl.clone()));
+    let aw = match service {
+        "workflowexecution" => Some(StandIns::start(kubectl.clone())),
+        HAPI => Some(StandIns::datastorage(kubectl.clone())),
+        _ => None,
+    };
     let values = dir.path().join("values.json");
     let mut up = kprov();
     up.args([
@@ -364,12 +469,72 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     let exported: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(&values).map_err(|e| e.to_string())?)
             .map_err(|e| format!("{}: {e}", values.display()))?;
-    match aw {
-        Some(aw) => check_workflowexecution(&aw.stop(), &exported, &kubectl),
+    let set = aw.map(StandIns::stop);
+    match (service, set) {
+        ("workflowexecution", Some(set)) => check_workflowexecution(&set, &exported, &kubectl),
         // The other profiles mark no value for export: none leaves kprov.
-        None if exported.is_empty() => Ok(()),
-        None => Err(format!("values exported unasked: {:?}", exported.keys())),
+        _ if !exported.is_empty() => Err(format!("values exported unasked: {:?}", exported.keys())),
+        (HAPI, Some(set)) => check_hapi(&set, &kubectl),
+        _ => Ok(()),
     }
+}
+
+/// How long the double takes to make a pod Ready in the HAPI run (500 ms by default): the
+/// time DataStorage's stand-in ([`StandIns::datastorage`], a kubectl call every 100 ms) has to
+/// annotate data-storage-service between kprov applying it and its pod being Ready, after which
+/// the steps call it (a real DataStorage's readiness probe waits 30 s). A stand-in too late
+/// fails the run: the unannotated NodePort's plain answers carry no workflow id.
+const HAPI_READY_AFTER: &str = "3s";
+
+/// H10-H12 (conformance/aianalysis.md): the steps ran against DataStorage's answers. The mock
+/// LLM's scenarios hold, for each of the 18 "<workflow>:<environment>" entries, the id that
+/// DataStorage's stand-in listed for that workflow (`answered`, by name): six distinct ids,
+/// each read from its own by-name list and templated where it belongs.
+fn check_hapi(
+    answered: &BTreeMap<String, String>,
+    kubectl: &dyn Fn() -> Command,
+) -> Result<(), String> {
+    if answered.len() != HAPI_WORKFLOWS.len() {
+        return Err("DataStorage's stand-in never annotated data-storage-service".into());
+    }
+    let out = kubectl()
+        .args([
+            "get",
+            "configmap",
+            "mock-llm-scenarios",
+            "-n",
+            "kubernaut-system",
+        ])
+        .args(["-o", "jsonpath={.data.scenarios\\.yaml}"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("scenarios.yaml: {e}\n{text}"))?;
+    let got: BTreeMap<String, String> = doc["scenarios"]
+        .as_object()
+        .ok_or_else(|| format!("scenarios.yaml has no scenarios:\n{text}"))?
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["workflow_id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let mut expected = BTreeMap::new();
+    for name in HAPI_WORKFLOWS {
+        for env in ["staging", "production", "test"] {
+            expected.insert(format!("{name}:{env}"), answered[name].clone());
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = got.values().collect();
+    if got != expected || distinct.len() != HAPI_WORKFLOWS.len() {
+        return Err(format!(
+            "mock-llm-scenarios holds {got:#?}, DataStorage answered {answered:#?}"
+        ));
+    }
+    Ok(())
 }
 
 /// The record of the run: nothing built, one wait point.
@@ -557,6 +722,7 @@ fn every_kubernaut_profile_comes_up_on_the_sandbox_with_stand_in_images() {
     let host = require_docker!();
     common::ensure_test_images(&host);
     let source = common::kubernaut_source();
+    let source_2e38670be = common::kubernaut_source_2e38670be();
     let only = std::env::var("KPROV_TEST_SERVICES").ok();
     let mut failures = Vec::new();
     for service in SERVICES {
@@ -567,7 +733,12 @@ fn every_kubernaut_profile_comes_up_on_the_sandbox_with_stand_in_images() {
             continue;
         }
         let started = std::time::Instant::now();
-        match up_one(&host, source.path(), service) {
+        let tree = if service == HAPI {
+            &source_2e38670be
+        } else {
+            &source
+        };
+        match up_one(&host, tree.path(), service) {
             Ok(()) => eprintln!("{service}: up in {:?}", started.elapsed()),
             Err(e) => failures.push(format!("== {service}\n{e}")),
         }

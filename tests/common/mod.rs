@@ -733,14 +733,28 @@ pub fn kubernaut_reference() -> PathBuf {
 /// ([`kubernaut_reference`]) and the stand-ins of tests/fixtures/kubernaut laid over each other,
 /// as symlinks in a temporary directory (nothing is copied).
 pub fn kubernaut_source() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for layer in [
+    symlink_tree(&[
         kubernaut_reference(),
         repo_root().join("tests/fixtures/kubernaut"),
-    ] {
-        for entry in walkdir::WalkDir::new(&layer).min_depth(1) {
+    ])
+}
+
+/// The source tree of `profiles/aianalysis-hapi.yaml` (kubernaut 2e38670be): the stand-ins of
+/// tests/fixtures/kubernaut-2e38670be alone (nothing of that commit is in the reference tree,
+/// which is HEAD's), as symlinks in a temporary directory, so that a run writing into its
+/// source never writes into the repository.
+pub fn kubernaut_source_2e38670be() -> tempfile::TempDir {
+    symlink_tree(&[repo_root().join("tests/fixtures/kubernaut-2e38670be")])
+}
+
+/// A temporary directory of symlinks to the files of `layers`, an earlier layer's file winning
+/// over a later one's at the same path.
+fn symlink_tree(layers: &[PathBuf]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for layer in layers {
+        for entry in walkdir::WalkDir::new(layer).min_depth(1) {
             let entry = entry.unwrap();
-            let rel = entry.path().strip_prefix(&layer).unwrap();
+            let rel = entry.path().strip_prefix(layer).unwrap();
             let at = dir.path().join(rel);
             if entry.file_type().is_dir() {
                 std::fs::create_dir_all(&at).unwrap();
