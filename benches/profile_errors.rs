@@ -3,8 +3,9 @@
 //!
 //! `cargo bench --bench profile_errors` prints, for profiles of about 0.5, 1 and 5 MB, the
 //! time to load and check the profile with one error in its middle entry, the time to read
-//! the same profile without the error, and their ratio. Figures, not assertions: the machine
-//! is shared.
+//! the same profile without the error, and their ratio; then the time the YAML parser alone
+//! takes to read the same text (serde-saphyr into an untyped value: no positions, no model),
+//! and the one-error time as a multiple of it. Figures, not assertions: the machine is shared.
 
 use std::{path::Path, time::Instant};
 
@@ -34,6 +35,16 @@ fn profile(components: usize, bad: bool) -> String {
     out
 }
 
+/// serde-saphyr's node budget raised to the text's size, as kprov allows a profile.
+fn budget(text: &str) -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = text.len();
+    budget.max_events = 2 * text.len();
+    options.budget = Some(budget);
+    options
+}
+
 fn seconds(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -48,7 +59,9 @@ fn main() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: m}\n",
     )
     .unwrap();
-    println!("profile size | one error: load+check | error-free: read | ratio | the error");
+    println!(
+        "profile size | one error: load+check | error-free: read | ratio | YAML parser alone | one error / parser | the error"
+    );
     for components in [3_300, 6_600, 33_000] {
         let (ok, bad) = (profile(components, false), profile(components, true));
         std::fs::write(profiles.join("ok.yaml"), &ok).unwrap();
@@ -61,17 +74,24 @@ fn main() {
             .expect_err("the profile with an error fails");
         let failed = t.elapsed();
         assert_eq!(errors.0.len(), 1, "{errors}");
+        let t = Instant::now();
+        let untyped: serde_json::Value =
+            serde_saphyr::from_str_with_options(&bad, budget(&bad)).expect("the text is YAML");
+        let parser = t.elapsed();
+        drop(untyped);
         let e = &errors.0[0];
         assert!(
             e.line.is_some() && e.column.is_some() && e.field.is_some(),
             "{e}"
         );
         println!(
-            "{:>8.2} MB | {:>10.3} s | {:>10.3} s | {:>5.2} | {}",
+            "{:>8.2} MB | {:>10.3} s | {:>10.3} s | {:>5.2} | {:>10.3} s | {:>5.2} | {}",
             bad.len() as f64 / 1e6,
             seconds(failed),
             seconds(clean),
             seconds(failed) / seconds(clean),
+            seconds(parser),
+            seconds(failed) / seconds(parser),
             e.to_string()
                 .replace(&profiles.display().to_string(), "profiles"),
         );

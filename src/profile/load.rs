@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::model::ProfileFile;
+use super::parse::{self, ParseError, ParseErrorKind};
 use super::tree::{self, Node, Value};
 
 /// One problem in a profile, located as precisely as we can.
@@ -137,7 +138,7 @@ pub fn parse_text(path: &Path, text: &str) -> ParsedFile {
         errors: Vec::new(),
         broken: BTreeSet::new(),
     };
-    let root = match tree::parse(text) {
+    let root = match parse::parse(text) {
         Ok(Some(root)) if !is_empty(&root) => root,
         Ok(_) => {
             parsed.errors.push(ProfileError::whole_file(
@@ -238,46 +239,37 @@ fn absorb(piece: &Node, what: String, parsed: &mut ParsedFile) {
 }
 
 /// A file that is not YAML: one error, where the parser stopped, named by the entry it is in.
-fn syntax_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> ProfileError {
-    let loc = e.location();
-    let line = loc.map(|l| l.line() as usize).filter(|&l| l > 0);
-    let column = loc.map(|l| l.column() as usize).filter(|_| line.is_some());
+fn syntax_error(path: &Path, text: &str, e: &ParseError) -> ProfileError {
+    let (line, column) = (e.line.max(1), e.column.max(1));
     // The field: the entry the text before the bad line ends in, at a lower indentation.
-    let field = line.and_then(|l| {
-        let start: usize = text.split_inclusive('\n').take(l - 1).map(str::len).sum();
-        let before = tree::parse(&text[..start]).ok().flatten()?;
-        Some(before.path_before(column.unwrap_or(1))).filter(|f| !f.is_empty())
-    });
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
+    let field = parse::parse(&text[..start])
+        .ok()
+        .flatten()
+        .map(|before| before.path_before(column))
+        .filter(|f| !f.is_empty());
     ProfileError {
         file: path.to_path_buf(),
-        line,
-        column,
+        line: Some(line),
+        column: Some(column),
         field,
-        message: yaml_message(e),
+        message: yaml_message(&e.kind),
     }
 }
 
-/// serde-saphyr's error, in kprov's words: its default texts give advice about its own API
-/// ("set DuplicateKeyPolicy in Options", "use from_str_multiple").
-fn yaml_message(e: &serde_saphyr::Error) -> String {
-    use serde_saphyr::Error as E;
-    match e {
-        E::WithSnippet { error, .. } | E::AliasError { error, .. } => yaml_message(error),
-        E::MultipleDocuments { .. } => {
+/// The parser's errors in kprov's words.
+fn yaml_message(kind: &ParseErrorKind) -> String {
+    match kind {
+        ParseErrorKind::MultipleDocuments => {
             "a profile is one YAML document, but `---` starts another one here".into()
         }
-        E::Eof { .. } => "the file ends in the middle of a value".into(),
-        E::DuplicateMappingKey { key: Some(k), .. } => format!("`{k}` is given twice"),
-        E::DuplicateMappingKey { .. } => "a key is given twice".into(),
-        E::Budget { .. } => "the file is nested too deeply or too large to read".into(),
-        E::UnknownAnchor { .. } => "`*alias` refers to no `&anchor` defined before it".into(),
-        E::InvalidUtf8Input => "the file is not UTF-8 text".into(),
-        E::ExternalMessage { msg, .. } => parser_words(msg),
-        other => {
-            use serde_saphyr::MessageFormatter;
-            let text = serde_saphyr::UserMessageFormatter.format_message(other);
-            format!("invalid YAML: {}", text.escape_debug())
-        }
+        ParseErrorKind::TooLarge => "the file is nested too deeply or too large to read".into(),
+        ParseErrorKind::UnknownAnchor => "`*alias` refers to no `&anchor` defined before it".into(),
+        ParseErrorKind::Syntax(msg) => parser_words(msg),
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod load;
 pub mod model;
+pub mod parse;
 pub mod secrets;
 pub mod sources;
 pub mod template;

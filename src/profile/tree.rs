@@ -1,5 +1,5 @@
-//! A YAML document as serde-saphyr reads it, kept as a tree with every node's position, and a
-//! serde `Deserializer` over that tree whose errors name the line, column and key path of the
+//! A YAML document kept as a tree with every node's position (built by [`super::parse`]), and
+//! a serde `Deserializer` over that tree whose errors name the line, column and key path of the
 //! offending node.
 //!
 //! Reading a profile is then one parse of the text, however many errors it holds: the typed
@@ -12,7 +12,6 @@ use serde::de::{
     self, Deserialize, DeserializeSeed, Deserializer, Expected, MapAccess, SeqAccess, Unexpected,
     Visitor,
 };
-use serde_saphyr::Spanned;
 
 /// One YAML node: where it starts (1-based line and column) and what it holds.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +19,6 @@ pub struct Node {
     pub line: usize,
     pub column: usize,
     pub value: Value,
-    /// Byte range of a scalar in the source, to recover its text as written.
-    span: (usize, usize),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +42,35 @@ pub enum Plain {
 }
 
 impl Node {
+    pub fn located(line: usize, column: usize, value: Value) -> Node {
+        Node {
+            line,
+            column,
+            value,
+        }
+    }
+
+    /// How many nodes the tree holds (this one included).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(items) => items.iter().map(Node::size).sum(),
+            Value::Map(pairs) => pairs.iter().map(|(k, v)| k.size() + v.size()).sum(),
+            _ => 0,
+        }
+    }
+
+    /// Place the whole tree at (line, column): where an alias of it is written.
+    pub fn relocate(&mut self, line: usize, column: usize) {
+        (self.line, self.column) = (line, column);
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.relocate(line, column)),
+            Value::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
+                k.relocate(line, column);
+                v.relocate(line, column);
+            }),
+            _ => {}
+        }
+    }
     /// The text of a scalar (a key, mostly); `None` for a list or a mapping.
     pub fn text(&self) -> Option<&str> {
         match &self.value {
@@ -74,7 +100,6 @@ impl Node {
             line: self.line,
             column: self.column,
             value: Value::Map(pairs),
-            span: self.span,
         }
     }
 
@@ -116,22 +141,6 @@ impl Node {
         }
         path
     }
-
-    /// Fill in the text of plain scalars from the source they were parsed from.
-    fn fill_text(&mut self, source: &str) {
-        match &mut self.value {
-            Value::Plain(_, text) => {
-                let (start, len) = self.span;
-                *text = source.get(start..start + len).unwrap_or("").to_string();
-            }
-            Value::Str(_) => {}
-            Value::Seq(items) => items.iter_mut().for_each(|n| n.fill_text(source)),
-            Value::Map(pairs) => pairs.iter_mut().for_each(|(k, v)| {
-                k.fill_text(source);
-                v.fill_text(source);
-            }),
-        }
-    }
 }
 
 fn push_key(path: &mut String, key: &str) {
@@ -166,97 +175,6 @@ pub fn key_index(root: &Node) -> std::collections::HashMap<String, (usize, usize
     let mut out = std::collections::HashMap::new();
     walk(root, "", &mut out);
     out
-}
-
-/// Parse one YAML document into a tree. `Ok(None)`: the text holds no document (empty, or
-/// comments only). Duplicate keys are kept, for [`duplicates`] to report.
-pub fn parse(text: &str) -> Result<Option<Node>, serde_saphyr::Error> {
-    let mut options = serde_saphyr::Options::default();
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
-    // The default budget (250,000 nodes) guards against hostile input; a profile is the
-    // user's own file, so the limits scale with its size (aliases stay capped).
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = budget.max_nodes.max(text.len());
-    budget.max_events = budget.max_events.max(2 * text.len());
-    options.budget = Some(budget);
-    let mut root: Option<Node> = serde_saphyr::from_str_with_options(text, options)?;
-    if let Some(r) = &mut root {
-        r.fill_text(text);
-    }
-    Ok(root)
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Node, D::Error> {
-        let s = Spanned::<Value>::deserialize(d)?;
-        let loc = s.referenced;
-        let span = loc.span();
-        Ok(Node {
-            line: loc.line() as usize,
-            column: loc.column() as usize,
-            value: s.value,
-            span: (
-                span.byte_offset().unwrap_or(0) as usize,
-                span.byte_len().unwrap_or(0) as usize,
-            ),
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(ValueVisitor)
-    }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::Bool(v), String::new()))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::Int(v), String::new()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::UInt(v), String::new()))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::Float(v), String::new()))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Str(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::Null, String::new()))
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Plain(Plain::Null, String::new()))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(n) = a.next_element()? {
-            items.push(n);
-        }
-        Ok(Value::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-        let mut pairs = Vec::new();
-        while let Some(p) = a.next_entry()? {
-            pairs.push(p);
-        }
-        Ok(Value::Map(pairs))
-    }
 }
 
 /// Every key written twice in one mapping, anywhere in the tree: (key node, path, first line).
@@ -707,6 +625,7 @@ impl<'de, 'a: 'de> MapAccess<'de> for Pairs<'a, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::parse::parse;
     use std::collections::BTreeMap;
 
     #[derive(Debug, serde::Deserialize, PartialEq)]
