@@ -175,6 +175,11 @@ fn merged(pairs: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
         return pairs;
     }
     let (merges, mut own): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| is_merge(k));
+    // Keys given so far, so that a merge into a large mapping stays linear.
+    let mut given: std::collections::HashSet<String> = own
+        .iter()
+        .filter_map(|(k, _)| k.text().map(str::to_string))
+        .collect();
     for (_, source) in merges {
         let sources = match source.value {
             Value::Seq(items) => items,
@@ -185,7 +190,8 @@ fn merged(pairs: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
                 continue;
             };
             for (k, v) in extra {
-                if !own.iter().any(|(o, _)| o.text() == k.text()) {
+                let fresh = k.text().is_none_or(|t| given.insert(t.to_string()));
+                if fresh {
                     own.push((k, v));
                 }
             }
