@@ -2,8 +2,8 @@
 //! its manifests, values and fields), so the planner can add the edge from the task that
 //! produces a value to every task that needs it.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use crate::profile::{ManifestEntry, Profile, template};
 
@@ -24,14 +24,30 @@ pub fn in_text(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn in_files(profile: &Profile, source: &Path, files: &[ManifestEntry]) -> BTreeSet<String> {
-    // Only files of the source tree are templates; manifests from elsewhere apply as they come.
-    files
-        .iter()
-        .filter_map(ManifestEntry::path)
-        .filter_map(|f| std::fs::read_to_string(profile.resolve(source, f)).ok())
-        .flat_map(|t| in_text(&t))
-        .collect()
+/// The run-time values named in manifest files, each file read and scanned once (entries
+/// often share a file).
+struct InFiles<'p> {
+    profile: &'p Profile,
+    source: &'p Path,
+    seen: HashMap<PathBuf, BTreeSet<String>>,
+}
+
+impl InFiles<'_> {
+    fn uses(&mut self, files: &[ManifestEntry]) -> BTreeSet<String> {
+        // Only files of the source tree are templates; manifests from elsewhere apply as they
+        // come.
+        let mut out = BTreeSet::new();
+        for f in files.iter().filter_map(ManifestEntry::path) {
+            let path = self.profile.resolve(self.source, f);
+            let names = self.seen.entry(path).or_insert_with_key(|path| {
+                std::fs::read_to_string(path)
+                    .map(|t| in_text(&t))
+                    .unwrap_or_default()
+            });
+            out.extend(names.iter().cloned());
+        }
+        out
+    }
 }
 
 fn in_strings<'a>(strings: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
@@ -44,25 +60,30 @@ fn in_strings<'a>(strings: impl IntoIterator<Item = &'a String>) -> BTreeSet<Str
 pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let spec = &profile.spec;
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = InFiles {
+        profile,
+        source,
+        seen: HashMap::new(),
+    };
     for (name, c) in &spec.components {
-        let mut u = in_files(profile, source, &c.manifests);
+        let mut u = files.uses(&c.manifests);
         u.extend(in_strings(c.values.values()));
         u.extend(in_strings(c.ready.http.iter()));
         uses.insert(super::unit_id(profile, name), u);
     }
     for (name, h) in &spec.hooks {
-        let mut u = in_files(profile, source, &h.manifests);
+        let mut u = files.uses(&h.manifests);
         u.extend(in_strings(h.values.values()));
         uses.insert(super::unit_id(profile, name), u);
     }
     for (name, st) in &spec.steps {
-        let mut u = in_files(profile, source, &st.apply);
+        let mut u = files.uses(&st.apply);
         u.extend(in_strings(st.values.values()));
         u.extend(in_strings(st.command.iter()));
         if let Some(h) = &st.http {
             u.extend(h.templated().into_iter().flat_map(|(_, t)| in_text(t)));
             let file = h.body_file.iter().map(|f| ManifestEntry::Path(f.clone()));
-            u.extend(in_files(profile, source, &file.collect::<Vec<_>>()));
+            u.extend(files.uses(&file.collect::<Vec<_>>()));
         }
         for p in &st.patch_status {
             u.extend(in_text(&p.status.to_string()));

@@ -1,7 +1,7 @@
 //! Reading profile files: YAML parsing with every error located, and `include:` merging.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fmt,
     path::{Path, PathBuf},
 };
@@ -114,21 +114,10 @@ pub struct ParsedFile {
     pub broken: BTreeSet<String>,
 }
 
-/// Sections whose entries are read one by one when the file has errors.
-const ENTRY_SECTIONS: [&str; 7] = [
-    "images",
-    "binaries",
-    "components",
-    "hooks",
-    "ports",
-    "runtime",
-    "steps",
-];
-
 /// Parse one profile file, reporting every error it holds. The text is parsed once into a
-/// located tree; the model is read from the tree, and only when that fails is it read again
-/// section by section and entry by entry, so that each bad entry is reported and every good
-/// one kept. Linear in the size of the file.
+/// located tree, and the model read from the tree section by section and, in the sections of
+/// named entries, entry by entry, so that each bad entry is reported and every good one kept.
+/// Linear in the size of the file.
 pub fn parse_text(path: &Path, text: &str) -> ParsedFile {
     let mut parsed = ParsedFile {
         path: path.to_path_buf(),
@@ -170,16 +159,7 @@ pub fn parse_text(path: &Path, text: &str) -> ParsedFile {
             message,
         });
     }
-    match tree::from_node::<ProfileFile>(&root) {
-        Ok(p) => parsed.profile = p,
-        Err(whole) => {
-            let before = parsed.errors.len();
-            read_piecewise(&root, &mut parsed);
-            if parsed.errors.len() == before {
-                parsed.errors.push(ProfileError::from_tree(path, whole));
-            }
-        }
-    }
+    read_sections(&root, &mut parsed);
     parsed.tree = Some(root);
     parsed
 }
@@ -191,35 +171,77 @@ fn is_empty(root: &Node) -> bool {
     }
 }
 
-/// Read each top-level section, and each entry of the mapping sections, on its own.
-fn read_piecewise(root: &Node, parsed: &mut ParsedFile) {
+/// Read each top-level section on its own, and each entry of the sections of named entries
+/// (images, components, …) on its own, straight into its map.
+fn read_sections(root: &Node, parsed: &mut ParsedFile) {
     let Value::Map(sections) = &root.value else {
         return;
     };
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     for (key, value) in sections {
         let name = key.text().unwrap_or("?");
         if !seen.insert(name) {
             continue; // reported as a duplicate
         }
-        match &value.value {
-            Value::Map(entries) if ENTRY_SECTIONS.contains(&name) => {
-                let mut seen_entries = BTreeSet::new();
-                for (entry, body) in entries {
-                    let entry_name = entry.text().unwrap_or("?");
-                    if !seen_entries.insert(entry_name) {
-                        continue;
-                    }
-                    let one = value.with_pairs(vec![(entry.clone(), body.clone())]);
-                    let piece = root.with_pairs(vec![(key.clone(), one)]);
-                    absorb(&piece, format!("{name}.{entry_name}"), parsed);
+        let mut out = Entries {
+            section: name,
+            path: &parsed.path,
+            errors: &mut parsed.errors,
+            broken: &mut parsed.broken,
+        };
+        let p = &mut parsed.profile;
+        let read = match (&value.value, name) {
+            (Value::Map(pairs), "images") => out.read(pairs, &mut p.images),
+            (Value::Map(pairs), "binaries") => out.read(pairs, &mut p.binaries),
+            (Value::Map(pairs), "components") => out.read(pairs, &mut p.components),
+            (Value::Map(pairs), "hooks") => out.read(pairs, &mut p.hooks),
+            (Value::Map(pairs), "ports") => out.read(pairs, &mut p.ports),
+            (Value::Map(pairs), "runtime") => out.read(pairs, &mut p.runtime),
+            (Value::Map(pairs), "steps") => out.read(pairs, &mut p.steps),
+            _ => false,
+        };
+        if !read {
+            // A section that is not one of named entries (or is no mapping): on its own.
+            let piece = root.with_pairs(vec![(key.clone(), value.clone())]);
+            absorb(&piece, name.to_string(), parsed);
+        }
+    }
+}
+
+/// Where the entries of one section go, and their errors.
+struct Entries<'p> {
+    section: &'p str,
+    path: &'p Path,
+    errors: &'p mut Vec<ProfileError>,
+    broken: &'p mut BTreeSet<String>,
+}
+
+impl Entries<'_> {
+    /// Each entry of the section deserialized on its own: a bad one is reported and left out
+    /// (named in `broken`), a second one of the same name skipped (reported as a duplicate).
+    /// Always `true`: the section has been read.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        pairs: &[(Node, Node)],
+        into: &mut BTreeMap<String, T>,
+    ) -> bool {
+        let mut seen = HashSet::new();
+        for (key, body) in pairs {
+            let name = key.text().unwrap_or("?");
+            if !seen.insert(name) {
+                continue;
+            }
+            match tree::from_entry::<T>(&[self.section, name], key, body) {
+                Ok(entry) => {
+                    into.insert(name.to_string(), entry);
+                }
+                Err(e) => {
+                    self.errors.push(ProfileError::from_tree(self.path, e));
+                    self.broken.insert(format!("{}.{name}", self.section));
                 }
             }
-            _ => {
-                let piece = root.with_pairs(vec![(key.clone(), value.clone())]);
-                absorb(&piece, name.to_string(), parsed);
-            }
         }
+        true
     }
 }
 

@@ -3,8 +3,9 @@
 //! offending node.
 //!
 //! Reading a profile is then one parse of the text, however many errors it holds: the typed
-//! model is deserialized from the tree (the whole file first, then one entry at a time only
-//! when the whole file fails), and positions of later, semantic errors are looked up in it.
+//! model is deserialized from the tree section by section and entry by entry (so one bad entry
+//! costs nothing more and hides no other), and positions of later, semantic errors are looked
+//! up in it.
 
 use std::{collections::HashSet, fmt};
 
@@ -177,6 +178,9 @@ pub fn key_index(root: &Node) -> std::collections::HashMap<String, (usize, usize
     out
 }
 
+/// Mappings up to this size are searched for a duplicate key rather than hashed.
+const SMALL_MAP: usize = 16;
+
 /// Every key written twice in one mapping, anywhere in the tree: (key node, path, first line).
 pub fn duplicates(root: &Node) -> Vec<(usize, usize, String, String)> {
     let mut out = Vec::new();
@@ -188,12 +192,23 @@ fn dup_walk(node: &Node, path: &mut String, out: &mut Vec<(usize, usize, String,
     let len = path.len();
     match &node.value {
         Value::Map(pairs) => {
+            // A small mapping is searched; a large one hashed (linear either way).
             let mut seen: std::collections::HashMap<&str, usize> = Default::default();
-            for (k, v) in pairs {
+            for (i, (k, v)) in pairs.iter().enumerate() {
                 let key = k.text().unwrap_or("?");
                 push_key(path, key);
-                if let Some(first) = seen.insert(key, k.line) {
-                    seen.insert(key, first);
+                let first = if pairs.len() <= SMALL_MAP {
+                    let before = pairs[..i]
+                        .iter()
+                        .find(|(b, _)| b.text().unwrap_or("?") == key);
+                    before.map(|(b, _)| b.line)
+                } else {
+                    let first = seen.insert(key, k.line);
+                    first.inspect(|&f| {
+                        seen.insert(key, f);
+                    })
+                };
+                if let Some(first) = first {
                     let msg = format!("`{key}` is given twice (first on line {first})");
                     out.push((k.line, k.column, path.clone(), msg));
                 } else {
@@ -204,7 +219,8 @@ fn dup_walk(node: &Node, path: &mut String, out: &mut Vec<(usize, usize, String,
         }
         Value::Seq(items) => {
             for (i, v) in items.iter().enumerate() {
-                path.push_str(&format!("[{i}]"));
+                use std::fmt::Write;
+                let _ = write!(path, "[{i}]");
                 dup_walk(v, path, out);
                 path.truncate(len);
             }

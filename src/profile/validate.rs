@@ -2,8 +2,10 @@
 //! files that must exist, templates, ports. Every problem is collected.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::Path,
+    cell::OnceCell,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    rc::Rc,
 };
 
 mod binaries;
@@ -19,6 +21,8 @@ pub fn validate(profile: &Profile, source: &Path) -> Vec<ProfileError> {
         profile,
         source,
         errors: Vec::new(),
+        base: OnceCell::new(),
+        texts: HashMap::new(),
     };
     v.run();
     v.errors
@@ -28,6 +32,12 @@ struct Validator<'a> {
     profile: &'a Profile,
     source: &'a Path,
     errors: Vec<ProfileError>,
+    /// The names every template may use whatever its own `values` (images, ports, run-time
+    /// values, …), built once: per template, only its `values.*` are added.
+    base: OnceCell<template::Values>,
+    /// Each manifest template read so far (`None`: unreadable), by path: entries that share a
+    /// file read it once.
+    texts: HashMap<PathBuf, Option<Rc<str>>>,
 }
 
 /// The longest host name kind gives a node container (kind's create checks the cluster name
@@ -379,17 +389,22 @@ impl Validator<'_> {
         text: &str,
         values: &BTreeMap<String, String>,
     ) -> Vec<template::TemplateError> {
-        let mut known = self.known(values);
+        let base = self.base.get_or_init(|| self.known(&BTreeMap::new()));
+        let given = |n: &str| {
+            base.contains_key(n)
+                || n.strip_prefix("values.")
+                    .is_some_and(|k| values.contains_key(k))
+        };
+        let mut files = template::Values::new();
         let mut problems = self
             .profile
-            .read_template_files(self.source, text, &mut known);
+            .read_template_files(self.source, text, &mut files);
         match template::names(text) {
             Err(e) => problems.push(e),
             Ok(names) => problems.extend(
                 names
                     .into_iter()
-                    .filter(|(n, ..)| !n.starts_with(template::FILE_PREFIX))
-                    .filter(|(n, ..)| !known.contains_key(n))
+                    .filter(|(n, ..)| !n.starts_with(template::FILE_PREFIX) && !given(n))
                     .map(|(n, line, column)| template::TemplateError {
                         line,
                         column,
@@ -417,7 +432,12 @@ impl Validator<'_> {
     /// Check a manifest template's placeholders against what it will be given.
     fn template(&mut self, rel: &str, values: &BTreeMap<String, String>) {
         let path = self.profile.resolve(self.source, rel);
-        let Ok(text) = std::fs::read_to_string(&path) else {
+        let text = self
+            .texts
+            .entry(path.clone())
+            .or_insert_with(|| std::fs::read_to_string(&path).ok().map(Rc::from))
+            .clone();
+        let Some(text) = text else {
             return;
         };
         for e in self.template_problems(&text, values) {
