@@ -470,6 +470,9 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         serde_json::from_str(&std::fs::read_to_string(&values).map_err(|e| e.to_string())?)
             .map_err(|e| format!("{}: {e}", values.display()))?;
     let set = aw.map(StandIns::stop);
+    if workflowexecution {
+        check_late_secret_record(&dir.path().join(".kprov/runs"))?;
+    }
     match (service, set) {
         ("workflowexecution", Some(set)) => check_workflowexecution(&set, &exported, &kubectl),
         // The other profiles mark no value for export: none leaves kprov.
@@ -555,6 +558,49 @@ fn check_record(kprov: &dyn Fn() -> Command) -> Result<(), String> {
     Ok(())
 }
 
+/// The task of row 23's second Secret, as the run record has it: its own task after Tekton's
+/// release, succeeded; the login read by both Secrets' tasks, recorded by digest only.
+fn check_late_secret_record(runs: &Path) -> Result<(), String> {
+    let mut records: Vec<_> = std::fs::read_dir(runs)
+        .map_err(|e| format!("{}: {e}", runs.display()))?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    records.sort();
+    let path = records.last().ok_or("no run record")?;
+    let text = std::fs::read_to_string(path).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let id = "secret:tekton-pipelines-resolvers/quay-pull-secret";
+    let tasks = record["tasks"].as_array().unwrap();
+    let task = tasks.iter().find(|t| t["id"] == id);
+    let task = task.ok_or_else(|| format!("no task {id} in {}", path.display()))?;
+    let deps = task["deps"].as_array().unwrap();
+    let after_tekton = deps.iter().any(|d| d == "deploy:tekton-pipelines");
+    if task["kind"] != "secret" || task["outcome"] != "succeeded" || !after_tekton {
+        return Err(format!("{id} in the record: {task}"));
+    }
+    let read: Vec<&serde_json::Value> = record["host_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["outcome"] == "read" && h["sha256"].is_string())
+        .map(|h| &h["secret"])
+        .collect();
+    let both = [
+        "kubernaut-workflows/quay-pull-secret",
+        "tekton-pipelines-resolvers/quay-pull-secret",
+    ];
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(REGISTRY_LOGIN);
+    if read != both || text.contains(&b64) || text.contains("a3Byb3Y6c2FuZGJveA==") {
+        return Err(format!(
+            "host files in the record: {}",
+            record["host_files"]
+        ));
+    }
+    Ok(())
+}
+
 /// The CA file beside the suite's kubeconfig holds a certificate.
 fn check_ca_file(profile: &kprov::profile::Profile, home: &Path) -> Result<(), String> {
     let Some(ca) = profile
@@ -613,7 +659,8 @@ fn prepare_workflowexecution(cache: &Path, home: &Path) {
 }
 
 /// Row 42: the thirteen workflow ids reach the caller, each the one the AuthWebhook set; row
-/// 23: the registry login is kubernaut-workflows' image pull Secret.
+/// 23: the registry login is the image pull Secret of kubernaut-workflows' `default` and, once
+/// Tekton's release made its namespace, of the bundle resolver's ServiceAccount.
 fn check_workflowexecution(
     set: &BTreeMap<String, String>,
     exported: &BTreeMap<String, String>,
@@ -632,12 +679,24 @@ fn check_workflowexecution(
         let out = kubectl().args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    for (ns, sa) in [
+        ("kubernaut-workflows", "default"),
+        ("tekton-pipelines-resolvers", "tekton-pipelines-resolvers"),
+    ] {
+        check_pull_secret(&get, ns, sa)?;
+    }
+    check_awx(&get)
+}
+
+/// Secret quay-pull-secret in `ns` is the registry login, and ServiceAccount `sa` there has it
+/// (alone) as its image pull Secret.
+fn check_pull_secret(get: &dyn Fn(&[&str]) -> String, ns: &str, sa: &str) -> Result<(), String> {
     let secret = get(&[
         "get",
         "secret",
         "quay-pull-secret",
         "-n",
-        "kubernaut-workflows",
+        ns,
         "-o",
         "jsonpath={.type} {.data.\\.dockerconfigjson}",
     ]);
@@ -647,23 +706,23 @@ fn check_workflowexecution(
         .and_then(|(t, b)| (t == "kubernetes.io/dockerconfigjson").then_some(b))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok());
     if decoded.as_deref() != Some(REGISTRY_LOGIN.as_bytes()) {
-        return Err(format!("quay-pull-secret is not the login: {secret:?}"));
+        return Err(format!(
+            "{ns}/quay-pull-secret is not the login: {secret:?}"
+        ));
     }
     let linked = get(&[
         "get",
         "serviceaccount",
-        "default",
+        sa,
         "-n",
-        "kubernaut-workflows",
+        ns,
         "-o",
         "jsonpath={.imagePullSecrets[*].name}",
     ]);
     if linked != "quay-pull-secret" {
-        return Err(format!(
-            "kubernaut-workflows/default has imagePullSecrets {linked:?}"
-        ));
+        return Err(format!("{ns}/{sa} has imagePullSecrets {linked:?}"));
     }
-    check_awx(&get)
+    Ok(())
 }
 
 /// Rows 25-37: the operator rendered by kustomize with kubernaut's image overrides, AWX

@@ -1057,6 +1057,16 @@ fn every_component_renders_to_objects_with_exact_images_probes_and_declared_node
             );
         for (task, images) in workloads {
             let step = task.starts_with("step:");
+            // A release by URL applies as it comes, each object in its own namespace (Tekton's
+            // ServiceAccounts in tekton-pipelines and tekton-pipelines-resolvers).
+            let release = task
+                .strip_prefix("deploy:")
+                .and_then(|c| p.spec.components.get(c))
+                .is_some_and(|c| {
+                    c.manifests
+                        .iter()
+                        .all(|m| matches!(m, ManifestEntry::Remote(RemoteSource::Url { .. })))
+                });
             let objects: Vec<&Value> = r
                 .items
                 .iter()
@@ -1071,7 +1081,7 @@ fn every_component_renders_to_objects_with_exact_images_probes_and_declared_node
                 // cluster-scoped ones in none (steps seed fixtures wherever kubernaut does).
                 let want_ns = (!CLUSTER_SCOPED.contains(&kind(o))).then(|| p.namespace());
                 assert!(
-                    step || namespace(o) == want_ns,
+                    step || release || namespace(o) == want_ns,
                     "{s}: {task}: {} {} in namespace {:?}",
                     kind(o),
                     name(o),
@@ -1899,6 +1909,50 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
             assert_eq!(namespace(&item.object), Some("kubernaut-workflows"));
             assert_eq!(r.data(kind_, name_, key).as_deref(), Some(value));
         }
+        // Row 23: quay-pull-secret in kubernaut-workflows from the config batch, and in the
+        // namespace Tekton's release makes by its own task, after the release is ready (in
+        // the batch, before the release, that namespace does not exist yet).
+        let pulls: Vec<(&str, Option<&str>)> = r
+            .items
+            .iter()
+            .filter(|i| kind(&i.object) == "Secret" && name(&i.object) == "quay-pull-secret")
+            .map(|i| (i.task.as_str(), namespace(&i.object)))
+            .collect();
+        let late = "secret:tekton-pipelines-resolvers/quay-pull-secret";
+        assert_eq!(
+            pulls,
+            [
+                ("apply:config", Some("kubernaut-workflows")),
+                (late, Some("tekton-pipelines-resolvers"))
+            ]
+        );
+        let plan = plan_json(source.path(), s, "dag");
+        let task = |id: &str| {
+            let tasks = plan["tasks"].as_array().unwrap();
+            let t = tasks.iter().find(|t| t["id"] == id);
+            t.unwrap_or_else(|| panic!("no task {id}")).clone()
+        };
+        let deps = task(late)["deps"].clone();
+        assert!(
+            deps.as_array()
+                .unwrap()
+                .contains(&"deploy:tekton-pipelines".into())
+                && task(late)["kind"] == "secret",
+            "{deps}"
+        );
+        assert!(
+            task("wait:ready")["deps"]
+                .as_array()
+                .unwrap()
+                .contains(&late.into()),
+            "the run is ready once the Secret is there"
+        );
+        let links = &p.spec.config.secrets;
+        let resolvers = links
+            .iter()
+            .find(|e| e.after == ["tekton-pipelines"])
+            .unwrap();
+        assert_eq!(resolvers.service_accounts, ["tekton-pipelines-resolvers"]);
         // Row 16: Tekton v1.7.0's release by URL in the shipped profile (rendered here with
         // the stand-in).
         let tekton = &p.spec.components["tekton-pipelines"].manifests;

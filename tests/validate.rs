@@ -424,3 +424,63 @@ fn config_secrets_errors_are_placed_at_their_entry_in_the_file_that_holds_it() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_secret_after_an_unknown_unit_or_in_a_cycle_is_named_at_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("uses.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: u}\ndata: {t: \"{{ runtime.tok }}\"}\n",
+    )
+    .unwrap();
+    // Two entries may share a name in other namespaces: each error is at its own entry.
+    let (code, errors) = validate(
+        dir.path(),
+        "ghost",
+        "config:\n  secrets:\n    - {name: pull, namespace: a, stringData: {k: v}}\n    - name: pull\n      namespace: b\n      stringData: {k: v}\n      after: [release, ghost]\ncomponents:\n  release: {manifests: [m.yaml]}\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/ghost.yaml:7:7: config.secrets[1].after: \"ghost\" is no component, hook or step"
+        ]
+    );
+    // api's manifest uses a value read from the Secret, which follows api.
+    let (code, errors) = validate(
+        dir.path(),
+        "sloop",
+        "config:\n  secrets:\n    - {name: pull, namespace: a, stringData: {k: v}}\n    - name: src\n      stringData: {k: v}\n      after: [api]\ncomponents:\n  api: {manifests: [uses.yaml]}\nruntime:\n  tok:\n    key: {name: src, key: k}\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/sloop.yaml:8:3: components.api: dependency cycle: api -> runtime.tok -> secret:default/src -> api"
+        ]
+    );
+    // Without the Secret's after there is no cycle: the value reads the batch's Secret.
+    let (code, errors) = validate(
+        dir.path(),
+        "fine",
+        "config:\n  secrets:\n    - {name: pull, namespace: a, stringData: {k: v}}\n    - name: src\n      stringData: {k: v}\n      after: [other]\ncomponents:\n  api: {manifests: [uses.yaml]}\n  other: {manifests: [m.yaml]}\nruntime:\n  tok:\n    key: {name: src, key: k}\n",
+    );
+    assert_eq!((code, errors.len()), (Some(0), 0), "{errors:?}");
+}
+
+#[test]
+fn a_secret_given_twice_in_one_namespace_is_an_error_at_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "twice",
+        "namespace: app\nconfig:\n  secrets:\n    - {name: pull, namespace: jobs, stringData: {k: v}}\n    - {name: pull, stringData: {k: v}}\n    - {name: pull, namespace: app, stringData: {k: w}}\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/twice.yaml:6:8: config.secrets[2].name: Secret app/pull is given twice: one entry per name and namespace"
+        ]
+    );
+}

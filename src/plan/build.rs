@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::{PlannedTask, TaskKind, uses};
-use crate::profile::{Profile, Supplied};
+use crate::profile::{KeySpec, Profile, SecretSpec, Supplied};
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -23,6 +23,8 @@ pub enum PlanError {
     UnknownUnit { what: String, name: String },
     #[error("{what} uses run-time value {name:?}, which `runtime:` does not declare")]
     UnknownValue { what: String, name: String },
+    #[error("two entries make task {0}: give each Secret (name and namespace) once")]
+    Duplicate(String),
 }
 
 pub const CLUSTER: &str = "cluster:create";
@@ -105,13 +107,51 @@ pub fn value_id(name: &str) -> String {
     format!("value:{name}")
 }
 
-/// What one component, hook, step or run-time value waits for before it can run.
+/// The task id of a `config.secrets` entry with `after:` (`secret:NAMESPACE/NAME`): applied
+/// by its own task once what it follows is ready, not by the config batch.
+pub fn secret_id(profile: &Profile, secret: &SecretSpec) -> String {
+    let ns = secret.namespace_or(profile.namespace());
+    format!("secret:{ns}/{}", secret.name)
+}
+
+/// The late Secret (one with `after:`) a `key:` run-time value reads, if any: the value
+/// follows its task.
+pub fn late_secret_read<'a>(profile: &'a Profile, key: &KeySpec) -> Option<&'a SecretSpec> {
+    if key.kind.as_deref().is_some_and(|k| k != "Secret") {
+        return None;
+    }
+    let ns = profile.namespace();
+    let key_ns = key.namespace.as_deref().unwrap_or(ns);
+    profile
+        .spec
+        .config
+        .secrets
+        .iter()
+        .find(|s| s.is_late() && s.name == key.name && s.namespace_or(ns) == key_ns)
+}
+
+/// What one component, hook, step, run-time value or late Secret waits for before it can run.
 struct Unit<'a> {
     kind: TaskKind,
-    subject: &'a str,
+    /// The entry's name (a late Secret's: `NAMESPACE/NAME`).
+    subject: String,
     images: &'a [String],
     /// Task ids: the units it follows and the values it uses.
     after: Vec<String>,
+}
+
+/// The task id of the component, hook or step `name` that `what` follows.
+fn known_unit(profile: &Profile, what: &str, name: &String) -> Result<String, PlanError> {
+    let spec = &profile.spec;
+    let exists = spec.components.contains_key(name)
+        || spec.hooks.contains_key(name)
+        || spec.steps.contains_key(name);
+    exists
+        .then(|| unit_id(profile, name))
+        .ok_or_else(|| PlanError::UnknownUnit {
+            what: what.to_string(),
+            name: name.clone(),
+        })
 }
 
 /// Every unit, keyed by task id, with the ids it follows resolved.
@@ -121,28 +161,20 @@ fn units<'a>(
 ) -> Result<BTreeMap<String, Unit<'a>>, PlanError> {
     let spec = &profile.spec;
     let used = uses::runtime_uses(profile, &opts.source);
-    let known = |what: &str, name: &String| {
-        let exists = spec.components.contains_key(name)
-            || spec.hooks.contains_key(name)
-            || spec.steps.contains_key(name);
-        exists
-            .then(|| unit_id(profile, name))
-            .ok_or_else(|| PlanError::UnknownUnit {
-                what: what.to_string(),
-                name: name.clone(),
-            })
-    };
+    let known = |what: &str, name: &String| known_unit(profile, what, name);
     let mut out = BTreeMap::new();
     let mut add = |id: String,
                    kind: TaskKind,
-                   subject: &'a str,
+                   subject: &str,
                    images: &'a [String],
-                   after: &[String]|
+                   after: &[String],
+                   ids: Vec<String>|
      -> Result<(), PlanError> {
         let mut deps = after
             .iter()
             .map(|a| known(&id, a))
             .collect::<Result<Vec<_>, _>>()?;
+        deps.extend(ids);
         for v in used.get(&id).into_iter().flatten() {
             if !spec.runtime.contains_key(v) {
                 return Err(PlanError::UnknownValue {
@@ -152,16 +184,16 @@ fn units<'a>(
             }
             deps.push(value_id(v));
         }
-        out.insert(
-            id,
-            Unit {
-                kind,
-                subject,
-                images,
-                after: deps,
-            },
-        );
-        Ok(())
+        let unit = Unit {
+            kind,
+            subject: subject.to_string(),
+            images,
+            after: deps,
+        };
+        match out.insert(id.clone(), unit) {
+            Some(_) => Err(PlanError::Duplicate(id)),
+            None => Ok(()),
+        }
     };
     for (n, c) in &spec.components {
         add(
@@ -170,19 +202,16 @@ fn units<'a>(
             n,
             &c.images,
             &c.depends_on,
+            Vec::new(),
         )?;
     }
     for (n, h) in &spec.hooks {
-        add(unit_id(profile, n), TaskKind::Hook, n, &h.images, &h.after)?;
+        let id = unit_id(profile, n);
+        add(id, TaskKind::Hook, n, &h.images, &h.after, Vec::new())?;
     }
     for (n, st) in &spec.steps {
-        add(
-            unit_id(profile, n),
-            TaskKind::Step,
-            n,
-            &st.images,
-            &st.after,
-        )?;
+        let id = unit_id(profile, n);
+        add(id, TaskKind::Step, n, &st.images, &st.after, Vec::new())?;
     }
     for (n, v) in &spec.runtime {
         let mut after = v.after.clone();
@@ -192,7 +221,14 @@ fn units<'a>(
         if let Some(h) = &v.http_response {
             after.push(h.step.clone());
         }
-        add(value_id(n), TaskKind::Value, n, &[], &after)?;
+        let read = v.key.as_ref().and_then(|k| late_secret_read(profile, k));
+        let ids = read.map(|s| secret_id(profile, s)).into_iter().collect();
+        add(value_id(n), TaskKind::Value, n, &[], &after, ids)?;
+    }
+    for sec in spec.config.secrets.iter().filter(|s| s.is_late()) {
+        let id = secret_id(profile, sec);
+        let subject = id.trim_start_matches("secret:").to_string();
+        add(id, TaskKind::Secret, &subject, &[], &sec.after, Vec::new())?;
     }
     Ok(out)
 }
@@ -271,7 +307,7 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
     let c = &spec.config;
     let has_config = !(c.namespaces.is_empty()
         && c.config_maps.is_empty()
-        && c.secrets.is_empty()
+        && c.secrets.iter().all(|s| s.is_late())
         && c.tls.is_none()
         && c.manifests.is_empty())
         || profile.namespace() != "default";
@@ -357,7 +393,7 @@ pub fn tasks_for(profile: &Profile, opts: &PlanOptions) -> Result<Vec<PlannedTas
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        tasks.push(task(id.clone(), unit.kind, deps, Some(unit.subject)));
+        tasks.push(task(id.clone(), unit.kind, deps, Some(&unit.subject)));
         if unit.kind != TaskKind::Value {
             workloads.push(id);
         }
@@ -458,5 +494,52 @@ mod tests {
         let at = |id: &str| order.iter().position(|t| *t == id).unwrap();
         assert!(at("step:register") < at("value:id") && at("value:id") < at("step:seed"));
         assert!(at("step:seed") < at("deploy:gw"));
+    }
+
+    #[test]
+    fn a_secret_with_after_is_its_own_task_after_what_it_follows_and_out_of_the_batch() {
+        // Two Secrets named pull: one for the batch, one in the namespace the release makes.
+        let text = "service: s\nnamespace: app\nconfig:\n  secrets:\n    - {name: pull, stringData: {k: v}}\n    - {name: pull, namespace: tekton, stringData: {k: v}, after: [release]}\ncomponents:\n  release:\n    manifests: []\nruntime:\n  k:\n    key: {name: pull, namespace: tekton, key: k}\n  batched:\n    key: {name: pull, key: k}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+        let p = crate::profile::load(dir.path(), "s").unwrap();
+        let tasks = tasks_for(&p, &PlanOptions::default()).unwrap();
+        let late = "secret:tekton/pull";
+        let t = tasks.iter().find(|t| t.id == late).expect(late);
+        assert_eq!(
+            (t.kind, t.phase),
+            (TaskKind::Secret, super::super::Phase::Deploy)
+        );
+        assert_eq!(t.subject.as_deref(), Some("tekton/pull"));
+        assert_eq!(deps(&tasks, late), [CONFIG, "deploy:release"]);
+        // A value read from it follows it; one read from the batch's Secret does not.
+        assert_eq!(deps(&tasks, "value:k"), [CONFIG, late]);
+        assert_eq!(deps(&tasks, "value:batched"), [CONFIG]);
+        assert!(deps(&tasks, WAIT).contains(&late.to_string()));
+        let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids.iter().filter(|i| i.starts_with("secret:")).count(), 1);
+    }
+
+    #[test]
+    fn a_late_secret_naming_no_unit_or_given_twice_is_a_plan_error() {
+        let plan = |secrets: &str| {
+            let text = format!(
+                "service: s\nconfig:\n  secrets:\n{secrets}components:\n  a:\n    manifests: []\n"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+            let p = crate::profile::load(dir.path(), "s").unwrap();
+            tasks_for(&p, &PlanOptions::default())
+        };
+        let ghost = plan("    - {name: x, stringData: {k: v}, after: [ghost]}\n").unwrap_err();
+        assert_eq!(
+            ghost.to_string(),
+            "secret:default/x names \"ghost\", which is no component, hook or step"
+        );
+        let twice = "    - {name: x, stringData: {k: v}, after: [a]}\n    - {name: x, namespace: default, stringData: {k: v}, after: [a]}\n";
+        assert_eq!(
+            plan(twice).unwrap_err(),
+            PlanError::Duplicate("secret:default/x".into())
+        );
     }
 }

@@ -80,6 +80,7 @@ pub fn default_ms(kind: TaskKind) -> u64 {
         TaskKind::Hook => 5_000,
         TaskKind::Value => 500,
         TaskKind::Step => 2_000,
+        TaskKind::Secret => 500,
         TaskKind::Wait => 5_000,
         other => sized_ms(other, Size::default()),
     }
@@ -112,8 +113,9 @@ pub fn sizes(profile: &Profile, source: &Path, tasks: &[PlannedTask]) -> Vec<(St
         .tls
         .as_ref()
         .map_or(0, |t| 1 + t.services.len() + t.signing_keys.len());
-    let config = (c.namespaces.len() + c.config_maps.len() + c.secrets.len() + tls) as u64
-        + objects(&c.manifests);
+    let batched = c.secrets.iter().filter(|s| !s.is_late()).count();
+    let config =
+        (c.namespaces.len() + c.config_maps.len() + batched + tls) as u64 + objects(&c.manifests);
     let crds: u64 = spec
         .crds
         .iter()

@@ -64,6 +64,9 @@ pub enum TaskKind {
     Value,
     /// A step after what it follows is ready (apply CRs, patch status, call, restart, command).
     Step,
+    /// A `config.secrets` entry with `after:`: applied (with its ServiceAccount links) once
+    /// what it follows is ready, not in the config batch.
+    Secret,
     /// The single wait point: every workload ready.
     Wait,
 }
@@ -85,6 +88,7 @@ impl TaskKind {
             TaskKind::Hook => "hook",
             TaskKind::Value => "value",
             TaskKind::Step => "step",
+            TaskKind::Secret => "secret",
             TaskKind::Wait => "wait",
         }
     }
@@ -101,6 +105,7 @@ impl TaskKind {
             | TaskKind::Hook
             | TaskKind::Value
             | TaskKind::Step
+            | TaskKind::Secret
             | TaskKind::Wait => Phase::Deploy,
         }
     }
@@ -123,7 +128,9 @@ pub mod render;
 pub mod strategy;
 pub mod uses;
 
-pub use build::{PlanError, PlanOptions, nodes_pull, tasks_for, unit_id};
+pub use build::{
+    CONFIG, PlanError, PlanOptions, late_secret_read, nodes_pull, secret_id, tasks_for, unit_id,
+};
 pub use estimate::Estimates;
 pub use strategy::Strategy;
 

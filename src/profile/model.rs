@@ -300,6 +300,23 @@ pub struct SecretSpec {
     /// once each exists. Only for image pull Secrets (`kubernetes.io/dockerconfigjson`).
     #[serde(default)]
     pub service_accounts: Vec<String>,
+    /// Components (waited for until ready), hooks and steps (done) the Secret follows: it is
+    /// then applied by its own task (`secret:NAMESPACE/NAME`) instead of the config batch,
+    /// for a namespace or ServiceAccount that one of them makes (Tekton's release).
+    #[serde(default)]
+    pub after: Vec<String>,
+}
+
+impl SecretSpec {
+    /// The namespace the Secret goes into: its own, or the profile's `namespace`.
+    pub fn namespace_or<'a>(&'a self, profile_namespace: &'a str) -> &'a str {
+        self.namespace.as_deref().unwrap_or(profile_namespace)
+    }
+
+    /// Applied by its own task after what it follows, not by the config batch.
+    pub fn is_late(&self) -> bool {
+        !self.after.is_empty()
+    }
 }
 
 /// A Secret's file: a path, or `{path, optional}` (an absent optional file leaves its key out).

@@ -198,7 +198,8 @@ pub struct PullSecretLink {
     pub secret: String,
 }
 
-/// What the config batch makes of `config.configMaps` and `config.secrets` on this host.
+/// What the config batch makes of `config.configMaps` and `config.secrets` on this host (or
+/// a late Secret's task of its one entry).
 #[derive(Debug, Default)]
 pub struct ConfigObjects {
     pub objects: Vec<Object>,
@@ -210,7 +211,8 @@ pub struct ConfigObjects {
     pub notes: Vec<String>,
 }
 
-/// The ConfigMaps and Secrets of `config` (their files read), in the profile's order.
+/// The ConfigMaps and Secrets of `config` (their files read), in the profile's order; a
+/// Secret with `after:` is left to its own task ([`late_secret_objects`]).
 pub fn config_objects(
     profile: &Profile,
     source: &Path,
@@ -235,30 +237,61 @@ pub fn config_objects(
         ));
     }
     for plan in secrets::plan(profile, source, host == HostFiles::Placeholder) {
-        out.notes.extend(plan.notes());
-        if plan.skipped.is_some() {
-            out.host_files
-                .extend(plan.files.iter().filter(|f| f.host).map(|f| {
-                    let outcome = if f.present {
-                        "not read: Secret skipped"
-                    } else {
-                        "absent: Secret skipped"
-                    };
-                    host_file_record(&plan, f, None, outcome)
-                }));
-            continue;
+        if !plan.spec.is_late() {
+            add_secret(&plan, host, crate::plan::CONFIG, &mut out)?;
         }
-        let (object, records) = secret_object(&plan, host)?;
-        out.objects.push(object);
-        out.host_files.extend(records);
-        out.links
-            .extend(plan.spec.service_accounts.iter().map(|sa| PullSecretLink {
-                namespace: plan.namespace.clone(),
-                service_account: sa.clone(),
-                secret: plan.spec.name.clone(),
-            }));
     }
     Ok(out)
+}
+
+/// What task `id` (`secret:NAMESPACE/NAME`, a `config.secrets` entry with `after:`) makes on
+/// this host: the Secret, its links, its host files and notes, as the config batch would.
+pub fn late_secret_objects(
+    profile: &Profile,
+    source: &Path,
+    host: HostFiles,
+    id: &str,
+) -> Result<ConfigObjects, String> {
+    let plans = secrets::plan(profile, source, host == HostFiles::Placeholder);
+    let plan = plans
+        .iter()
+        .find(|p| p.spec.is_late() && plan::secret_id(profile, p.spec) == id)
+        .ok_or_else(|| format!("{id}: no config.secrets entry with after: makes it"))?;
+    let mut out = ConfigObjects::default();
+    add_secret(plan, host, id, &mut out)?;
+    Ok(out)
+}
+
+/// One entry's Secret (read by task `reader`) into `out`, or its notes alone when skipped.
+fn add_secret(
+    plan: &secrets::SecretPlan<'_>,
+    host: HostFiles,
+    reader: &str,
+    out: &mut ConfigObjects,
+) -> Result<(), String> {
+    out.notes.extend(plan.notes());
+    if plan.skipped.is_some() {
+        out.host_files
+            .extend(plan.files.iter().filter(|f| f.host).map(|f| {
+                let outcome = if f.present {
+                    "not read: Secret skipped"
+                } else {
+                    "absent: Secret skipped"
+                };
+                host_file_record(plan, f, None, outcome)
+            }));
+        return Ok(());
+    }
+    let (object, records) = secret_object(plan, host, reader)?;
+    out.objects.push(object);
+    out.host_files.extend(records);
+    out.links
+        .extend(plan.spec.service_accounts.iter().map(|sa| PullSecretLink {
+            namespace: plan.namespace.clone(),
+            service_account: sa.clone(),
+            secret: plan.spec.name.clone(),
+        }));
+    Ok(())
 }
 
 /// The Secret of one `config.secrets` entry, and its host files by digest: `stringData` from
@@ -268,6 +301,7 @@ pub fn config_objects(
 fn secret_object(
     plan: &secrets::SecretPlan<'_>,
     host: HostFiles,
+    reader: &str,
 ) -> Result<(Object, Vec<crate::record::HostFileRecord>), String> {
     use base64::Engine as _;
     let sec = plan.spec;
@@ -291,7 +325,7 @@ fn secret_object(
             continue;
         }
         if f.host && host == HostFiles::Placeholder {
-            let shown = format!("<host file {}, read by apply:config>", f.written);
+            let shown = format!("<host file {}, read by {reader}>", f.written);
             data.insert(f.key.clone(), json!(shown));
             continue;
         }
@@ -503,6 +537,10 @@ pub async fn render_profile(
                 extra.extend(tls_placeholders(profile));
                 (spec.config.manifests.clone(), BTreeMap::new(), extra)
             }
+            TaskKind::Secret => {
+                let made = late_secret_objects(profile, source, HostFiles::Placeholder, &t.id)?;
+                (Vec::new(), BTreeMap::new(), made.objects)
+            }
             TaskKind::Deploy => {
                 let c = &spec.components[subject];
                 (c.manifests.clone(), c.values.clone(), Vec::new())
@@ -690,6 +728,77 @@ mod tests {
         let keys = secret(&made, "keys").unwrap();
         assert!(!keys.to_string().contains("never shown"), "{keys}");
         assert!(made.host_files.is_empty() && made.notes.is_empty());
+    }
+
+    #[test]
+    fn a_secret_with_after_is_made_by_its_own_task_and_left_out_of_the_batch() {
+        use base64::Engine as _;
+        let host = tempfile::tempdir().unwrap();
+        let auth = br#"{"auths": {}}"#;
+        std::fs::write(host.path().join("auth.json"), auth).unwrap();
+        let (src, _) = setup(host.path());
+        // The same Secret again, in a namespace a component makes, after that component.
+        let path = src.path().join("profiles/svc.yaml");
+        let h = host.path().display();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text = text.replace(
+            "    - name: keys\n",
+            &format!(
+                "    - name: pull\n      namespace: tekton\n      type: kubernetes.io/dockerconfigjson\n      \
+                 files: {{.dockerconfigjson: {h}/auth.json}}\n      optional: true\n      \
+                 serviceAccounts: [resolvers]\n      after: [release]\n    - name: keys\n"
+            ),
+        );
+        text.push_str("components:\n  release: {manifests: []}\n");
+        std::fs::write(&path, text).unwrap();
+        let p = crate::profile::load(&src.path().join("profiles"), "svc").unwrap();
+        let batch = config_objects(&p, src.path(), HostFiles::Read).unwrap();
+        let pulls: Vec<&Value> = batch
+            .objects
+            .iter()
+            .map(|o| &o.value)
+            .filter(|v| v["metadata"]["name"] == "pull")
+            .collect();
+        assert_eq!(pulls.len(), 1);
+        assert_eq!(pulls[0]["metadata"]["namespace"], "jobs");
+        assert!(batch.links.iter().all(|l| l.namespace == "jobs"));
+        assert!(batch.host_files.iter().all(|r| r.secret != "tekton/pull"));
+        let id = "secret:tekton/pull";
+        let late = late_secret_objects(&p, src.path(), HostFiles::Read, id).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(auth);
+        let [secret] = late.objects.as_slice() else {
+            panic!("{:?}", late.objects)
+        };
+        assert_eq!(secret.value["metadata"]["namespace"], "tekton");
+        assert_eq!(secret.value["data"][".dockerconfigjson"], b64.as_str());
+        let links: Vec<(&str, &str)> = late
+            .links
+            .iter()
+            .map(|l| (l.namespace.as_str(), l.service_account.as_str()))
+            .collect();
+        assert_eq!(links, [("tekton", "resolvers")]);
+        assert_eq!(late.host_files.len(), 1);
+        assert_eq!(late.host_files[0].secret, "tekton/pull");
+        assert_eq!(late.host_files[0].outcome, "read");
+        // A render names the task that reads the host file.
+        let shown = late_secret_objects(&p, src.path(), HostFiles::Placeholder, id).unwrap();
+        let placeholder = format!("<host file {h}/auth.json, read by {id}>");
+        assert_eq!(
+            shown.objects[0].value["data"][".dockerconfigjson"],
+            placeholder.as_str()
+        );
+        // Absent, it is skipped and said so, its links with it.
+        std::fs::remove_file(host.path().join("auth.json")).unwrap();
+        let gone = late_secret_objects(&p, src.path(), HostFiles::Read, id).unwrap();
+        assert!(gone.objects.is_empty() && gone.links.is_empty());
+        assert!(
+            gone.notes[0].starts_with("config.secrets.pull (tekton): skipped: "),
+            "{:?}",
+            gone.notes
+        );
+        assert_eq!(gone.host_files[0].outcome, "absent: Secret skipped");
+        let e = late_secret_objects(&p, src.path(), HostFiles::Read, "secret:jobs/pull");
+        assert!(e.is_err(), "the batch's Secret has no task of its own");
     }
 
     #[test]

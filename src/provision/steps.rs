@@ -277,7 +277,7 @@ fn field_of_answer(step: &str, path: &str, a: &Answer) -> Result<String, String>
 pub async fn step(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError> {
     let st = &s.profile().spec.steps[name];
     let until = deadline(st.timeout.as_ref(), STEP_TIMEOUT);
-    wait_for_components(s, name, st, until, ctx).await?;
+    wait_for_components(s, &format!("step-{name}"), &st.after, Some(until), ctx).await?;
     let kube = s.kube()?;
     if !st.apply.is_empty() {
         let objects = s.render(&st.apply, &st.values, ctx).await?;
@@ -306,18 +306,22 @@ pub async fn step(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskE
     Ok(Done::Ran)
 }
 
-/// Waits until every component `st` follows is ready (hooks and steps are done already).
-async fn wait_for_components(
+/// Waits until every component of `after` is ready (hooks and steps are done already), by
+/// `until` or else each component's own `ready.timeout`; `what` names the diagnostics.
+pub(super) async fn wait_for_components(
     s: &RunState,
-    name: &str,
-    st: &StepSpec,
-    until: Instant,
+    what: &str,
+    after: &[String],
+    until: Option<Instant>,
     ctx: &TaskCtx,
 ) -> Result<(), TaskError> {
     let mut targets = Vec::new();
-    for c in st.after.iter() {
+    for c in after {
         if let Some(comp) = s.profile().spec.components.get(c) {
-            let left = until.saturating_duration_since(Instant::now());
+            let left = match until {
+                Some(u) => u.saturating_duration_since(Instant::now()),
+                None => RunState::timeout(comp.ready.timeout.as_ref()),
+            };
             let target = s.component_target(c, comp, left, ctx).await?;
             if !target.objects.is_empty() || target.http.is_some() {
                 targets.push(target);
@@ -328,8 +332,7 @@ async fn wait_for_components(
         return Ok(());
     }
     let kube = s.kube()?;
-    let diagnostics = s.diagnostics(&format!("step-{name}"));
-    wait::wait_ready(kube, &targets, ctx, &diagnostics).await
+    wait::wait_ready(kube, &targets, ctx, &s.diagnostics(what)).await
 }
 
 /// Renders the templated strings inside a JSON value.

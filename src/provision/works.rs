@@ -180,6 +180,14 @@ impl RunState {
         Some(record)
     }
 
+    /// Host files a Secret read (or skipped), for the run record, after those recorded.
+    fn record_host_files(&self, records: Vec<crate::record::HostFileRecord>) {
+        self.host_files
+            .lock()
+            .expect("not poisoned")
+            .extend(records);
+    }
+
     fn set_ca_file(&self, path: PathBuf) {
         let _ = self.ca_file.set(path);
     }
@@ -353,7 +361,7 @@ impl RunState {
         }
     }
 
-    fn timeout(spec: Option<&String>) -> Duration {
+    pub(super) fn timeout(spec: Option<&String>) -> Duration {
         spec.and_then(|t| humantime::parse_duration(t).ok())
             .unwrap_or(DEFAULT_READY_TIMEOUT)
     }
@@ -437,6 +445,7 @@ impl Work for TaskWork {
                 TaskKind::Hook => hook(s, subject, ctx).await,
                 TaskKind::Value => steps::runtime_value(s, subject, ctx).await,
                 TaskKind::Step => steps::step(s, subject, ctx).await,
+                TaskKind::Secret => late_secret(s, ctx).await,
                 TaskKind::Wait => wait_all(s, ctx).await,
             }
         })
@@ -666,7 +675,7 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     for note in &made.notes {
         ctx.progress(note.clone());
     }
-    *s.host_files.lock().expect("not poisoned") = made.host_files;
+    s.record_host_files(made.host_files);
     let mut batch = made.objects;
     if let Some(t) = &p.spec.config.tls {
         batch.extend(tls_material(s, t, ctx).await?);
@@ -677,7 +686,17 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
     );
     ctx.progress(format!("applying {} objects", batch.len()));
     apply::apply_objects(kube, &batch, ctx).await?;
-    for link in &made.links {
+    link_service_accounts(kube, &made.links, ctx).await?;
+    Ok(Done::Ran)
+}
+
+/// Each link's Secret added to its ServiceAccount's `imagePullSecrets` once that exists.
+async fn link_service_accounts(
+    kube: &Kube,
+    links: &[render::PullSecretLink],
+    ctx: &TaskCtx,
+) -> Result<(), TaskError> {
+    for link in links {
         let timeout = crate::tasks::pull_secrets::SERVICE_ACCOUNT_TIMEOUT;
         let changed = crate::tasks::pull_secrets::link(kube, link, timeout, ctx).await?;
         ctx.progress(format!(
@@ -688,6 +707,35 @@ async fn config(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
             if changed { "added" } else { "already there" }
         ));
     }
+    Ok(())
+}
+
+/// `secret:NAMESPACE/NAME`: a `config.secrets` entry with `after:`, once the components it
+/// follows are ready, made as the config batch makes the others (host files read, absent
+/// optional ones said and skipped), then its ServiceAccount links.
+async fn late_secret(s: &RunState, ctx: &TaskCtx) -> Result<Done, TaskError> {
+    let p = s.profile();
+    // Read first: a file that is not what its type needs fails before the wait.
+    let made = render::late_secret_objects(p, &s.req.source, render::HostFiles::Read, &ctx.id)
+        .map_err(TaskError::fatal)?;
+    for note in &made.notes {
+        ctx.progress(note.clone());
+    }
+    s.record_host_files(made.host_files);
+    if made.objects.is_empty() {
+        return Ok(Done::Ran);
+    }
+    let entry = p.spec.config.secrets.iter();
+    let after: Vec<String> = entry
+        .filter(|e| crate::plan::secret_id(p, e) == ctx.id.as_ref())
+        .flat_map(|e| e.after.clone())
+        .collect();
+    let what = ctx.id.replace([':', '/'], "-");
+    steps::wait_for_components(s, &what, &after, None, ctx).await?;
+    let kube = s.kube()?;
+    ctx.progress(format!("applying {} objects", made.objects.len()));
+    apply::apply_objects(kube, &made.objects, ctx).await?;
+    link_service_accounts(kube, &made.links, ctx).await?;
     Ok(Done::Ran)
 }
 

@@ -116,7 +116,8 @@ pub struct HostFacts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
-    /// build | pull | cluster | crds | config | load | deploy | hook | wait
+    /// build | binary | pull | cluster | crds | established | config | load | registry |
+    /// push | deploy | hook | value | step | secret | wait
     pub kind: String,
     pub phase: Phase,
     pub class: Class,

@@ -786,8 +786,9 @@ pub fn sandbox_kprov(host: &str, dir: &Path, profiles: &Path, source: &Path) -> 
 }
 
 /// What stands in for Tekton's v1.7.0 release.yaml (workflowexecution's profile downloads it;
-/// no network here): its two namespaces and the two kinds the profile's test pipelines are
-/// (any fields kept).
+/// no network here): its two namespaces, the bundle resolver's ServiceAccount (the release's
+/// `tekton-pipelines-resolvers`, which the profile's second quay-pull-secret is given to) and
+/// the two kinds the profile's test pipelines are (any fields kept).
 pub const TEKTON_STAND_IN: &str = r#"# Stand-in for Tekton's v1.7.0 release.yaml (tests/common)
 apiVersion: v1
 kind: Namespace
@@ -796,6 +797,10 @@ metadata: {name: tekton-pipelines}
 apiVersion: v1
 kind: Namespace
 metadata: {name: tekton-pipelines-resolvers}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: tekton-pipelines-resolvers, namespace: tekton-pipelines-resolvers}
 ---
 apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

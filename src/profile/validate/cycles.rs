@@ -1,5 +1,6 @@
-//! Dependency cycles among components, hooks, steps and run-time values: what each follows
-//! (`dependsOn`, `after`, a value's hook or step) and the values its templates use.
+//! Dependency cycles among components, hooks, steps, run-time values and late Secrets: what
+//! each follows (`dependsOn`, `after`, a value's hook or step, the late Secret a `key:` value
+//! reads) and the values its templates use.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -71,9 +72,11 @@ fn value_id(name: &str) -> String {
 }
 
 impl Validator<'_> {
-    /// Every component, hook, step and run-time value, keyed by name (`runtime.<name>` for a
-    /// value), with what it follows and the values it uses.
+    /// Every component, hook, step, run-time value and late Secret, keyed by name
+    /// (`runtime.<name>` for a value, `secret:<namespace>/<name>` for a Secret), with what it
+    /// follows and the values it uses.
     fn graph<'s>(&'s self) -> BTreeMap<String, Node<'s>> {
+        use crate::plan;
         let spec = &self.profile.spec;
         let uses = crate::plan::uses::runtime_uses(self.profile, self.source);
         let unit = |section, name: &'s str, key, after: &[String]| -> Node<'s> {
@@ -101,6 +104,11 @@ impl Validator<'_> {
             let mut deps = v.after.clone();
             deps.extend(v.job_output.iter().map(|j| j.hook.clone()));
             deps.extend(v.http_response.iter().map(|h| h.step.clone()));
+            let read = v
+                .key
+                .as_ref()
+                .and_then(|k| plan::late_secret_read(self.profile, k));
+            deps.extend(read.map(|s| plan::secret_id(self.profile, s)));
             let key = match (&v.http_response, &v.job_output) {
                 _ if !v.after.is_empty() => Some("after"),
                 (Some(_), _) => Some("httpResponse"),
@@ -114,6 +122,17 @@ impl Validator<'_> {
                 deps,
             };
             graph.insert(value_id(n), node);
+        }
+        // Only a `key:` value leads to a late Secret, so a cycle through one holds a value,
+        // whose id (`runtime.…`) sorts first: the cycle is reported there, never here.
+        for sec in spec.config.secrets.iter().filter(|s| s.is_late()) {
+            let node = Node {
+                section: "config.secrets",
+                name: &sec.name,
+                key: Some("after"),
+                deps: sec.after.clone(),
+            };
+            graph.insert(plan::secret_id(self.profile, sec), node);
         }
         graph
     }

@@ -6,17 +6,19 @@
 use super::Validator;
 use crate::profile::{ProfileError, SecretSpec, secrets, tree::Node, tree::Value};
 
-/// `config.secrets` item `name` in a file's tree: its index there, and the node.
-fn find_item<'t>(tree: &'t Node, name: &str) -> Option<(usize, &'t Node)> {
+/// `config.secrets` entry `s` in a file's tree, known by its name and namespace as written
+/// (two entries may share a name in different namespaces): its index there, and the node.
+fn find_item<'t>(tree: &'t Node, s: &SecretSpec) -> Option<(usize, &'t Node)> {
     let (_, config) = tree.get("config")?;
     let (_, list) = config.get("secrets")?;
     let Value::Seq(items) = &list.value else {
         return None;
     };
-    items
-        .iter()
-        .enumerate()
-        .find(|(_, item)| item.get("name").and_then(|(_, v)| v.text()) == Some(name))
+    let text = |item: &'t Node, key: &str| item.get(key).and_then(|(_, v)| v.text());
+    items.iter().enumerate().find(|(_, item)| {
+        text(item, "name") == Some(s.name.as_str())
+            && text(item, "namespace") == s.namespace.as_deref()
+    })
 }
 
 /// A Kubernetes object name (a DNS subdomain): what a ServiceAccount's name must be.
@@ -30,10 +32,10 @@ fn is_object_name(s: &str) -> bool {
 }
 
 impl Validator<'_> {
-    /// An error about `config.secrets` entry `name`, at `sub` inside it (its deepest key found).
-    fn secret_err(&mut self, name: &str, sub: &[&str], message: String) {
+    /// An error about `config.secrets` entry `s`, at `sub` inside it (its deepest key found).
+    fn secret_err(&mut self, s: &SecretSpec, sub: &[&str], message: String) {
         let found = self.profile.files.iter().find_map(|f| {
-            let (i, item) = find_item(f.tree.as_ref()?, name)?;
+            let (i, item) = find_item(f.tree.as_ref()?, s)?;
             let mut at = item;
             let mut pos = (item.line, item.column);
             for key in sub {
@@ -55,9 +57,27 @@ impl Validator<'_> {
 
     pub(super) fn secrets(&mut self) {
         let entries = self.profile.spec.config.secrets.clone();
+        let ns = self.profile.namespace();
+        let mut seen = std::collections::BTreeSet::new();
         for s in &entries {
             self.secret_files(s);
             self.pull_secret(s);
+            self.secret_after(s);
+            let at = format!("{}/{}", s.namespace_or(ns), s.name);
+            if !seen.insert(at.clone()) {
+                let m = format!("Secret {at} is given twice: one entry per name and namespace");
+                self.secret_err(s, &["name"], m);
+            }
+        }
+    }
+
+    /// What a late Secret follows exists (components, hooks and steps, as a step's `after`).
+    fn secret_after(&mut self, s: &SecretSpec) {
+        for a in &s.after {
+            if !self.names_unit(a) {
+                let m = format!("{a:?} is no component, hook or step");
+                self.secret_err(s, &["after"], m);
+            }
         }
     }
 
@@ -66,12 +86,12 @@ impl Validator<'_> {
             let at = ["files", key.as_str()];
             if s.string_data.contains_key(key) {
                 let m = format!("key {key} is in both stringData and files: give it once");
-                self.secret_err(&s.name, &at, m);
+                self.secret_err(s, &at, m);
             }
             let path = match secrets::resolve(self.profile, self.source, &f.path) {
                 Ok(p) => p,
                 Err(e) => {
-                    self.secret_err(&s.name, &at, e);
+                    self.secret_err(s, &at, e);
                     continue;
                 }
             };
@@ -84,7 +104,7 @@ impl Validator<'_> {
                 ""
             };
             let m = format!("{} does not exist{hint}", path.display());
-            self.secret_err(&s.name, &at, m);
+            self.secret_err(s, &at, m);
         }
     }
 
@@ -97,11 +117,11 @@ impl Validator<'_> {
                 "serviceAccounts get this Secret as an image pull Secret: its type must be \
                  kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg), not {type_}"
             );
-            self.secret_err(&s.name, &["serviceAccounts"], m);
+            self.secret_err(s, &["serviceAccounts"], m);
         }
         for sa in s.service_accounts.iter().filter(|sa| !is_object_name(sa)) {
             let m = format!("ServiceAccount name {sa:?} is not a Kubernetes object name");
-            self.secret_err(&s.name, &["serviceAccounts"], m);
+            self.secret_err(s, &["serviceAccounts"], m);
         }
         let Some(key) = required else { return };
         match s.files.get(key) {
@@ -109,14 +129,14 @@ impl Validator<'_> {
                 let m = format!(
                     "a Secret of type {type_} needs the key {key} (in files or stringData)"
                 );
-                self.secret_err(&s.name, &["type"], m);
+                self.secret_err(s, &["type"], m);
             }
             Some(f) if f.optional && !s.optional => {
                 let m = format!(
                     "{key} is what a {type_} Secret holds: it cannot be left out (`optional: true` \
                      on the entry skips the whole Secret instead)"
                 );
-                self.secret_err(&s.name, &["files", key], m);
+                self.secret_err(s, &["files", key], m);
             }
             _ => {}
         }

@@ -26,15 +26,16 @@ impl Validator<'_> {
         }
     }
 
+    /// `after:` may name `name`: a component, hook or step, or an entry left out for a schema
+    /// error of its own (naming a broken entry is no error).
+    pub(super) fn names_unit(&self, name: &str) -> bool {
+        let broken = format!(".{name}");
+        self.unit_exists(name) || self.profile.broken.iter().any(|b| b.ends_with(&broken))
+    }
+
     fn after(&mut self, section: &str, name: &str, after: &[String]) {
         for a in after {
-            if !self.unit_exists(a)
-                && !self
-                    .profile
-                    .broken
-                    .iter()
-                    .any(|b| b.ends_with(&format!(".{a}")))
-            {
+            if !self.names_unit(a) {
                 self.err(
                     section,
                     Some(name),
