@@ -383,6 +383,10 @@ impl Validator<'_> {
         let mut problems = self
             .profile
             .read_template_files(self.source, text, &mut known);
+        if problems.is_empty() {
+            // What filters make of the files read (a goJson document of the wrong shape).
+            problems.extend(template::check_file_filters(text, &known));
+        }
         match template::names(text) {
             Err(e) => problems.push(e),
             Ok(names) => problems.extend(
