@@ -478,8 +478,47 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         // The other profiles mark no value for export: none leaves kprov.
         _ if !exported.is_empty() => Err(format!("values exported unasked: {:?}", exported.keys())),
         (HAPI, Some(set)) => check_hapi(&set, &kubectl),
+        ("aianalysis", _) => check_registered_workflows(&kubectl),
         _ => Ok(()),
     }
+}
+
+/// Row 19 (conformance/aianalysis.md): each seeded RemediationWorkflow's `/status` holds the
+/// content hash and workflow id computed from its fixture, and the mock LLM's scenarios carry
+/// those ids.
+fn check_registered_workflows(kubectl: &dyn Fn() -> Command) -> Result<(), String> {
+    let get = |args: &[&str]| {
+        let out = kubectl().args(args).output().map_err(|e| e.to_string())?;
+        Ok::<_, String>(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let scenarios = get(&[
+        "get",
+        "configmap",
+        "mock-llm-scenarios",
+        "-n",
+        "kubernaut-system",
+        "-o",
+        "json",
+    ])?;
+    for (workflow, hash, id) in common::STAND_IN_WORKFLOWS {
+        let name = format!("{workflow}-v1");
+        let jsonpath = "-o=jsonpath={.status.contentHash} {.status.workflowId}";
+        let status = get(&[
+            "get",
+            "remediationworkflow",
+            &name,
+            "-n",
+            "kubernaut-system",
+            jsonpath,
+        ])?;
+        if status.trim() != format!("{hash} {id}") {
+            return Err(format!("{name}: status {status:?}, expected {hash} {id}"));
+        }
+        if !scenarios.contains(id) {
+            return Err(format!("mock-llm-scenarios lacks {name}'s id {id}"));
+        }
+    }
+    Ok(())
 }
 
 /// How long the double takes to make a pod Ready in the HAPI run (500 ms by default): the

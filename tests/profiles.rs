@@ -2101,3 +2101,155 @@ fn the_profiles_carry_the_most_fatal_conformance_facts() {
         assert_eq!(policy.name, "aianalysis-policies");
     }
 }
+
+// ---- Content hashes: register-workflows' status, computed from the fixtures ----
+
+/// kprov's layout of kubernaut's clean RemediationWorkflow JSON.
+const RW_LAYOUT: &str = "kprov:manifests/kubernaut/stacks/remediationworkflow/json-layout.yaml";
+
+/// What `register-workflows` sets as `{contentHash, workflowId}` on `<workflow>-v1`, its
+/// placeholders rendered with `source` as `--source`.
+fn registered(source: &Path, workflow: &str) -> (String, String) {
+    let p = load("aianalysis");
+    let st = &p.spec.steps["register-workflows"];
+    let name = format!("{workflow}-v1");
+    let patch = st
+        .patch_status
+        .iter()
+        .find(|x| x.object.name == name)
+        .unwrap_or_else(|| panic!("register-workflows sets no status on {name}"));
+    let vals = p.template_values(&st.values, &BTreeMap::new(), &BTreeMap::new());
+    let field = |key: &str| {
+        let text = patch.status[key].as_str().unwrap();
+        p.render_template(source, text, &vals)
+            .unwrap_or_else(|e| panic!("{name} {key}: {}", template::joined(&e, None, "; ")))
+    };
+    (field("contentHash"), field("workflowId"))
+}
+
+/// The six workflows the AIAnalysis suite seeds, with the hash and id kubernaut d5a4a8709's
+/// own code computes from its fixtures (the literals the profile carried before kprov computed
+/// them; Go's encoding/json agrees).
+const KUBERNAUT_D5A4A8709: [(&str, &str, &str); 6] = [
+    (
+        "oomkill-increase-memory",
+        "a2d171bca8c154535bc79e3581b020cce18a14a149f0c5d4d00e09cbb3c098cb",
+        "35665f23-e550-5684-a6c9-c0f7b727b068",
+    ),
+    (
+        "crashloop-config-fix",
+        "b012c198cf17b0e013bacbac439c9b68f7242eb664b63ca686c0df3b1188b2b3",
+        "2074d955-5883-5818-be0d-fa7d45b36866",
+    ),
+    (
+        "node-drain-reboot",
+        "5dd374685da981c0ac37166ca27945528c3d6c7a1db1c241a0408bf3159dedbc",
+        "179d5e50-b477-5a4b-a3e1-cdd0e08be83a",
+    ),
+    (
+        "memory-optimize",
+        "0c4deedaed0126fa2f831514b6539b3940e9a06f1a9984ef8b7dabc01e321e2d",
+        "4808c3f7-732b-5bd8-bad4-998891d047f8",
+    ),
+    (
+        "generic-restart",
+        "295074d6a9c07f00fc954b4c5b28df7fcd8ff959511ba51e2e6b9eb489925390",
+        "6c11a65d-8d98-5f2f-b90e-b2c0e73016a9",
+    ),
+    (
+        "test-signal-handler",
+        "130c2e57df05990f212257f1c981e258d0450ee838cdeadd3b99667d03c9205b",
+        "b08b6906-74e4-508d-ab5d-9ad6d780af3d",
+    ),
+];
+
+/// A kubernaut tree at d5a4a8709 holding its workflow fixtures: ../shared/reference/kubernaut
+/// once it carries them, else `KPROV_KUBERNAUT_TREE` (a checkout or `git archive` of it).
+fn kubernaut_fixtures_tree() -> Option<PathBuf> {
+    let has = |p: &Path| {
+        p.join("test/fixtures/workflows/crashloop-config-fix")
+            .is_dir()
+    };
+    let reference = common::repo_root().join("../shared/reference/kubernaut");
+    if has(&reference) {
+        return Some(reference);
+    }
+    std::env::var_os("KPROV_KUBERNAUT_TREE")
+        .map(PathBuf::from)
+        .filter(|p| has(p))
+}
+
+#[test]
+fn register_workflows_reproduces_kubernauts_own_values_from_its_fixtures() {
+    let Some(tree) = kubernaut_fixtures_tree() else {
+        // kubernaut's fixtures are its files: they are not in this project, and the reference
+        // tree does not carry them yet.
+        eprintln!(
+            "skipping: no kubernaut fixtures (../shared/reference/kubernaut/test/fixtures or \
+             KPROV_KUBERNAUT_TREE=<kubernaut at d5a4a8709>)"
+        );
+        return;
+    };
+    for (workflow, hash, id) in KUBERNAUT_D5A4A8709 {
+        let got = registered(&tree, workflow);
+        assert_eq!(got, (hash.to_string(), id.to_string()), "{workflow}");
+    }
+}
+
+#[test]
+fn register_workflows_computes_each_fixtures_hash_and_id_as_go_does() {
+    let src = common::kubernaut_source();
+    for (workflow, hash, id) in common::STAND_IN_WORKFLOWS {
+        let got = registered(src.path(), workflow);
+        assert_eq!(got, (hash.to_string(), id.to_string()), "{workflow}");
+    }
+}
+
+/// `{{ file "FILE" | FILTERS }}` rendered with tests/fixtures/contenthash as `--source`.
+fn content_hash_filters(file: &str, filters: &str) -> String {
+    let p = load("aianalysis");
+    let source = common::repo_root().join("tests/fixtures/contenthash");
+    let text = format!("{{{{ file \"{file}\" | {filters} }}}}");
+    p.render_template(&source, &text, &template::Values::new())
+        .unwrap_or_else(|e| panic!("{}", template::joined(&e, None, "; ")))
+}
+
+#[test]
+fn go_json_of_a_workflow_with_every_field_is_byte_for_byte_gos() {
+    let go_json = format!("goJson \"{RW_LAYOUT}\"");
+    // What Go's encoding/json wrote for tests/fixtures/contenthash/crashloop-shaped.yaml: struct
+    // order (minimum, maximum before default), zero fields kept, omitempty ones dropped, unknown
+    // keys dropped, a key matched case-insensitively, map and raw keys sorted, HTML escaped.
+    let want = r#"{"apiVersion":"kubernaut.ai/v1alpha1","kind":"RemediationWorkflow","metadata":{"name":"stand-in-restart-v2"},"spec":{"version":"2.0.1","description":{"what":"Restarts a stand-in","whenToUse":"When kprov's tests say so"},"actionType":"RestartStandIn","labels":{"severity":["low"],"environment":["test","staging"],"component":["apps/v1/Deployment"],"priority":"P2","cluster":["*"]},"customLabels":{"area":"a\u0026b","team":"kprov"},"detectedLabels":{"gitOpsManaged":true,"hpaEnabled":false,"pdbProtected":1},"execution":{"engine":"job","bundle":"localhost/stand-in:v2","engineConfig":{"args":["sh","-c","echo \u003cok\u003e"],"image":"busybox"},"serviceAccountName":"stand-in-sa"},"dependencies":{"configMaps":[{"name":"cm-a"}]},"maintainers":[{"name":"A","email":"a@example.com"}],"parameters":[{"name":"WAIT_SECONDS","type":"integer","required":false,"description":"Seconds to wait \u003cbefore\u003e restarting \u0026 checking","minimum":0,"maximum":300.5,"default":30,"dependsOn":["TARGET"]},{"name":"TARGET","type":"string","required":true,"description":"Which one","enum":["a","b"],"pattern":"^[a-z]+$"},{"name":"RATIO","type":"float","required":false,"description":"","minimum":0.000001,"default":{"a":[0.5,"x\u003ey",null],"z":1}}],"rollbackParameters":[{"name":"PREVIOUS","type":"string","required":true,"description":"before"}]}}"#;
+    assert_eq!(
+        content_hash_filters("crashloop-shaped.yaml", &go_json),
+        want
+    );
+    assert_eq!(
+        content_hash_filters("crashloop-shaped.yaml", &format!("{go_json} | sha256")),
+        "26515d9bc1f77b711cefa7190785475943ee4447cc0615251a34a5e80f4ef471"
+    );
+    assert_eq!(
+        content_hash_filters(
+            "crashloop-shaped.yaml",
+            &format!("{go_json} | sha256 | uuid5 \"6ba7b810-9dad-51d0-80b7-00c04fd430c8\"")
+        ),
+        "083d16ad-c928-5d28-bea0-161f05967b20"
+    );
+}
+
+#[test]
+fn kubernauts_golden_content_hash_and_workflow_id_are_reproduced() {
+    // pkg/authwebhook/rw_content_hash_test.go (UT-AW-320-001) pins these for that content.
+    assert_eq!(
+        content_hash_filters("golden-content.json", "sha256"),
+        "b401d467c33f43a86aa5743bcddcb853b392b7b6cbf74ff1eba6fb55c58f7bd7"
+    );
+    assert_eq!(
+        content_hash_filters(
+            "golden-content.json",
+            "sha256 | uuid5 \"6ba7b810-9dad-51d0-80b7-00c04fd430c8\""
+        ),
+        "dfa1b0a3-7939-50b3-aa47-8bbc12c3f4fa"
+    );
+}

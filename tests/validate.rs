@@ -349,7 +349,7 @@ fn an_http_steps_body_file_and_the_files_its_templates_read_must_exist() {
         errors,
         [
             "profiles/files.yaml:20:7: steps.both.http.url: unknown template value `values.x`",
-            "profiles/files.yaml:21:7: steps.both.http.body: unknown filter `yaml` (filters: json)",
+            "profiles/files.yaml:21:7: steps.both.http.body: unknown filter `yaml` (filters: json, goJson, sha256, uuid5)",
             "profiles/files.yaml:22:7: steps.both.http.bodyFile: body and bodyFile exclude each other: the request has one body",
             "./req.json:3:12: ./gone.yaml does not exist",
             "profiles/files.yaml:9:7: steps.missing.http.body: ./nope.yaml does not exist",
@@ -482,5 +482,30 @@ fn a_secret_given_twice_in_one_namespace_is_an_error_at_its_name() {
         [
             "profiles/twice.yaml:6:8: config.secrets[2].name: Secret app/pull is given twice: one entry per name and namespace"
         ]
+    );
+}
+
+#[test]
+fn a_status_patch_reads_its_files_and_a_document_of_the_wrong_shape_is_named_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("l.yaml"),
+        "fields:\n  - name: spec\n    type: object\n    fields: [{name: required, type: bool}]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("w.yaml"), "spec:\n  required: \"yes\"\n").unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "stamp",
+        "steps:\n  stamp:\n    patchStatus:\n      - apiVersion: v1\n        kind: Thing\n        name: a\n        status:\n          hash: '{{ file \"w.yaml\" | goJson \"l.yaml\" | sha256 }}'\n          id: '{{ file \"gone.yaml\" | sha256 }}'\n          at: '{{ values.when }}'\n",
+    );
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        errors,
+        [
+            "profiles/stamp.yaml:3:5: steps.stamp.patchStatus: patchStatus[0] (Thing a): unknown template value `values.when`",
+            "profiles/stamp.yaml:3:5: steps.stamp.patchStatus: patchStatus[0] (Thing a): goJson: w.yaml:2:13: spec.required: expected true or false, found the string \"yes\"",
+            "profiles/stamp.yaml:3:5: steps.stamp.patchStatus: patchStatus[0] (Thing a): ./gone.yaml does not exist",
+        ],
     );
 }

@@ -50,6 +50,14 @@ impl InFiles<'_> {
     }
 }
 
+/// In each string of a JSON value on its own (its JSON text escapes a placeholder's quotes).
+fn in_strings_of(v: &serde_json::Value) -> BTreeSet<String> {
+    template::json_strings(v)
+        .into_iter()
+        .flat_map(in_text)
+        .collect()
+}
+
 fn in_strings<'a>(strings: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
     strings.into_iter().flat_map(|s| in_text(s)).collect()
 }
@@ -86,7 +94,7 @@ pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeS
             u.extend(files.uses(&file.collect::<Vec<_>>()));
         }
         for p in &st.patch_status {
-            u.extend(in_text(&p.status.to_string()));
+            u.extend(in_strings_of(&p.status));
         }
         uses.insert(super::unit_id(profile, name), u);
     }

@@ -284,7 +284,7 @@ fn syntax_error(path: &Path, text: &str, e: &ParseError) -> ProfileError {
 }
 
 /// The parser's errors in kprov's words.
-fn yaml_message(kind: &ParseErrorKind) -> String {
+pub(super) fn yaml_message(kind: &ParseErrorKind) -> String {
     match kind {
         ParseErrorKind::MultipleDocuments => {
             "a profile is one YAML document, but `---` starts another one here".into()

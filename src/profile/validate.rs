@@ -399,6 +399,10 @@ impl Validator<'_> {
         let mut problems = self
             .profile
             .read_template_files(self.source, text, &mut files);
+        if problems.is_empty() {
+            // What filters make of the files read (a goJson document of the wrong shape).
+            problems.extend(template::check_file_filters(text, &files));
+        }
         match template::names(text) {
             Err(e) => problems.push(e),
             Ok(names) => problems.extend(

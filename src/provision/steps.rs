@@ -335,14 +335,28 @@ pub(super) async fn wait_for_components(
     wait::wait_ready(kube, &targets, ctx, &s.diagnostics(what)).await
 }
 
-/// Renders the templated strings inside a JSON value.
+/// Renders the templated strings inside a JSON value, each on its own: a placeholder's quoted
+/// argument (`{{ file "PATH" }}`) is never seen JSON-escaped.
 fn render_json(
     s: &RunState,
     v: &Value,
     values: &BTreeMap<String, String>,
 ) -> Result<Value, String> {
-    let text = render_str(s, &v.to_string(), values)?;
-    serde_json::from_str(&text).map_err(|e| format!("not JSON once rendered: {e}"))
+    Ok(match v {
+        Value::String(t) => Value::String(render_str(s, t, values)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(s, i, values))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| Ok((k.clone(), render_json(s, x, values)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
 }
 
 /// A step's template string with this run's values and the files it reads.

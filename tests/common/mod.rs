@@ -934,3 +934,40 @@ pub fn kprov_tree(dir: &Path) -> PathBuf {
     .unwrap();
     profiles
 }
+
+/// The six workflows of tests/fixtures/kubernaut that profiles/aianalysis.yaml registers, with
+/// the `contentHash` and `workflowId` its `register-workflows` step must set on each: Go's
+/// encoding/json over the same documents, SHA-256, UUIDv5 in kubernaut's namespace
+/// (tests/fixtures/contenthash/README.md).
+pub const STAND_IN_WORKFLOWS: [(&str, &str, &str); 6] = [
+    (
+        "oomkill-increase-memory",
+        "236433b60d72c1ce6a451e5ef560e31e075567774332a4b1a9d225da7339bcf4",
+        "61828494-1263-57da-97ca-5099c5581053",
+    ),
+    (
+        "crashloop-config-fix",
+        "7b35a69dbc439be6a8321e5c278da92ce9be4169ee31ff51df166a2fe181d5cc",
+        "ea250a6a-7910-5063-91a1-165c4cbd247e",
+    ),
+    (
+        "node-drain-reboot",
+        "ba838a19d98832fb3cf83fb79d5d84af39f61eb81ee684e8e5445bd038c26f42",
+        "5c059eb3-f952-51aa-8048-0de6f51596d3",
+    ),
+    (
+        "memory-optimize",
+        "7748036efdfc118083f017cde6296e0d0e4a56876ffcc145449b12a72ed71d25",
+        "9ffc55a5-c028-5b06-a7ac-6d1029346fec",
+    ),
+    (
+        "generic-restart",
+        "92cd68a3e14d204ab61ce093fc3ad2ffa7040eccd1165ae0fc14099cea8bdce3",
+        "9fb4cc1b-a75b-5fdf-804e-8ad70aad62dc",
+    ),
+    (
+        "test-signal-handler",
+        "fd814f3737eff9d3f574a1b7630b1361cfb6ce39c809552791e234e60de42b03",
+        "451166e8-cb60-5063-b09d-e20ca8c92e16",
+    ),
+];

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Validator;
-use crate::profile::{HttpResponseSpec, HttpStepSpec};
+use crate::profile::{HttpResponseSpec, HttpStepSpec, StepSpec, template};
 
 impl Validator<'_> {
     /// Names are unique across components, hooks and steps: `after:` lists mix them.
@@ -149,8 +149,27 @@ impl Validator<'_> {
             if let Some(h) = &st.http {
                 self.http_step(name, h, &st.values);
             }
+            self.status_patches(name, st);
             self.after("steps", name, &st.after);
             self.timeout("steps", name, st.timeout.as_ref());
+        }
+    }
+
+    /// The placeholders of each status to patch (what they name, the files they read, what
+    /// their filters make of those files), at the step's `patchStatus`.
+    fn status_patches(&mut self, name: &str, st: &StepSpec) {
+        for (i, p) in st.patch_status.iter().enumerate() {
+            for text in template::json_strings(&p.status) {
+                for e in self.template_problems(text, &st.values) {
+                    let what = format!("patchStatus[{i}] ({} {})", p.object.kind, p.object.name);
+                    self.err(
+                        "steps",
+                        Some(name),
+                        &["steps", name, "patchStatus"],
+                        format!("{what}: {}", e.message),
+                    );
+                }
+            }
         }
     }
 
