@@ -2253,3 +2253,356 @@ fn kubernauts_golden_content_hash_and_workflow_id_are_reproduced() {
         "dfa1b0a3-7939-50b3-aa47-8bbc12c3f4fa"
     );
 }
+
+/// What each conformance table (profiles/conformance/<table>.md) calls kprov's files in its
+/// `name:line` references (its header says which). Paths written out (`profiles/…`,
+/// `manifests/…`, `src/…`, `tests/…`, `stacks/…` for `profiles/stacks/…`) need no entry.
+/// Every other name (`hybrid.go`, `suite_test.go`, …) is kubernaut's and not checked.
+const CONFORMANCE_NAMES: [(&str, &[(&str, &str)]); 11] = [
+    (
+        "aianalysis",
+        &[
+            ("profile", "profiles/aianalysis.yaml"),
+            ("hapi profile", "profiles/aianalysis-hapi.yaml"),
+            ("hapi stack", "profiles/stacks/hapi.yaml"),
+            (
+                "controller.yaml",
+                "manifests/kubernaut/aianalysis/controller.yaml",
+            ),
+            (
+                "approval.rego",
+                "manifests/kubernaut/aianalysis/approval.rego",
+            ),
+            (
+                "e2e-serviceaccount.yaml",
+                "manifests/kubernaut/aianalysis/e2e-serviceaccount.yaml",
+            ),
+            (
+                "mock-llm-scenarios.yaml",
+                "manifests/kubernaut/aianalysis/mock-llm-scenarios.yaml",
+            ),
+            (
+                "enrichment-fixtures.yaml",
+                "manifests/kubernaut/aianalysis/enrichment-fixtures.yaml",
+            ),
+            (
+                "json-layout.yaml",
+                "manifests/kubernaut/stacks/remediationworkflow/json-layout.yaml",
+            ),
+            (
+                "holmesgpt-api.yaml",
+                "manifests/kubernaut/stacks/hapi/holmesgpt-api.yaml",
+            ),
+        ],
+    ),
+    (
+        "authwebhook",
+        &[
+            ("stack", "profiles/stacks/authwebhook.yaml"),
+            (
+                "authwebhook.yaml",
+                "manifests/kubernaut/stacks/authwebhook/authwebhook.yaml",
+            ),
+            (
+                "webhooks.yaml",
+                "manifests/kubernaut/stacks/authwebhook/webhooks.yaml",
+            ),
+        ],
+    ),
+    (
+        "datastorage-stack",
+        &[
+            ("stack", "profiles/stacks/datastorage.yaml"),
+            (
+                "rbac.yaml",
+                "manifests/kubernaut/stacks/datastorage/rbac.yaml",
+            ),
+            (
+                "postgresql.yaml",
+                "manifests/kubernaut/stacks/datastorage/postgresql.yaml",
+            ),
+            (
+                "redis.yaml",
+                "manifests/kubernaut/stacks/datastorage/redis.yaml",
+            ),
+            (
+                "migrations-job.yaml",
+                "manifests/kubernaut/stacks/datastorage/migrations-job.yaml",
+            ),
+            (
+                "datastorage.yaml",
+                "manifests/kubernaut/stacks/datastorage/datastorage.yaml",
+            ),
+            ("tls.rs", "src/tasks/tls.rs"),
+        ],
+    ),
+    (
+        "datastorage",
+        &[
+            ("profile", "profiles/datastorage.yaml"),
+            ("stack", "profiles/stacks/datastorage.yaml"),
+            (
+                "rbac.yaml",
+                "manifests/kubernaut/stacks/datastorage/rbac.yaml",
+            ),
+            (
+                "postgresql.yaml",
+                "manifests/kubernaut/stacks/datastorage/postgresql.yaml",
+            ),
+            (
+                "redis.yaml",
+                "manifests/kubernaut/stacks/datastorage/redis.yaml",
+            ),
+            (
+                "migrations-job.yaml",
+                "manifests/kubernaut/stacks/datastorage/migrations-job.yaml",
+            ),
+            (
+                "datastorage.yaml",
+                "manifests/kubernaut/stacks/datastorage/datastorage.yaml",
+            ),
+        ],
+    ),
+    (
+        "gateway",
+        &[
+            ("profile", "profiles/gateway.yaml"),
+            ("stack", "profiles/stacks/datastorage.yaml"),
+            ("actiontypes", "profiles/stacks/actiontypes.yaml"),
+            ("rbac.yaml", "manifests/kubernaut/gateway/rbac.yaml"),
+            ("config.yaml", "manifests/kubernaut/gateway/config.yaml"),
+            ("gateway.yaml", "manifests/kubernaut/gateway/gateway.yaml"),
+        ],
+    ),
+    (
+        "kubernaut-agent",
+        &[
+            ("stack", "profiles/stacks/kubernaut-agent.yaml"),
+            (
+                "rbac.yaml",
+                "manifests/kubernaut/stacks/kubernaut-agent/rbac.yaml",
+            ),
+            (
+                "ka.yaml",
+                "manifests/kubernaut/stacks/kubernaut-agent/kubernaut-agent.yaml",
+            ),
+        ],
+    ),
+    (
+        "mock-llm",
+        &[
+            ("stack", "profiles/stacks/mock-llm.yaml"),
+            (
+                "mock-llm.yaml",
+                "manifests/kubernaut/stacks/mock-llm/mock-llm.yaml",
+            ),
+            (
+                "shadow.yaml",
+                "manifests/kubernaut/stacks/mock-llm/mock-llm-shadow.yaml",
+            ),
+        ],
+    ),
+    (
+        "notification",
+        &[
+            ("nt.yaml", "profiles/notification.yaml"),
+            (
+                "controller.yaml",
+                "manifests/kubernaut/notification/controller.yaml",
+            ),
+            (
+                "mock-webhook.yaml",
+                "manifests/kubernaut/notification/mock-webhook.yaml",
+            ),
+            ("rbac.yaml", "manifests/kubernaut/notification/rbac.yaml"),
+            ("ds-stack", "profiles/stacks/datastorage.yaml"),
+            ("aw-stack", "profiles/stacks/authwebhook.yaml"),
+        ],
+    ),
+    (
+        "remediationorchestrator",
+        &[
+            ("ro.yaml", "profiles/remediationorchestrator.yaml"),
+            (
+                "controller.yaml",
+                "manifests/kubernaut/remediationorchestrator/controller.yaml",
+            ),
+            (
+                "rbac.yaml",
+                "manifests/kubernaut/remediationorchestrator/rbac.yaml",
+            ),
+            ("ds-stack", "profiles/stacks/datastorage.yaml"),
+            ("aw-stack", "profiles/stacks/authwebhook.yaml"),
+            ("at-stack", "profiles/stacks/actiontypes.yaml"),
+            (
+                "actiontypes.yaml",
+                "manifests/kubernaut/stacks/actiontypes/actiontypes.yaml",
+            ),
+        ],
+    ),
+    (
+        "signalprocessing",
+        &[
+            ("profile", "profiles/signalprocessing.yaml"),
+            ("stack", "profiles/stacks/datastorage.yaml"),
+            ("actiontypes", "profiles/stacks/actiontypes.yaml"),
+            (
+                "policy.rego",
+                "manifests/kubernaut/signalprocessing/policy.rego",
+            ),
+            (
+                "config.yaml",
+                "manifests/kubernaut/signalprocessing/config.yaml",
+            ),
+            (
+                "controller.yaml",
+                "manifests/kubernaut/signalprocessing/controller.yaml",
+            ),
+            (
+                "datastorage-access.yaml",
+                "manifests/kubernaut/signalprocessing/datastorage-access.yaml",
+            ),
+        ],
+    ),
+    (
+        "workflowexecution",
+        &[
+            ("we.yaml", "profiles/workflowexecution.yaml"),
+            (
+                "rbac.yaml",
+                "manifests/kubernaut/workflowexecution/rbac.yaml",
+            ),
+            (
+                "controller.yaml",
+                "manifests/kubernaut/workflowexecution/controller.yaml",
+            ),
+            (
+                "test-pipelines.yaml",
+                "manifests/kubernaut/workflowexecution/test-pipelines.yaml",
+            ),
+            (
+                "awx-db-init.yaml",
+                "manifests/kubernaut/workflowexecution/awx-db-init.yaml",
+            ),
+            ("awx.yaml", "manifests/kubernaut/workflowexecution/awx.yaml"),
+            (
+                "awx-api-token.yaml",
+                "manifests/kubernaut/workflowexecution/awx-api-token.yaml",
+            ),
+            (
+                "kustomization.yaml",
+                "manifests/kubernaut/workflowexecution/awx-operator/kustomization.yaml",
+            ),
+            ("ds-stack", "profiles/stacks/datastorage.yaml"),
+            ("aw-stack", "profiles/stacks/authwebhook.yaml"),
+            (
+                "actiontypes.yaml",
+                "manifests/kubernaut/stacks/actiontypes/actiontypes.yaml",
+            ),
+        ],
+    ),
+];
+
+/// The kprov file a conformance table's reference name stands for: the table's own names,
+/// then paths written out. `None`: not kprov's (kubernaut's files, URLs, host:port).
+fn conformance_file(names: &[(&str, &str)], name: &str) -> Option<String> {
+    if let Some((_, path)) = names.iter().find(|(n, _)| *n == name) {
+        return Some((*path).to_string());
+    }
+    if let Some(rest) = name.strip_prefix("stacks/") {
+        return Some(format!("profiles/stacks/{rest}"));
+    }
+    ["profiles/", "manifests/", "src/", "tests/"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        .then(|| name.to_string())
+}
+
+/// Every `name:line`, `name:first-last` (and `name:a-b,c-d`) reference a conformance table
+/// makes to a kprov file names lines that file has at HEAD; so does a bare `:line` continuing
+/// one in the same table cell (`nt.yaml:15, :44-45`). Only that the lines exist is checked,
+/// not what they hold: a file that shrank, or a range typed past its end, fails here instead
+/// of pointing at nothing.
+#[test]
+fn the_conformance_tables_kprov_line_references_exist() {
+    let dir = profiles_dir().join("conformance");
+    let reference = regex::Regex::new(
+        r"(hapi profile|hapi stack|[A-Za-z0-9_./-]+)?:(\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)",
+    )
+    .unwrap();
+    let mut tables: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|f| f.strip_suffix(".md").map(str::to_string))
+        .filter(|t| t != "README")
+        .collect();
+    tables.sort();
+    let known: BTreeSet<&str> = CONFORMANCE_NAMES.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        tables.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        known,
+        "every conformance table has its names in CONFORMANCE_NAMES (and only those)"
+    );
+    let mut lengths: BTreeMap<String, Option<usize>> = BTreeMap::new();
+    let mut lines_of = |path: &str| {
+        *lengths.entry(path.to_string()).or_insert_with(|| {
+            std::fs::read_to_string(repo().join(path))
+                .ok()
+                .map(|t| t.lines().count())
+        })
+    };
+    let (mut checked, mut wrong) = (BTreeMap::new(), Vec::new());
+    for (table, names) in CONFORMANCE_NAMES {
+        let text = std::fs::read_to_string(dir.join(format!("{table}.md"))).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            // A bare `:line` continues the last reference of its cell (a row's cell, or the line).
+            for cell in line.split('|') {
+                let mut last: Option<String> = None;
+                for m in reference.captures_iter(cell) {
+                    let whole = m.get(0).unwrap();
+                    let before = cell[..whole.start()].chars().next_back();
+                    let file = match m.get(1) {
+                        Some(name) => {
+                            last = conformance_file(names, name.as_str());
+                            last.clone()
+                        }
+                        // `= `:28080`` is a port, `, :44-45` a continuation.
+                        None if matches!(before, Some(' ' | '(' | ',' | ';')) => last.clone(),
+                        None => None,
+                    };
+                    let Some(file) = file else { continue };
+                    let at = format!("{table}.md:{}: `{}`", n + 1, whole.as_str());
+                    let Some(len) = lines_of(&file) else {
+                        wrong.push(format!("{at}: {file} does not exist"));
+                        continue;
+                    };
+                    *checked.entry(table).or_insert(0) += 1;
+                    for range in m[2].split(',') {
+                        let (a, b) = range.split_once('-').unwrap_or((range, range));
+                        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                        if a == 0 || a > b || b > len {
+                            wrong.push(format!("{at}: lines {range} of {file}, which has {len}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "references to lines kprov's files do not have:\n{}",
+        wrong.join("\n")
+    );
+    // Each table's references are found at all (a name or pattern gone wrong checks nothing).
+    for (table, _) in CONFORMANCE_NAMES {
+        assert!(
+            checked.get(table).copied().unwrap_or(0) > 0,
+            "{table}.md: no kprov reference found"
+        );
+    }
+    let total: usize = checked.values().sum();
+    assert!(
+        total >= 300,
+        "only {total} kprov references found: {checked:?}"
+    );
+}
