@@ -295,9 +295,10 @@ pub struct SecretSpec {
     /// Skip the whole Secret (and its `serviceAccounts` links) when one of its files is absent.
     #[serde(default)]
     pub optional: bool,
-    /// ServiceAccounts of the Secret's namespace whose `imagePullSecrets` get this Secret (as
-    /// `kubectl patch serviceaccount NAME -p '{"imagePullSecrets": …}'` does, the others kept),
-    /// once each exists. Only for image pull Secrets (`kubernetes.io/dockerconfigjson`).
+    /// ServiceAccounts of the Secret's namespace whose `imagePullSecrets` get this Secret, the
+    /// others kept (where `kubectl patch serviceaccount NAME -p '{"imagePullSecrets": …}'`
+    /// replaces the list), once each exists. Only for image pull Secrets
+    /// (`kubernetes.io/dockerconfigjson`).
     #[serde(default)]
     pub service_accounts: Vec<String>,
     /// Components (waited for until ready), hooks and steps (done) the Secret follows: it is
