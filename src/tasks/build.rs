@@ -367,14 +367,8 @@ async fn build_with(
     ctx: &TaskCtx,
 ) -> Result<CachedBuild, TaskError> {
     let planned = plan_build(engine, req, &ctx.cancel).await?;
-    let PlannedBuild {
-        context,
-        inputs,
-        reference,
-        bases,
-    } = planned;
-    let what = format!("build image {} ({reference})", req.image);
-    let trust_cache = match &bases {
+    let what = format!("build image {} ({})", req.image, planned.reference);
+    let trust_cache = match &planned.bases {
         Ok(_) => true,
         Err(why) => {
             ctx.progress(format!(
@@ -383,57 +377,19 @@ async fn build_with(
             false
         }
     };
-
-    if !req.no_cache && trust_cache {
-        let existing = engine
-            .inspect_image(&reference)
-            .await
-            .map_err(|e| engine_task_error(&what, e))?;
-        if let Some(image) = existing
-            && image.labels.get(INPUTS_LABEL) == Some(&inputs)
-        {
-            ctx.progress(format!(
-                "cached: inputs sha256:{inputs} unchanged ({reference}, image {})",
-                short_id(&image.id)
-            ));
-            let builder = image
-                .labels
-                .get(BUILDER_LABEL)
-                .and_then(|b| Builder::parse(b));
-            return Ok(CachedBuild {
-                image: BuiltImage {
-                    reference,
-                    id: image.id,
-                    builder,
-                },
-                done: Done::Cached,
-                inputs,
-                cache_problem: None,
-            });
-        }
-    }
     let mut cache_problem = None;
     if !req.no_cache
         && trust_cache
-        && let Some(cache) = cache
-        && let Some(image) = restore_from(
-            engine,
-            req,
-            cache,
-            (&inputs, &reference),
-            &mut cache_problem,
-            ctx,
-        )
-        .await?
+        && let Some(done) = reuse(engine, req, cache, &planned, &mut cache_problem, ctx).await?
     {
-        return Ok(CachedBuild {
-            image,
-            done: Done::Restored,
-            inputs,
-            cache_problem: None,
-        });
+        return Ok(done);
     }
-
+    let PlannedBuild {
+        context,
+        inputs,
+        reference,
+        bases,
+    } = planned;
     let log_path = req.log_path();
     let mut log = BuildLog::create(&log_path)
         .map_err(|e| TaskError::fatal(format!("{what}: create log {}: {e}", log_path.display())))?;
@@ -451,7 +407,6 @@ async fn build_with(
             base.id.as_deref().unwrap_or("(not present locally)")
         ));
     }
-
     let mut labels = req.labels.clone();
     labels.insert(INPUTS_LABEL.to_string(), inputs.clone());
     labels.insert(IMAGE_LABEL.to_string(), req.image.clone());
@@ -464,125 +419,24 @@ async fn build_with(
         labels,
         no_cache: req.no_cache,
     };
-    let mut builder = first_builder(choice, engine.kind(), engine_speaks_buildkit(engine));
-    if choice == BuilderChoice::Auto && builder == Builder::BuildKit && context.dockerfile_outside()
-    {
-        // BuildKit does not apply the tar's .dockerignore server-side: `COPY .` would copy
-        // the Dockerfile sent under its generated name.
-        ctx.progress(
-            "the Dockerfile is outside the context: building with the classic builder, \
-             which leaves it out of COPY"
-                .to_string(),
-        );
-        builder = Builder::Classic;
-    }
-    let (image_id, failure, tar_result) = loop {
-        ctx.progress(format!(
-            "building {reference} with {}",
-            builder_name(builder)
-        ));
-        log.note(&format!("# builder {builder}"));
-        let mut opts = opts.clone();
-        opts.builder = builder;
-        opts.labels
-            .insert(BUILDER_LABEL.to_string(), builder.as_str().to_string());
-        let cancel = ctx.cancel.clone();
-        let (body, tar_task) = context
-            .clone()
-            .into_tar_stream(Arc::new(move || cancel.is_cancelled()));
-        let mut image_id = None;
-        let mut failure: Option<EngineError> = None;
-        let mut output_seen = false;
-        {
-            let mut stream = engine.build(&opts, body);
-            loop {
-                let item = tokio::select! {
-                    _ = ctx.cancel.cancelled() => {
-                        // Dropping the stream disconnects, which makes the daemon stop the build.
-                        log.note("# cancelled");
-                        drop(stream);
-                        let _ = tar_task.await;
-                        return Err(TaskError::fatal(format!("{what}: cancelled")));
-                    }
-                    item = stream.next() => item,
-                };
-                // Errors arrive inside the stream; later items may still explain them.
-                match item {
-                    None => break,
-                    Some(Ok(BuildEvent::Output(text))) => {
-                        output_seen = true;
-                        log.output(&text, ctx)
-                    }
-                    Some(Ok(BuildEvent::Status(text))) => {
-                        output_seen = true;
-                        log.output(&format!("{text}\n"), ctx)
-                    }
-                    Some(Ok(BuildEvent::ImageId(id))) => image_id = Some(id),
-                    Some(Err(e)) => {
-                        log.output(&format!("ERROR: {}\n", e.detail), ctx);
-                        failure.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        let tar_result = tar_task.await;
-        if builder == Builder::BuildKit
-            && choice == BuilderChoice::Auto
-            && !output_seen
-            && image_id.is_none()
-            && failure.as_ref().is_some_and(buildkit_unavailable)
-        {
-            let why = failure.map(|e| e.detail).unwrap_or_default();
-            ctx.progress(format!(
-                "BuildKit is not available ({why}): building with the classic builder"
-            ));
-            builder = Builder::Classic;
-            continue;
-        }
-        break (image_id, failure, tar_result);
+    let run = Run {
+        engine,
+        context: &context,
+        what: &what,
+        ctx,
     };
+    let (builder, attempt) = run.with_fallback(opts, choice, &mut log).await?;
     log.finish(ctx);
-
-    // A context that could not be read explains a broken build better than the daemon does.
-    if let Ok(Err(e)) = &tar_result
-        && !matches!(e, ContextError::Cancelled)
-        && failure.is_some()
-    {
-        return Err(TaskError::fatal(format!("{what}: {e}")));
-    }
-    if let Some(e) = failure {
-        let message = format!(
-            "{what}: {}\nlast lines of {}:\n{}",
-            e.detail,
-            log_path.display(),
-            log.tail()
-        );
-        return Err(if e.is_transient() {
-            TaskError::transient(message)
-        } else {
-            TaskError::fatal(message)
-        });
-    }
-
-    let image = engine
-        .inspect_image(&reference)
-        .await
-        .map_err(|e| engine_task_error(&what, e))?;
-    let Some(image) = image else {
-        return Err(TaskError::fatal(format!(
-            "{what}: the build ended without an image tagged {reference} (log: {})",
-            log_path.display()
-        )));
-    };
-    if let Some(id) = image_id
-        && id != image.id
-    {
-        // Another build of the same inputs finished in between: both are the same inputs.
-        log.note(&format!(
-            "# {reference} now names {} (this build produced {id})",
-            image.id
-        ));
-    }
+    attempt.check(&what, &log_path, &log)?;
+    let image = built_image(
+        engine,
+        &reference,
+        attempt.image_id,
+        &what,
+        &log_path,
+        &mut log,
+    )
+    .await?;
     log.note(&format!("# built {reference} {} with {builder}", image.id));
     ctx.progress(format!(
         "built {reference} ({}) with {}",
@@ -599,6 +453,239 @@ async fn build_with(
         inputs,
         cache_problem,
     })
+}
+
+/// The image of these inputs when it needs no build: already in the engine (tagged with
+/// them), or restored from the image cache. A cache archive that could not be used is noted
+/// in `problem`.
+async fn reuse(
+    engine: &Engine,
+    req: &BuildRequest,
+    cache: Option<&ImageCache>,
+    planned: &PlannedBuild,
+    problem: &mut Option<String>,
+    ctx: &TaskCtx,
+) -> Result<Option<CachedBuild>, TaskError> {
+    let (inputs, reference) = (&planned.inputs, &planned.reference);
+    let what = format!("build image {} ({reference})", req.image);
+    let existing = engine
+        .inspect_image(reference)
+        .await
+        .map_err(|e| engine_task_error(&what, e))?;
+    if let Some(image) = existing
+        && image.labels.get(INPUTS_LABEL) == Some(inputs)
+    {
+        ctx.progress(format!(
+            "cached: inputs sha256:{inputs} unchanged ({reference}, image {})",
+            short_id(&image.id)
+        ));
+        let builder = image
+            .labels
+            .get(BUILDER_LABEL)
+            .and_then(|b| Builder::parse(b));
+        let image = BuiltImage {
+            reference: reference.clone(),
+            id: image.id,
+            builder,
+        };
+        return Ok(Some(CachedBuild {
+            image,
+            done: Done::Cached,
+            inputs: inputs.clone(),
+            cache_problem: None,
+        }));
+    }
+    let Some(cache) = cache else {
+        return Ok(None);
+    };
+    let restored = restore_from(engine, req, cache, (inputs, reference), problem, ctx).await?;
+    Ok(restored.map(|image| CachedBuild {
+        image,
+        done: Done::Restored,
+        inputs: inputs.clone(),
+        cache_problem: None,
+    }))
+}
+
+/// What one build needs besides its options.
+struct Run<'a> {
+    engine: &'a Engine,
+    context: &'a Arc<BuildContext>,
+    what: &'a str,
+    ctx: &'a TaskCtx,
+}
+
+/// How one build attempt ended.
+struct Attempt {
+    image_id: Option<String>,
+    failure: Option<EngineError>,
+    output_seen: bool,
+    tar_result: Result<Result<u64, ContextError>, tokio::task::JoinError>,
+}
+
+impl Run<'_> {
+    /// Build with the first builder `choice` allows, and once more with the classic builder
+    /// when BuildKit turns out not to be there (auto only). Returns the builder used.
+    async fn with_fallback(
+        &self,
+        opts: BuildOptions,
+        choice: BuilderChoice,
+        log: &mut BuildLog,
+    ) -> Result<(Builder, Attempt), TaskError> {
+        let engine = self.engine;
+        let mut builder = first_builder(choice, engine.kind(), engine_speaks_buildkit(engine));
+        if choice == BuilderChoice::Auto
+            && builder == Builder::BuildKit
+            && self.context.dockerfile_outside()
+        {
+            // BuildKit does not apply the tar's .dockerignore server-side: `COPY .` would copy
+            // the Dockerfile sent under its generated name.
+            self.ctx.progress(
+                "the Dockerfile is outside the context: building with the classic builder, \
+                 which leaves it out of COPY"
+                    .to_string(),
+            );
+            builder = Builder::Classic;
+        }
+        loop {
+            let attempt = self.once(&opts, builder, log).await?;
+            if builder == Builder::BuildKit
+                && choice == BuilderChoice::Auto
+                && !attempt.output_seen
+                && attempt.image_id.is_none()
+                && attempt.failure.as_ref().is_some_and(buildkit_unavailable)
+            {
+                let why = attempt.failure.map(|e| e.detail).unwrap_or_default();
+                self.ctx.progress(format!(
+                    "BuildKit is not available ({why}): building with the classic builder"
+                ));
+                builder = Builder::Classic;
+                continue;
+            }
+            return Ok((builder, attempt));
+        }
+    }
+
+    /// One build with `builder`: the context streamed as a tar, the engine's output logged.
+    async fn once(
+        &self,
+        opts: &BuildOptions,
+        builder: Builder,
+        log: &mut BuildLog,
+    ) -> Result<Attempt, TaskError> {
+        let ctx = self.ctx;
+        let reference = &opts.tag;
+        ctx.progress(format!(
+            "building {reference} with {}",
+            builder_name(builder)
+        ));
+        log.note(&format!("# builder {builder}"));
+        let mut opts = opts.clone();
+        opts.builder = builder;
+        opts.labels
+            .insert(BUILDER_LABEL.to_string(), builder.as_str().to_string());
+        let cancel = ctx.cancel.clone();
+        let (body, tar_task) = self
+            .context
+            .clone()
+            .into_tar_stream(Arc::new(move || cancel.is_cancelled()));
+        let (mut image_id, mut failure, mut output_seen) = (None, None::<EngineError>, false);
+        let mut stream = self.engine.build(&opts, body);
+        loop {
+            let item = tokio::select! {
+                _ = ctx.cancel.cancelled() => {
+                    // Dropping the stream disconnects, which makes the daemon stop the build.
+                    log.note("# cancelled");
+                    drop(stream);
+                    let _ = tar_task.await;
+                    return Err(TaskError::fatal(format!("{}: cancelled", self.what)));
+                }
+                item = stream.next() => item,
+            };
+            // Errors arrive inside the stream; later items may still explain them.
+            match item {
+                None => break,
+                Some(Ok(BuildEvent::Output(text))) => {
+                    output_seen = true;
+                    log.output(&text, ctx)
+                }
+                Some(Ok(BuildEvent::Status(text))) => {
+                    output_seen = true;
+                    log.output(&format!("{text}\n"), ctx)
+                }
+                Some(Ok(BuildEvent::ImageId(id))) => image_id = Some(id),
+                Some(Err(e)) => {
+                    log.output(&format!("ERROR: {}\n", e.detail), ctx);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        drop(stream);
+        Ok(Attempt {
+            image_id,
+            failure,
+            output_seen,
+            tar_result: tar_task.await,
+        })
+    }
+}
+
+impl Attempt {
+    /// The build's failure as a task error, with the log's last lines.
+    fn check(&self, what: &str, log_path: &Path, log: &BuildLog) -> Result<(), TaskError> {
+        // A context that could not be read explains a broken build better than the daemon does.
+        if let Ok(Err(e)) = &self.tar_result
+            && !matches!(e, ContextError::Cancelled)
+            && self.failure.is_some()
+        {
+            return Err(TaskError::fatal(format!("{what}: {e}")));
+        }
+        let Some(e) = &self.failure else {
+            return Ok(());
+        };
+        let message = format!(
+            "{what}: {}\nlast lines of {}:\n{}",
+            e.detail,
+            log_path.display(),
+            log.tail()
+        );
+        Err(if e.is_transient() {
+            TaskError::transient(message)
+        } else {
+            TaskError::fatal(message)
+        })
+    }
+}
+
+/// The image a successful build tagged `reference`.
+async fn built_image(
+    engine: &Engine,
+    reference: &str,
+    image_id: Option<String>,
+    what: &str,
+    log_path: &Path,
+    log: &mut BuildLog,
+) -> Result<crate::adapters::docker::ImageInfo, TaskError> {
+    let image = engine
+        .inspect_image(reference)
+        .await
+        .map_err(|e| engine_task_error(what, e))?;
+    let Some(image) = image else {
+        return Err(TaskError::fatal(format!(
+            "{what}: the build ended without an image tagged {reference} (log: {})",
+            log_path.display()
+        )));
+    };
+    if let Some(id) = image_id
+        && id != image.id
+    {
+        // Another build of the same inputs finished in between: both are the same inputs.
+        log.note(&format!(
+            "# {reference} now names {} (this build produced {id})",
+            image.id
+        ));
+    }
+    Ok(image)
 }
 
 /// An engine failure as a task failure, retried when it was a daemon hiccup.
