@@ -89,27 +89,7 @@ pub async fn up(g: &Global, a: UpArgs) -> i32 {
 async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
     let existing = (a.kubeconfig.is_some() || a.context.is_some())
         .then(|| (a.kubeconfig.clone(), a.context.clone()));
-    let profile = load_for_run(g, &a.service.service, &a.images, existing.is_some())?;
-    let tasks = plan::tasks_for(
-        &profile,
-        &PlanOptions {
-            existing_cluster: existing.is_some(),
-            source: g.source.clone(),
-        },
-    )
-    .map_err(|e| {
-        say!("error: {}: {e}", profile.path.display());
-        exit::USAGE
-    })?;
-    let est = estimates(g, &profile, &tasks);
-    let mut plan = Plan::new(
-        &profile.service,
-        tasks,
-        a.schedule.strategy,
-        limits(a.schedule.jobs, a.schedule.build_jobs),
-        &est,
-    );
-    plan.notes = crate::profile::secrets::notes(&profile, &g.source);
+    let (profile, plan, est) = planned(g, &a, existing.is_some())?;
     let cluster_name = profile.cluster_name();
     let _lock = lock(&cluster_name)?;
     let export_values = a.export_values.as_deref().map(absolute);
@@ -181,12 +161,66 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
         export_values,
     };
     let outcome = provision::run(&plan, RunState::new(req, engine), opts, interrupt).await;
-    if let Some(path) = &a.trace {
-        match crate::report::render(
-            &outcome.record,
-            crate::report::Format::Trace,
-            &crate::report::Options::default(),
-        ) {
+    write_reports(&outcome.record, a.trace.as_deref());
+    if mode != Mode::Json {
+        print_summary(&outcome, a.export_values.as_deref(), &log_dir);
+    }
+    if let Some(Err(e)) = &outcome.exported {
+        say!("error: {e}");
+        return Ok(exit::FAILURE);
+    }
+    let failed = outcome
+        .record
+        .tasks
+        .iter()
+        .filter(|t| t.outcome == crate::engine::TaskOutcome::Failed)
+        .count();
+    Ok(match (outcome.cancelled, failed) {
+        (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
+        (None, 0) => exit::SUCCESS,
+        _ => exit::FAILURE,
+    })
+}
+
+/// The service's profile, loaded for a run, its plan and the plan's estimates.
+fn planned(
+    g: &Global,
+    a: &UpArgs,
+    existing_cluster: bool,
+) -> Result<(crate::profile::Profile, Plan, plan::Estimates), Exit> {
+    let profile = load_for_run(g, &a.service.service, &a.images, existing_cluster)?;
+    let tasks = plan::tasks_for(
+        &profile,
+        &PlanOptions {
+            existing_cluster,
+            source: g.source.clone(),
+        },
+    )
+    .map_err(|e| {
+        say!("error: {}: {e}", profile.path.display());
+        exit::USAGE
+    })?;
+    let est = estimates(g, &profile, &tasks);
+    let mut plan = Plan::new(
+        &profile.service,
+        tasks,
+        a.schedule.strategy,
+        limits(a.schedule.jobs, a.schedule.build_jobs),
+        &est,
+    );
+    plan.notes = crate::profile::secrets::notes(&profile, &g.source);
+    Ok((profile, plan, est))
+}
+
+/// The run's Perfetto trace (`--trace FILE`) and, in CI, its report on the job page; a
+/// failure to write either is a warning.
+fn write_reports(record: &crate::record::RunRecord, trace: Option<&Path>) {
+    let render = |format| {
+        crate::report::render(record, format, &crate::report::Options::default())
+            .map_err(anyhow::Error::from)
+    };
+    if let Some(path) = trace {
+        match render(crate::report::Format::Trace) {
             Ok(t) => {
                 if let Err(e) = std::fs::write(path, t) {
                     say!("warning: failed to write the trace {}: {e}", path.display());
@@ -195,14 +229,9 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             Err(e) => say!("warning: failed to render the trace: {e}"),
         }
     }
-    // In CI, the run's report goes to the job page.
     if let Some(path) = crate::report::step_summary_path() {
-        let md = crate::report::render(
-            &outcome.record,
-            crate::report::Format::Markdown,
-            &crate::report::Options::default(),
-        );
-        if let Err(e) = md.map_err(anyhow::Error::from).and_then(|md| {
+        let md = render(crate::report::Format::Markdown);
+        if let Err(e) = md.and_then(|md| {
             crate::report::append_step_summary(&path, &md).map_err(anyhow::Error::from)
         }) {
             say!(
@@ -211,55 +240,48 @@ async fn up_inner(g: &Global, a: UpArgs) -> Result<Exit, Exit> {
             );
         }
     }
+}
+
+/// What the run did, its failures, and where its record, values and logs are.
+fn print_summary(outcome: &provision::UpOutcome, export_values: Option<&Path>, log_dir: &Path) {
+    use crate::engine::TaskOutcome::*;
     let r = &outcome.record;
     let count = |o| r.tasks.iter().filter(|t| t.outcome == o).count();
-    use crate::engine::TaskOutcome::*;
-    if mode != Mode::Json {
+    say!(
+        "\n{} in {}: {} done, {} cached, {} restored, {} failed, {} skipped",
+        r.outcome,
+        human(r.makespan_ms),
+        count(Succeeded),
+        count(Cached),
+        count(Restored),
+        count(Failed),
+        count(Skipped)
+    );
+    if let Some(c) = &r.image_cache {
+        for line in image_cache_lines(c) {
+            say!("{line}");
+        }
+    }
+    for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
         say!(
-            "\n{} in {}: {} done, {} cached, {} restored, {} failed, {} skipped",
-            r.outcome,
-            human(r.makespan_ms),
-            count(Succeeded),
-            count(Cached),
-            count(Restored),
-            count(Failed),
-            count(Skipped)
+            "\nfailed: {}\n{}",
+            t.id,
+            t.error.as_deref().unwrap_or("(no message)")
         );
-        if let Some(c) = &r.image_cache {
-            for line in image_cache_lines(c) {
-                say!("{line}");
-            }
-        }
-        for t in r.tasks.iter().filter(|t| t.outcome == Failed) {
-            say!(
-                "\nfailed: {}\n{}",
-                t.id,
-                t.error.as_deref().unwrap_or("(no message)")
-            );
-        }
-        if let Some(note) = &outcome.cluster_note {
-            say!("{note}");
-        }
-        if let (Some(Ok(names)), Some(path)) = (&outcome.exported, &a.export_values) {
-            say!("{}", exported_line(names, path));
-        }
-        if let Some(p) = &outcome.record_path {
-            say!(
-                "run record: {}  (see where the time went: kprov profile)",
-                p.display()
-            );
-        }
-        say!("logs: {}", log_dir.display());
     }
-    if let Some(Err(e)) = &outcome.exported {
-        say!("error: {e}");
-        return Ok(exit::FAILURE);
+    if let Some(note) = &outcome.cluster_note {
+        say!("{note}");
     }
-    Ok(match (outcome.cancelled, count(Failed)) {
-        (Some(crate::engine::CancelReason::Interrupted), _) => exit::INTERRUPTED,
-        (None, 0) => exit::SUCCESS,
-        _ => exit::FAILURE,
-    })
+    if let (Some(Ok(names)), Some(path)) = (&outcome.exported, export_values) {
+        say!("{}", exported_line(names, path));
+    }
+    if let Some(p) = &outcome.record_path {
+        say!(
+            "run record: {}  (see where the time went: kprov profile)",
+            p.display()
+        );
+    }
+    say!("logs: {}", log_dir.display());
 }
 
 /// `--export-values FILE` is this run's: a file left there by an earlier run goes before
