@@ -87,26 +87,7 @@ pub async fn run(
     interrupt: CancellationToken,
 ) -> UpOutcome {
     let state = Arc::new(state);
-    let mut builder = GraphBuilder::new();
-    for (i, t) in plan.tasks.iter().enumerate() {
-        let mut def = TaskDef::new(
-            t.id.clone(),
-            works::TaskWork {
-                state: state.clone(),
-                task: t.clone(),
-            },
-        )
-        .with_deps(plan.deps[i].clone())
-        .with_class(t.kind.class())
-        .with_priority(plan.priorities[i])
-        .with_retry(retry_for(t.kind));
-        if let Some(d) = timeout_for(t.kind) {
-            def = def.with_timeout(d);
-        }
-        builder.add(def);
-    }
-    let graph = builder.build().expect("the planner builds valid graphs");
-
+    let graph = graph(plan, &state);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let info = TaskInfo {
         phases: plan
@@ -125,52 +106,9 @@ pub async fn run(
     let interrupted = run_opts.interrupt.clone();
     let summary = engine::run(graph, run_opts, tx).await;
     let _ = reporter.await;
-    // An interrupted run does not wait for image cache saves: their partial files go.
-    if summary.cancelled == Some(CancelReason::Interrupted) || interrupted.is_cancelled() {
-        state.save_cancel.cancel();
-    }
-    let image_cache = {
-        let saves = state.finish_saves();
-        tokio::pin!(saves);
-        tokio::select! {
-            r = &mut saves => r,
-            _ = interrupted.cancelled() => {
-                state.save_cancel.cancel();
-                saves.await
-            }
-        }
-    };
-
-    let host = HostFacts {
-        cpus: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-        engine_version: state.engine.version().await.ok(),
-        engine: Some(state.engine.kind().as_str().to_string()),
-    };
-    let meta = RunMeta {
-        run_id: opts.run_id.clone(),
-        service: plan.service.clone(),
-        strategy: plan.strategy.as_str().to_string(),
-        jobs: plan.limits.jobs,
-        host,
-        started_at: opts.started_at.clone(),
-    };
-    let mut record = RunRecord::from_run(meta, plan, &summary);
-    let builders = state.builders();
-    for t in &mut record.tasks {
-        if let Some(image) = t.id.strip_prefix("build:") {
-            t.builder = builders.get(image).cloned();
-        }
-    }
+    let image_cache = saves_finished(&state, &summary, &interrupted).await;
+    let mut record = record_of(plan, &state, &opts, &summary).await;
     record.image_cache = image_cache;
-    record.host_files = std::mem::take(&mut *state.host_files.lock().expect("not poisoned"));
-    if let Some(path) = state.ca_file.get() {
-        record
-            .files
-            .insert("caFile".into(), path.display().to_string());
-    }
     let failed = summary.cancelled.is_some()
         || summary
             .tasks
@@ -188,8 +126,107 @@ pub async fn run(
             None
         }
     };
+    let cluster_note = match failed {
+        true => after_failure(&state, opts.keep_on_failure).await,
+        false => None,
+    };
+    UpOutcome {
+        record,
+        record_path,
+        cancelled: summary.cancelled,
+        cluster_note,
+        exported,
+    }
+}
 
-    let mut cluster_note = None;
+/// The plan as the engine's graph: each task with its dependencies, class, priority, retries
+/// and timeout.
+fn graph(plan: &Plan, state: &Arc<RunState>) -> engine::Graph {
+    let mut builder = GraphBuilder::new();
+    for (i, t) in plan.tasks.iter().enumerate() {
+        let mut def = TaskDef::new(
+            t.id.clone(),
+            works::TaskWork {
+                state: state.clone(),
+                task: t.clone(),
+            },
+        )
+        .with_deps(plan.deps[i].clone())
+        .with_class(t.kind.class())
+        .with_priority(plan.priorities[i])
+        .with_retry(retry_for(t.kind));
+        if let Some(d) = timeout_for(t.kind) {
+            def = def.with_timeout(d);
+        }
+        builder.add(def);
+    }
+    builder.build().expect("the planner builds valid graphs")
+}
+
+/// Wait for the image cache saves the run started; an interrupted run does not wait for
+/// them (their partial files go).
+async fn saves_finished(
+    state: &RunState,
+    summary: &engine::RunSummary,
+    interrupted: &CancellationToken,
+) -> Option<crate::record::ImageCacheRecord> {
+    if summary.cancelled == Some(CancelReason::Interrupted) || interrupted.is_cancelled() {
+        state.save_cancel.cancel();
+    }
+    let saves = state.finish_saves();
+    tokio::pin!(saves);
+    tokio::select! {
+        r = &mut saves => r,
+        _ = interrupted.cancelled() => {
+            state.save_cancel.cancel();
+            saves.await
+        }
+    }
+}
+
+/// The run's record: the engine's summary with the host, the builders used, the host files
+/// read and the CA file written.
+async fn record_of(
+    plan: &Plan,
+    state: &RunState,
+    opts: &RunOptions,
+    summary: &engine::RunSummary,
+) -> RunRecord {
+    let host = HostFacts {
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        engine_version: state.engine.version().await.ok(),
+        engine: Some(state.engine.kind().as_str().to_string()),
+    };
+    let meta = RunMeta {
+        run_id: opts.run_id.clone(),
+        service: plan.service.clone(),
+        strategy: plan.strategy.as_str().to_string(),
+        jobs: plan.limits.jobs,
+        host,
+        started_at: opts.started_at.clone(),
+    };
+    let mut record = RunRecord::from_run(meta, plan, summary);
+    let builders = state.builders();
+    for t in &mut record.tasks {
+        if let Some(image) = t.id.strip_prefix("build:") {
+            t.builder = builders.get(image).cloned();
+        }
+    }
+    record.host_files = std::mem::take(&mut *state.host_files.lock().expect("not poisoned"));
+    if let Some(path) = state.ca_file.get() {
+        record
+            .files
+            .insert("caFile".into(), path.display().to_string());
+    }
+    record
+}
+
+/// After a failed run: a cluster this run created is deleted (or kept under
+/// `--keep-on-failure`), one that existed before is kept; what became of it.
+async fn after_failure(state: &RunState, keep_on_failure: bool) -> Option<String> {
     // A cluster this run created: the cluster task's, or one kind made before a later step of
     // that task failed (or the task was dropped), which left no ClusterInfo behind.
     let created = state
@@ -202,49 +239,40 @@ pub async fn run(
             crate::tasks::cluster::created_by_this_process(&name).map(|k| (name, k))
         })
         .filter(|_| state.req.existing.is_none());
-    if failed && let Some((name, kubeconfig)) = created {
-        cluster_note = if opts.keep_on_failure {
-            // kind removes what a failed `kind create` made: only a cluster still there is kept.
-            let there = crate::tasks::cluster::list_nodes(&state.engine, &name)
-                .await
-                .map_or(true, |nodes| !nodes.is_empty());
-            there.then(|| format!(
-                "kept cluster {name} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {name}"
-            ))
-        } else {
-            let kind = crate::adapters::kind::KindCli::find();
-            let cancel = CancellationToken::new();
-            match crate::tasks::cluster::delete_cluster_with(
-                &state.engine,
-                &name,
-                Some(&kubeconfig),
-                kind.as_ref(),
-                &cancel,
-            )
+    let Some((name, kubeconfig)) = created else {
+        return state
+            .cluster
+            .get()
+            .map(|c| format!("kept cluster {} (it existed before this run)", c.name));
+    };
+    if keep_on_failure {
+        // kind removes what a failed `kind create` made: only a cluster still there is kept.
+        let there = crate::tasks::cluster::list_nodes(&state.engine, &name)
             .await
-            {
-                Ok(true) => Some(format!(
-                    "deleted cluster {name} (created by this run; pass --keep-on-failure to keep it)"
-                )),
-                // kind had removed it already (a failed `kind create`); its context is gone too.
-                Ok(false) => None,
-                Err(e) => Some(format!(
-                    "failed to delete cluster {name} (created by this run): {e}"
-                )),
-            }
-        };
-    } else if failed && let Some(c) = state.cluster.get() {
-        cluster_note = Some(format!(
-            "kept cluster {} (it existed before this run)",
-            c.name
+            .map_or(true, |nodes| !nodes.is_empty());
+        return there.then(|| format!(
+            "kept cluster {name} (created by this run; --keep-on-failure). Delete it with: kprov down --cluster {name}"
         ));
     }
-    UpOutcome {
-        record,
-        record_path,
-        cancelled: summary.cancelled,
-        cluster_note,
-        exported,
+    let kind = crate::adapters::kind::KindCli::find();
+    let cancel = CancellationToken::new();
+    let deleted = crate::tasks::cluster::delete_cluster_with(
+        &state.engine,
+        &name,
+        Some(&kubeconfig),
+        kind.as_ref(),
+        &cancel,
+    )
+    .await;
+    match deleted {
+        Ok(true) => Some(format!(
+            "deleted cluster {name} (created by this run; pass --keep-on-failure to keep it)"
+        )),
+        // kind had removed it already (a failed `kind create`); its context is gone too.
+        Ok(false) => None,
+        Err(e) => Some(format!(
+            "failed to delete cluster {name} (created by this run): {e}"
+        )),
     }
 }
 
