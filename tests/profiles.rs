@@ -1470,6 +1470,56 @@ fn every_profile_uses_its_suites_cluster_kind_config_host_ports_and_ca_file() {
     }
 }
 
+/// Where each kind config's `./coverdata` lands without --coverage: where kubernaut runs kind
+/// from. Suites that pass `ProjectRootAsWorkingDir` (aianalysis, gateway) run it from the
+/// repository root; datastorage and workflowexecution from the Go test's package directory.
+#[test]
+fn every_kind_config_mount_resolves_against_the_directory_kubernaut_runs_kind_from() {
+    let table: [(&str, Option<&str>); 8] = [
+        ("aianalysis", Some("coverdata")),
+        (HAPI, None),
+        ("datastorage", Some("test/e2e/datastorage/coverdata")),
+        ("gateway", Some("coverdata")),
+        ("notification", None),
+        ("remediationorchestrator", None),
+        ("signalprocessing", None),
+        (
+            "workflowexecution",
+            Some("test/e2e/workflowexecution/coverdata"),
+        ),
+    ];
+    for (s, coverdata) in table {
+        let p = load(s);
+        let source = source_for(s);
+        let config = kind_config(&p, source.path());
+        let mounts: Vec<(String, String)> = config["nodes"][0]["extraMounts"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|m| {
+                        let host = m["hostPath"].as_str().unwrap();
+                        let rel =
+                            Path::new(host)
+                                .strip_prefix(source.path())
+                                .unwrap_or_else(|_| {
+                                    panic!("{s}: host path {host} outside the source tree")
+                                });
+                        (
+                            rel.display().to_string(),
+                            m["containerPath"].as_str().unwrap().into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expect: Vec<(String, String)> = coverdata
+            .map(|c| (c.to_string(), "/coverdata".to_string()))
+            .into_iter()
+            .collect();
+        assert_eq!(mounts, expect, "{s}");
+    }
+}
+
 /// The DataStorage stack as every HEAD profile deploys it (datastorage-stack.md).
 fn datastorage_stack_facts(p: &Profile, r: &Render, source: &Path) {
     let s = &r.service;
