@@ -1451,12 +1451,17 @@ fn every_profile_uses_its_suites_cluster_kind_config_host_ports_and_ca_file() {
             fixed.len(),
             "{s}: a host port published twice: {mapped:?}"
         );
+        // What `kprov plan` shows and `{{ hostPorts.NAME }}` gives before the run: the same.
+        let planned = kprov::provision::render::planned_ports(&p, source.path()).unwrap();
         for (np, host) in ports {
             assert_eq!(
                 mapped.get(&u64::from(*np)),
                 Some(&u64::from(*host)),
                 "{s}: NodePort {np} must be published on host port {host}: {mapped:?}"
             );
+            if let Some(port) = planned.iter().find(|p| p.node_port == *np) {
+                assert_eq!(port.host_port, Some(*host), "{s}: {port:?}");
+            }
         }
         // datastorage-stack.md row 6: InterServiceCAPath = dirname(kubeconfig)/inter-service-ca.pem.
         let ca = p.spec.config.tls.as_ref().unwrap().ca_file.as_deref();

@@ -576,3 +576,26 @@ fn a_kind_config_that_is_not_one_is_named_at_the_kind_config_line() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_host_port_the_kind_config_or_another_port_already_publishes_is_named_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kind.yaml"),
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMappings:\n  - {containerPort: 30081, hostPort: 28090}\n",
+    )
+    .unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "hp",
+        "service: hp\ncluster: {kindConfig: kind.yaml}\nports:\n  api: {nodePort: 30081}\n  admin:\n    nodePort: 30082\n    hostPort: 28090\n  metrics:\n    nodePort: 30083\n    hostPort: 9000\n  more:\n    nodePort: 30084\n    hostPort: 9000\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert_eq!(
+        errors,
+        [
+            "profiles/hp.yaml:7:5: ports.admin.hostPort: hostPort 28090 is the one the kind config maps NodePort 30081 to (a host port is published once)",
+            "profiles/hp.yaml:13:5: ports.more.hostPort: hostPort 9000 is also port metrics's",
+        ]
+    );
+}

@@ -359,6 +359,41 @@ impl Validator<'_> {
                 );
             }
         }
+        self.host_ports();
+    }
+
+    /// A host port is published once: a fixed `hostPort` must not be another entry's, nor the
+    /// one the kind config maps another NodePort to (that mapping stays).
+    fn host_ports(&mut self) {
+        let ports = &self.profile.spec.ports;
+        // Unreadable kind configs are reported at cluster.kindConfig.
+        let from_file = self
+            .profile
+            .spec
+            .cluster
+            .as_ref()
+            .and_then(|c| crate::tasks::cluster::kind_config_host_ports(self.source, c).ok())
+            .unwrap_or_default();
+        let mut taken: BTreeMap<u16, &str> = BTreeMap::new();
+        for (name, p) in ports.iter().filter(|(_, p)| p.host_port != 0) {
+            let problem = if let Some(other) = taken.insert(p.host_port, name) {
+                Some(format!("hostPort {} is also port {other}'s", p.host_port))
+            } else {
+                from_file
+                    .iter()
+                    .find(|(np, h)| **h == p.host_port && **np != p.node_port)
+                    .filter(|(np, _)| !ports.values().any(|q| q.node_port == **np && q.host_port != 0))
+                    .map(|(np, _)| {
+                        format!(
+                            "hostPort {} is the one the kind config maps NodePort {np} to (a host port is published once)",
+                            p.host_port
+                        )
+                    })
+            };
+            if let Some(message) = problem {
+                self.err("ports", Some(name), &["ports", name, "hostPort"], message);
+            }
+        }
     }
 
     /// The images and the components, hooks or steps an entry names exist.

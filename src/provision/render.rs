@@ -662,6 +662,46 @@ mod tests {
         (dir, p)
     }
 
+    #[test]
+    fn a_port_without_host_port_takes_the_one_the_kind_config_maps_its_node_port_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        std::fs::write(
+            dir.path().join("kind.yaml"),
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  \
+             extraPortMappings:\n  - {containerPort: 30081, hostPort: 28090}\n  \
+             - {containerPort: 30082, hostPort: 8000}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("profiles/svc.yaml"),
+            "cluster: {kindConfig: kind.yaml}\nports:\n  api: {nodePort: 30081}\n  \
+             admin: {nodePort: 30082, hostPort: 9000}\n  extra: {nodePort: 30083}\n",
+        )
+        .unwrap();
+        let p = crate::profile::load(&dir.path().join("profiles"), "svc").unwrap();
+        let ports = planned_ports(&p, dir.path()).unwrap();
+        let got: Vec<(&str, u16, Option<u16>, &str)> = ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.node_port, p.host_port, p.from))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("admin", 30082, Some(9000), "profile"),
+                ("api", 30081, Some(28090), "kind config"),
+                ("extra", 30083, None, "free"),
+            ]
+        );
+        let vals = values_before_run(&p, &BTreeMap::new(), &ports);
+        assert_eq!(vals["hostPorts.api"], "28090");
+        assert_eq!(vals["hostPorts.admin"], "9000");
+        assert_eq!(
+            vals["hostPorts.extra"],
+            "<hostPorts.extra from cluster:create>"
+        );
+    }
+
     fn secret<'a>(made: &'a ConfigObjects, name: &str) -> Option<&'a Value> {
         made.objects
             .iter()
