@@ -466,6 +466,7 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
     }
     check_record(&kprov)?;
     check_ca_file(&profile, &home)?;
+    check_node(host, &cluster, &profile, source)?;
     let exported: BTreeMap<String, String> =
         serde_json::from_str(&std::fs::read_to_string(&values).map_err(|e| e.to_string())?)
             .map_err(|e| format!("{}: {e}", values.display()))?;
@@ -481,6 +482,59 @@ fn up_one(host: &str, source: &Path, service: &str) -> Result<(), String> {
         ("aianalysis", _) => check_registered_workflows(&kubectl),
         _ => Ok(()),
     }
+}
+
+/// Where kubernaut runs kind from, as the `/coverdata` mount of the suite's kind config shows
+/// it (None: the kind config mounts none): `ProjectRootAsWorkingDir` suites from the root,
+/// the others from the Go test's package directory.
+fn coverdata_host_dir(service: &str) -> Option<&'static str> {
+    match service {
+        "datastorage" => Some("test/e2e/datastorage/coverdata"),
+        "workflowexecution" => Some("test/e2e/workflowexecution/coverdata"),
+        "aianalysis" | "gateway" => Some("coverdata"),
+        _ => None,
+    }
+}
+
+/// The node publishes every named port on the host port `kprov plan` shows (the kind config's
+/// where the entry names none), and mounts the kind config's `./coverdata` from the directory
+/// kubernaut runs kind from (created by kprov).
+fn check_node(
+    host: &str,
+    cluster: &str,
+    p: &kprov::profile::Profile,
+    source: &Path,
+) -> Result<(), String> {
+    let node = format!("{cluster}-control-plane");
+    let inspect = common::run_ok(common::docker(host).args(["inspect", &node]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).map_err(|e| e.to_string())?;
+    let bindings = &inspect[0]["NetworkSettings"]["Ports"];
+    for port in kprov::provision::render::planned_ports(p, source)? {
+        let published = bindings[format!("{}/tcp", port.node_port)][0]["HostPort"].as_str();
+        let Some(want) = port.host_port else { continue };
+        if published != Some(want.to_string().as_str()) {
+            return Err(format!(
+                "{node}: NodePort {} on {published:?}, not {want} ({})",
+                port.node_port, port.from
+            ));
+        }
+    }
+    let mount = inspect[0]["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["Destination"] == "/coverdata")
+        .and_then(|m| m["Source"].as_str());
+    let want = coverdata_host_dir(&p.service).map(|d| source.join(d));
+    if mount.map(Path::new) != want.as_deref() {
+        return Err(format!(
+            "{node}: /coverdata mounted from {mount:?}, not {want:?}"
+        ));
+    }
+    if let Some(dir) = want.filter(|d| !d.is_dir()) {
+        return Err(format!("{}: not created before kind ran", dir.display()));
+    }
+    Ok(())
 }
 
 /// Row 19 (conformance/aianalysis.md): each seeded RemediationWorkflow's `/status` holds the

@@ -1451,12 +1451,17 @@ fn every_profile_uses_its_suites_cluster_kind_config_host_ports_and_ca_file() {
             fixed.len(),
             "{s}: a host port published twice: {mapped:?}"
         );
+        // What `kprov plan` shows and `{{ hostPorts.NAME }}` gives before the run: the same.
+        let planned = kprov::provision::render::planned_ports(&p, source.path()).unwrap();
         for (np, host) in ports {
             assert_eq!(
                 mapped.get(&u64::from(*np)),
                 Some(&u64::from(*host)),
                 "{s}: NodePort {np} must be published on host port {host}: {mapped:?}"
             );
+            if let Some(port) = planned.iter().find(|p| p.node_port == *np) {
+                assert_eq!(port.host_port, Some(*host), "{s}: {port:?}");
+            }
         }
         // datastorage-stack.md row 6: InterServiceCAPath = dirname(kubeconfig)/inter-service-ca.pem.
         let ca = p.spec.config.tls.as_ref().unwrap().ca_file.as_deref();
@@ -1467,6 +1472,56 @@ fn every_profile_uses_its_suites_cluster_kind_config_host_ports_and_ca_file() {
             home.join(".kube/inter-service-ca.pem"),
             "{s}: CA file"
         );
+    }
+}
+
+/// Where each kind config's `./coverdata` lands without --coverage: where kubernaut runs kind
+/// from. Suites that pass `ProjectRootAsWorkingDir` (aianalysis, gateway) run it from the
+/// repository root; datastorage and workflowexecution from the Go test's package directory.
+#[test]
+fn every_kind_config_mount_resolves_against_the_directory_kubernaut_runs_kind_from() {
+    let table: [(&str, Option<&str>); 8] = [
+        ("aianalysis", Some("coverdata")),
+        (HAPI, None),
+        ("datastorage", Some("test/e2e/datastorage/coverdata")),
+        ("gateway", Some("coverdata")),
+        ("notification", None),
+        ("remediationorchestrator", None),
+        ("signalprocessing", None),
+        (
+            "workflowexecution",
+            Some("test/e2e/workflowexecution/coverdata"),
+        ),
+    ];
+    for (s, coverdata) in table {
+        let p = load(s);
+        let source = source_for(s);
+        let config = kind_config(&p, source.path());
+        let mounts: Vec<(String, String)> = config["nodes"][0]["extraMounts"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .map(|m| {
+                        let host = m["hostPath"].as_str().unwrap();
+                        let rel =
+                            Path::new(host)
+                                .strip_prefix(source.path())
+                                .unwrap_or_else(|_| {
+                                    panic!("{s}: host path {host} outside the source tree")
+                                });
+                        (
+                            rel.display().to_string(),
+                            m["containerPath"].as_str().unwrap().into(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let expect: Vec<(String, String)> = coverdata
+            .map(|c| (c.to_string(), "/coverdata".to_string()))
+            .into_iter()
+            .collect();
+        assert_eq!(mounts, expect, "{s}");
     }
 }
 

@@ -509,3 +509,93 @@ fn a_status_patch_reads_its_files_and_a_document_of_the_wrong_shape_is_named_at_
         ],
     );
 }
+
+#[test]
+fn a_working_dir_needs_a_kind_config_and_a_path_inside_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "wd",
+        "service: wd\ncluster:\n  workingDir: test/e2e/wd\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert_eq!(
+        errors,
+        [
+            "profiles/wd.yaml:3:3: cluster.workingDir: workingDir \"test/e2e/wd\" is where kind runs, for a kindConfig's relative host paths; this profile has no kindConfig (its own paths resolve against --source)"
+        ]
+    );
+    std::fs::write(
+        dir.path().join("kind.yaml"),
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n",
+    )
+    .unwrap();
+    for (wd, message) in [
+        ("/abs/e2e", "must be a directory relative to --source"),
+        ("../e2e", "must stay inside --source (no `..`)"),
+    ] {
+        let (code, errors) = validate(
+            dir.path(),
+            "wd",
+            &format!("service: wd\ncluster:\n  kindConfig: kind.yaml\n  workingDir: {wd}\n"),
+        );
+        assert_eq!(code, Some(2), "{errors:?}");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("profiles/wd.yaml:4:3: cluster.workingDir: ")
+                && errors[0].contains(message),
+            "{errors:?}"
+        );
+    }
+    let (code, errors) = validate(
+        dir.path(),
+        "wd",
+        "service: wd\ncluster:\n  kindConfig: kind.yaml\n  workingDir: test/e2e/wd\n",
+    );
+    assert_eq!((code, errors), (Some(0), vec![]));
+}
+
+#[test]
+fn a_kind_config_that_is_not_one_is_named_at_the_kind_config_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kind.yaml"),
+        "kind: Deployment\napiVersion: apps/v1\n",
+    )
+    .unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "kc",
+        "service: kc\ncluster:\n  kindConfig: kind.yaml\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("profiles/kc.yaml:3:3: cluster.kindConfig: use kind config ")
+            && errors[0].ends_with("kind.yaml: kind must be Cluster, found Some(\"Deployment\")"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_host_port_the_kind_config_or_another_port_already_publishes_is_named_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kind.yaml"),
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  extraPortMappings:\n  - {containerPort: 30081, hostPort: 28090}\n",
+    )
+    .unwrap();
+    let (code, errors) = validate(
+        dir.path(),
+        "hp",
+        "service: hp\ncluster: {kindConfig: kind.yaml}\nports:\n  api: {nodePort: 30081}\n  admin:\n    nodePort: 30082\n    hostPort: 28090\n  metrics:\n    nodePort: 30083\n    hostPort: 9000\n  more:\n    nodePort: 30084\n    hostPort: 9000\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    assert_eq!(
+        errors,
+        [
+            "profiles/hp.yaml:7:5: ports.admin.hostPort: hostPort 28090 is the one the kind config maps NodePort 30081 to (a host port is published once)",
+            "profiles/hp.yaml:13:5: ports.more.hostPort: hostPort 9000 is also port metrics's",
+        ]
+    );
+}

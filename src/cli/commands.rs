@@ -251,6 +251,13 @@ fn plan_cmd(g: &Global, a: &PlanArgs) -> i32 {
         &est,
     );
     plan.notes = crate::profile::secrets::notes(&profile, &g.source);
+    plan.ports = match crate::provision::render::planned_ports(&profile, &g.source) {
+        Ok(p) => p,
+        Err(e) => {
+            say!("error: {}: {e}", profile.path.display());
+            return exit::USAGE;
+        }
+    };
     let others: Vec<(&str, u64)> = [Strategy::Dag, Strategy::Hybrid, Strategy::Sequential]
         .into_iter()
         .filter(|s| *s != a.schedule.strategy)

@@ -149,6 +149,21 @@ pub struct PlannedTask {
     pub subject: Option<String>,
 }
 
+/// A named port (`ports:`) as `kprov plan` shows it: its NodePort and the host port the
+/// cluster will publish it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedPort {
+    #[serde(skip)]
+    pub name: String,
+    pub node_port: u16,
+    /// `None`: a free host port, chosen when the cluster is created.
+    pub host_port: Option<u16>,
+    /// `profile` (the entry's hostPort), `kind config` (the user's kind config maps the
+    /// NodePort to it) or `free`.
+    pub from: &'static str,
+}
+
 /// A plan: the strategy's task graph, with estimates, critical path and priorities.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -168,6 +183,8 @@ pub struct Plan {
     /// What this host leaves out of the profile (a Secret skipped for an absent optional
     /// host file), one sentence each; set by the caller, shown by `kprov plan` and `up`.
     pub notes: Vec<String>,
+    /// The named ports and their host ports; set by the caller, shown by `kprov plan`.
+    pub ports: Vec<PlannedPort>,
 }
 
 impl Plan {
@@ -229,6 +246,7 @@ impl Plan {
             critical_path: path.into_iter().map(|i| ids[i].clone()).collect(),
             estimated_makespan_ms: schedule.makespan_ms,
             notes: Vec::new(),
+            ports: Vec::new(),
         }
     }
 }

@@ -79,10 +79,27 @@ fn text(plan: &Plan, others: &[(&str, u64)]) -> String {
         let _ = write!(s, " (other strategies: {})", o.join(", "));
     }
     s.push('\n');
+    ports_text(&mut s, &plan.ports);
     for note in &plan.notes {
         let _ = writeln!(s, "note: {note}");
     }
     s
+}
+
+/// `ports (NodePort -> host port)`, one line per named port, after the estimate.
+fn ports_text(s: &mut String, ports: &[super::PlannedPort]) {
+    if ports.is_empty() {
+        return;
+    }
+    let width = ports.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let _ = writeln!(s, "\nports (NodePort -> host port)");
+    for p in ports {
+        let host = match p.host_port {
+            Some(h) => format!("{h:<5}  from the {}", p.from),
+            None => "free   (chosen when the cluster is created)".into(),
+        };
+        let _ = writeln!(s, "   {:<width$}  {} -> {host}", p.name, p.node_port);
+    }
 }
 
 fn json(plan: &Plan) -> String {
@@ -103,6 +120,14 @@ fn json(plan: &Plan) -> String {
     });
     if !plan.notes.is_empty() {
         v["notes"] = serde_json::json!(plan.notes);
+    }
+    if !plan.ports.is_empty() {
+        let ports: serde_json::Map<String, serde_json::Value> = plan
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), serde_json::json!(p)))
+            .collect();
+        v["ports"] = serde_json::Value::Object(ports);
     }
     let mut out = serde_json::to_string_pretty(&v).expect("plain JSON");
     out.push('\n');

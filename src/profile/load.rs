@@ -488,6 +488,7 @@ fn merge_into(base: &mut ProfileFile, top: ProfileFile) {
         (Some(b), Some(t)) => {
             b.name = t.name.or(b.name.take());
             b.kind_config = t.kind_config.or(b.kind_config.take());
+            b.working_dir = t.working_dir.or(b.working_dir.take());
             b.node_image = t.node_image.or(b.node_image.take());
             b.kubeconfig = t.kubeconfig.or(b.kubeconfig.take());
             if !t.nodes.is_empty() {

@@ -53,6 +53,11 @@ pub struct ClusterSpec {
     pub name: Option<String>,
     /// The user's own kind config file (relative to `--source`), patched rather than replaced.
     pub kind_config: Option<String>,
+    /// The directory kind is run from, relative to `--source` (default: `--source`): the
+    /// relative `extraMounts[].hostPath`s of `kindConfig` resolve against it, as kind resolves
+    /// them against its working directory (kubernaut's suites run kind from their package
+    /// directory, `test/e2e/<suite>`, unless they ask for the repository root).
+    pub working_dir: Option<String>,
     /// Node image, e.g. `kindest/node:v1.36.1@sha256:…`.
     pub node_image: Option<String>,
     /// Where to write the kubeconfig (default: kind's, i.e. $KUBECONFIG or ~/.kube/config).

@@ -189,7 +189,11 @@ impl Validator<'_> {
             return;
         };
         if let Some(k) = &c.kind_config {
-            self.file("", None, &["cluster", "kindConfig"], k);
+            if self.file("", None, &["cluster", "kindConfig"], k)
+                && let Err(e) = crate::tasks::cluster::read_kind_config(self.source, c)
+            {
+                self.err("", None, &["cluster", "kindConfig"], e.0);
+            }
             if !c.nodes.is_empty() {
                 self.err(
                     "",
@@ -199,6 +203,9 @@ impl Validator<'_> {
                         .into(),
                 );
             }
+        }
+        if let Some(dir) = &c.working_dir {
+            self.working_dir(dir, c.kind_config.is_some());
         }
         for n in &c.nodes {
             if n.role != "control-plane" && n.role != "worker" {
@@ -225,6 +232,33 @@ impl Validator<'_> {
                 &["cluster", "nodes"],
                 "at least one node must be a control-plane".into(),
             );
+        }
+    }
+
+    /// `cluster.workingDir`: where kind runs, inside the source tree, for a kind config file.
+    fn working_dir(&mut self, dir: &str, kind_config: bool) {
+        let at = ["cluster", "workingDir"];
+        let path = Path::new(dir);
+        let problem = if !kind_config {
+            Some(format!(
+                "workingDir {dir:?} is where kind runs, for a kindConfig's relative host paths; this profile has no kindConfig (its own paths resolve against --source)"
+            ))
+        } else if path.is_absolute() || dir.starts_with("kprov:") {
+            Some(format!(
+                "workingDir {dir:?} must be a directory relative to --source (kind's working directory in the source tree)"
+            ))
+        } else if path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
+            Some(format!(
+                "workingDir {dir:?} must stay inside --source (no `..`)"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            self.err("", None, &at, message);
         }
     }
 
@@ -323,6 +357,41 @@ impl Validator<'_> {
                     &["ports", name, "nodePort"],
                     format!("nodePort {} is also used by port {other}", p.node_port),
                 );
+            }
+        }
+        self.host_ports();
+    }
+
+    /// A host port is published once: a fixed `hostPort` must not be another entry's, nor the
+    /// one the kind config maps another NodePort to (that mapping stays).
+    fn host_ports(&mut self) {
+        let ports = &self.profile.spec.ports;
+        // Unreadable kind configs are reported at cluster.kindConfig.
+        let from_file = self
+            .profile
+            .spec
+            .cluster
+            .as_ref()
+            .and_then(|c| crate::tasks::cluster::kind_config_host_ports(self.source, c).ok())
+            .unwrap_or_default();
+        let mut taken: BTreeMap<u16, &str> = BTreeMap::new();
+        for (name, p) in ports.iter().filter(|(_, p)| p.host_port != 0) {
+            let problem = if let Some(other) = taken.insert(p.host_port, name) {
+                Some(format!("hostPort {} is also port {other}'s", p.host_port))
+            } else {
+                from_file
+                    .iter()
+                    .find(|(np, h)| **h == p.host_port && **np != p.node_port)
+                    .filter(|(np, _)| !ports.values().any(|q| q.node_port == **np && q.host_port != 0))
+                    .map(|(np, _)| {
+                        format!(
+                            "hostPort {} is the one the kind config maps NodePort {np} to (a host port is published once)",
+                            p.host_port
+                        )
+                    })
+            };
+            if let Some(message) = problem {
+                self.err("ports", Some(name), &["ports", name, "hostPort"], message);
             }
         }
     }

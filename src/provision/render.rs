@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::adapters::kube::Object;
-use crate::plan::{self, PlanOptions, TaskKind};
+use crate::plan::{self, PlanOptions, PlannedPort, TaskKind};
 use crate::profile::{ManifestEntry, Profile, Supplied, secrets, template};
 use crate::tasks::{
     apply::{self, Manifest},
@@ -429,8 +429,43 @@ fn pulled_before_run(profile: &Profile) -> Vec<String> {
     refs
 }
 
+/// The host port each named port will be published on, as far as it is known before a run:
+/// the entry's own `hostPort`; else the one the user's kind config maps its NodePort to (that
+/// mapping stands, `src/tasks/cluster.rs` `kind_config`); else a free one, chosen when the
+/// cluster is created. In the order of `ports:`.
+pub fn planned_ports(profile: &Profile, source: &Path) -> Result<Vec<PlannedPort>, String> {
+    let from_kind_config = match &profile.spec.cluster {
+        Some(c) => {
+            crate::tasks::cluster::kind_config_host_ports(source, c).map_err(|e| e.to_string())?
+        }
+        None => BTreeMap::new(),
+    };
+    Ok(profile
+        .spec
+        .ports
+        .iter()
+        .map(|(name, p)| {
+            let (host_port, from) = match (p.host_port, from_kind_config.get(&p.node_port)) {
+                (0, Some(h)) => (Some(*h), "kind config"),
+                (0, None) => (None, "free"),
+                (h, _) => (Some(h), "profile"),
+            };
+            PlannedPort {
+                name: name.clone(),
+                node_port: p.node_port,
+                host_port,
+                from,
+            }
+        })
+        .collect())
+}
+
 /// The values known before a run, with a placeholder for each value only the run produces.
-fn values_before_run(profile: &Profile, values: &BTreeMap<String, String>) -> template::Values {
+fn values_before_run(
+    profile: &Profile,
+    values: &BTreeMap<String, String>,
+    ports: &[PlannedPort],
+) -> template::Values {
     let images: BTreeMap<String, String> = profile
         .spec
         .images
@@ -444,13 +479,12 @@ fn values_before_run(profile: &Profile, values: &BTreeMap<String, String>) -> te
         })
         .collect();
     let mut vals = profile.template_values(values, &images, &BTreeMap::new());
-    for (name, p) in &profile.spec.ports {
-        let v = if p.host_port != 0 {
-            p.host_port.to_string()
-        } else {
-            format!("<hostPorts.{name} from cluster:create>")
+    for p in ports {
+        let v = match p.host_port {
+            Some(h) => h.to_string(),
+            None => format!("<hostPorts.{} from cluster:create>", p.name),
         };
-        vals.insert(format!("hostPorts.{name}"), v);
+        vals.insert(format!("hostPorts.{}", p.name), v);
     }
     vals
 }
@@ -518,6 +552,7 @@ pub async fn render_profile(
     };
     let tasks = plan::tasks_for(profile, &opts).map_err(|e| e.to_string())?;
     let spec = &profile.spec;
+    let ports = planned_ports(profile, source)?;
     let mut out = Vec::new();
     for t in &tasks {
         let subject = t.subject.as_deref().unwrap_or_default();
@@ -566,7 +601,7 @@ pub async fn render_profile(
             sources.iter_mut().for_each(|s| s.template = false);
         }
         let mut objects = extra;
-        let vals = values_before_run(profile, &values);
+        let vals = values_before_run(profile, &values, &ports);
         let rules = ImageRules {
             instrumented: Vec::new(),
             pulled_by_nodes: pulled_before_run(profile),
@@ -625,6 +660,46 @@ mod tests {
         std::fs::write(dir.path().join("profiles/svc.yaml"), text).unwrap();
         let p = crate::profile::load(&dir.path().join("profiles"), "svc").unwrap();
         (dir, p)
+    }
+
+    #[test]
+    fn a_port_without_host_port_takes_the_one_the_kind_config_maps_its_node_port_to() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        std::fs::write(
+            dir.path().join("kind.yaml"),
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  \
+             extraPortMappings:\n  - {containerPort: 30081, hostPort: 28090}\n  \
+             - {containerPort: 30082, hostPort: 8000}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("profiles/svc.yaml"),
+            "cluster: {kindConfig: kind.yaml}\nports:\n  api: {nodePort: 30081}\n  \
+             admin: {nodePort: 30082, hostPort: 9000}\n  extra: {nodePort: 30083}\n",
+        )
+        .unwrap();
+        let p = crate::profile::load(&dir.path().join("profiles"), "svc").unwrap();
+        let ports = planned_ports(&p, dir.path()).unwrap();
+        let got: Vec<(&str, u16, Option<u16>, &str)> = ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.node_port, p.host_port, p.from))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("admin", 30082, Some(9000), "profile"),
+                ("api", 30081, Some(28090), "kind config"),
+                ("extra", 30083, None, "free"),
+            ]
+        );
+        let vals = values_before_run(&p, &BTreeMap::new(), &ports);
+        assert_eq!(vals["hostPorts.api"], "28090");
+        assert_eq!(vals["hostPorts.admin"], "9000");
+        assert_eq!(
+            vals["hostPorts.extra"],
+            "<hostPorts.extra from cluster:create>"
+        );
     }
 
     fn secret<'a>(made: &'a ConfigObjects, name: &str) -> Option<&'a Value> {

@@ -569,8 +569,9 @@ async fn push(s: &RunState, name: &str, ctx: &TaskCtx) -> Result<Done, TaskError
     Ok(done)
 }
 
-/// The profile's named ports as kind port mappings on loopback (`hostPort: 0` becomes a free
-/// port when the cluster is created).
+/// The profile's named ports as kind port mappings on loopback. `hostPort: 0` keeps the
+/// mapping the user's kind config has for that NodePort (`tasks::cluster::kind_config`), else
+/// becomes a free port when the cluster is created.
 fn port_mappings(profile: &Profile) -> Vec<crate::profile::PortMapping> {
     profile
         .spec

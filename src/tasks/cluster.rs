@@ -66,7 +66,8 @@ pub struct ClusterRequest {
     pub name: String,
     /// The profile's `cluster:` section.
     pub spec: ClusterSpec,
-    /// `--source`: relative paths (the kind config file, mount host paths) resolve against it.
+    /// `--source`: relative paths (the kind config file, the profile's mount host paths, the
+    /// kind config's own host paths through `spec.workingDir`) resolve against it.
     pub source: PathBuf,
     /// With `--coverage`: this directory (created, mode 0777) is mounted at `/coverdata`.
     pub coverage_dir: Option<PathBuf>,
@@ -103,13 +104,25 @@ pub fn default_kubeconfig() -> PathBuf {
     kind::kubeconfig_path_for_merge(None)
 }
 
-fn resolve(source: &Path, p: &str) -> PathBuf {
+/// `p` against `base`, cleaned as kind's `filepath.Abs` cleans it: `./coverdata` is
+/// `<base>/coverdata`, `../x` leaves `base`.
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    use std::path::Component;
     let p = Path::new(p);
     if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        source.join(p)
+        return p.to_path_buf();
     }
+    let mut out = base.to_path_buf();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn mount_value(source: &Path, m: &Mount) -> Value {
@@ -155,8 +168,8 @@ fn merge_into(node: &mut Map<String, Value>, key: &str, id: &str, items: &[Value
 
 /// The kind config for a request: generated from the profile, or the user's kind config file
 /// (`spec.kindConfig`) parsed and patched with the profile's mounts and the coverage mount
-/// (added to every node) and its ports (to the first control plane). Relative host paths
-/// resolve against `source`.
+/// (added to every node) and its ports (to the first control plane). The profile's relative
+/// host paths resolve against `source`, the kind config's own against `spec.workingDir`.
 pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
     let spec = &req.spec;
     let mut mounts: Vec<Value> = spec
@@ -168,57 +181,70 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
         mounts.push(json!({"hostPath": resolve(&req.source, &dir.to_string_lossy()).to_string_lossy(), "containerPath": COVERAGE_MOUNT}));
     }
     let ports: Vec<Value> = spec.extra_port_mappings.iter().map(port_value).collect();
+    match &spec.kind_config {
+        None => Ok(generated_config(req, &mounts, &ports)),
+        Some(_) => patched_config(req, &mounts, ports),
+    }
+}
 
-    let Some(file) = &spec.kind_config else {
-        let nodes = if spec.nodes.is_empty() {
-            vec![NodeSpec {
-                role: kind::CONTROL_PLANE.into(),
-                ..Default::default()
-            }]
-        } else {
-            spec.nodes.clone()
-        };
-        let first_cp = nodes.iter().position(|n| n.role == kind::CONTROL_PLANE);
-        let nodes: Vec<Value> = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let mut node = Map::new();
-                node.insert("role".into(), json!(n.role));
-                if let Some(image) = n.image.as_ref().or(spec.node_image.as_ref()) {
-                    node.insert("image".into(), json!(image));
-                }
-                if !n.labels.is_empty() {
-                    node.insert("labels".into(), json!(n.labels));
-                }
-                let own: Vec<Value> = n
-                    .extra_mounts
-                    .iter()
-                    .map(|m| mount_value(&req.source, m))
-                    .collect();
-                merge_into(&mut node, "extraMounts", "containerPath", &own);
-                merge_into(&mut node, "extraMounts", "containerPath", &mounts);
-                let own: Vec<Value> = n.extra_port_mappings.iter().map(port_value).collect();
-                merge_into(&mut node, "extraPortMappings", "containerPort", &own);
-                // A host port can be published once: cluster-wide mappings go to one node.
-                if Some(i) == first_cp {
-                    merge_into(&mut node, "extraPortMappings", "containerPort", &ports);
-                }
-                Value::Object(node)
-            })
-            .collect();
-        let mut config =
-            json!({"kind": "Cluster", "apiVersion": kind::CONFIG_API_VERSION, "nodes": nodes});
-        if !spec.kubeadm_config_patches.is_empty() {
-            config["kubeadmConfigPatches"] = json!(spec.kubeadm_config_patches);
-        }
-        if !spec.containerd_config_patches.is_empty() {
-            config["containerdConfigPatches"] = json!(spec.containerd_config_patches);
-        }
-        return Ok(config);
+/// The kind config made from the profile's `cluster:` (no kind config file).
+fn generated_config(req: &ClusterRequest, mounts: &[Value], ports: &[Value]) -> Value {
+    let spec = &req.spec;
+    let nodes = if spec.nodes.is_empty() {
+        vec![NodeSpec {
+            role: kind::CONTROL_PLANE.into(),
+            ..Default::default()
+        }]
+    } else {
+        spec.nodes.clone()
     };
+    let first_cp = nodes.iter().position(|n| n.role == kind::CONTROL_PLANE);
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut node = Map::new();
+            node.insert("role".into(), json!(n.role));
+            if let Some(image) = n.image.as_ref().or(spec.node_image.as_ref()) {
+                node.insert("image".into(), json!(image));
+            }
+            if !n.labels.is_empty() {
+                node.insert("labels".into(), json!(n.labels));
+            }
+            let own: Vec<Value> = n
+                .extra_mounts
+                .iter()
+                .map(|m| mount_value(&req.source, m))
+                .collect();
+            merge_into(&mut node, "extraMounts", "containerPath", &own);
+            merge_into(&mut node, "extraMounts", "containerPath", mounts);
+            let own: Vec<Value> = n.extra_port_mappings.iter().map(port_value).collect();
+            merge_into(&mut node, "extraPortMappings", "containerPort", &own);
+            // A host port can be published once: cluster-wide mappings go to one node.
+            if Some(i) == first_cp {
+                merge_into(&mut node, "extraPortMappings", "containerPort", ports);
+            }
+            Value::Object(node)
+        })
+        .collect();
+    let mut config =
+        json!({"kind": "Cluster", "apiVersion": kind::CONFIG_API_VERSION, "nodes": nodes});
+    if !spec.kubeadm_config_patches.is_empty() {
+        config["kubeadmConfigPatches"] = json!(spec.kubeadm_config_patches);
+    }
+    if !spec.containerd_config_patches.is_empty() {
+        config["containerdConfigPatches"] = json!(spec.containerd_config_patches);
+    }
+    config
+}
 
-    let path = resolve(&req.source, file);
+/// The user's kind config file (`spec.kindConfig`, under `source`), parsed and checked to be
+/// a kind `Cluster`, with kind's default node when it lists none.
+pub fn read_kind_config(source: &Path, spec: &ClusterSpec) -> Result<Option<Value>, ClusterError> {
+    let Some(file) = &spec.kind_config else {
+        return Ok(None);
+    };
+    let path = resolve(source, file);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ClusterError(format!("read kind config {}: {e}", path.display())))?;
     let mut config: Value = serde_saphyr::from_str(&text)
@@ -247,12 +273,61 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
     if nodes.is_empty() {
         nodes.push(json!({"role": kind::CONTROL_PLANE}));
     }
-    // A NodePort the file already publishes keeps the file's host port (the suite dials it)
-    // unless the profile names one itself.
-    let published: Vec<Value> = nodes
-        .iter()
+    if nodes.iter().any(|n| !n.is_object()) {
+        return Err(what("every node must be a mapping"));
+    }
+    Ok(Some(config))
+}
+
+/// The host ports the user's kind config itself publishes, by container port (the NodePort):
+/// its `extraPortMappings` with a `hostPort` other than 0. Empty without a kind config.
+pub fn kind_config_host_ports(
+    source: &Path,
+    spec: &ClusterSpec,
+) -> Result<BTreeMap<u16, u16>, ClusterError> {
+    let Some(config) = read_kind_config(source, spec)? else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(mappings(&config)
+        .filter_map(|m| {
+            let port = |k: &str| {
+                m.get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|p| u16::try_from(p).ok())
+            };
+            Some((
+                port("containerPort")?,
+                port("hostPort").filter(|h| *h != 0)?,
+            ))
+        })
+        .collect())
+}
+
+/// Every `extraPortMappings` entry of every node of a kind config.
+fn mappings(config: &Value) -> impl Iterator<Item = &Value> {
+    config
+        .get("nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
         .filter_map(|n| n.get("extraPortMappings").and_then(Value::as_array))
         .flatten()
+}
+
+/// The user's kind config patched: its relative host paths made absolute against where kind
+/// would have run (`spec.workingDir` under `source`), `mounts` added to every node, and of
+/// `ports` those that do not give way to the file's own mapping added to the first control
+/// plane; the node image and the config patches added.
+fn patched_config(
+    req: &ClusterRequest,
+    mounts: &[Value],
+    ports: Vec<Value>,
+) -> Result<Value, ClusterError> {
+    let spec = &req.spec;
+    let mut config = read_kind_config(&req.source, spec)?.expect("a kind config file");
+    // A NodePort the file already publishes keeps the file's mapping (the suite dials its
+    // host port) unless the profile names a host port itself.
+    let published: Vec<Value> = mappings(&config)
         .filter_map(|m| m.get("containerPort").cloned())
         .collect();
     let ports: Vec<Value> = ports
@@ -264,40 +339,41 @@ pub fn kind_config(req: &ClusterRequest) -> Result<Value, ClusterError> {
                     .is_some_and(|c| published.contains(c)))
         })
         .collect();
+    let kind_dir = match &spec.working_dir {
+        Some(dir) => resolve(&req.source, dir),
+        None => req.source.clone(),
+    };
+    let root = config.as_object_mut().expect("checked");
+    let nodes = root
+        .get_mut("nodes")
+        .and_then(Value::as_array_mut)
+        .expect("checked");
     let mut first = true;
     for node in nodes.iter_mut() {
-        let node = node
-            .as_object_mut()
-            .ok_or_else(|| what("every node must be a mapping"))?;
+        let node = node.as_object_mut().expect("checked");
         // kind's default role is control-plane.
         let is_cp = node
             .get("role")
             .and_then(Value::as_str)
             .unwrap_or(kind::CONTROL_PLANE)
             == kind::CONTROL_PLANE;
-        // The user's own relative host paths are relative to where kind would have run: --source.
         if let Some(list) = node.get_mut("extraMounts").and_then(Value::as_array_mut) {
             for m in list {
                 if let Some(h) = m.get("hostPath").and_then(Value::as_str) {
-                    let abs = resolve(&req.source, h).to_string_lossy().into_owned();
+                    let abs = resolve(&kind_dir, h).to_string_lossy().into_owned();
                     m["hostPath"] = json!(abs);
                 }
             }
         }
         // Mounts go to every node (a pod with a hostPath volume may run on any of them);
         // cluster-wide ports to the first control plane (a host port is published once).
-        merge_into(node, "extraMounts", "containerPath", &mounts);
+        merge_into(node, "extraMounts", "containerPath", mounts);
         if is_cp && first {
             merge_into(node, "extraPortMappings", "containerPort", &ports);
             first = false;
         }
-    }
-    if let Some(image) = &spec.node_image {
-        for node in nodes.iter_mut() {
-            node.as_object_mut()
-                .expect("checked")
-                .entry("image")
-                .or_insert_with(|| json!(image));
+        if let Some(image) = &spec.node_image {
+            node.entry("image").or_insert_with(|| json!(image));
         }
     }
     for (key, patches) in [
@@ -1004,6 +1080,95 @@ nodes:
             json!({"role": "worker", "extraMounts": [
                 {"hostPath": format!("{src}/policies"), "containerPath": "/policies"},
                 {"hostPath": format!("{src}/out/coverdata"), "containerPath": "/coverdata"}]})
+        );
+    }
+
+    /// A kind config with a relative, a `./` and an absolute host path, in `dir`.
+    fn kind_config_with_relative_mounts(dir: &Path) -> ClusterRequest {
+        std::fs::write(
+            dir.join("kind.yaml"),
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  \
+             extraMounts:\n  - {hostPath: ./coverdata, containerPath: /coverdata}\n  \
+             - {hostPath: ../fixtures, containerPath: /fixtures}\n  \
+             - {hostPath: /var/abs, containerPath: /abs}\n",
+        )
+        .unwrap();
+        let mut req = request(ClusterSpec {
+            kind_config: Some("kind.yaml".into()),
+            extra_mounts: vec![Mount {
+                host_path: "policies".into(),
+                container_path: "/policies".into(),
+                read_only: false,
+            }],
+            ..Default::default()
+        });
+        req.source = dir.to_path_buf();
+        req
+    }
+
+    #[test]
+    fn a_kind_configs_relative_host_paths_resolve_against_the_working_dir_kind_runs_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut req = kind_config_with_relative_mounts(dir.path());
+        req.spec.working_dir = Some("test/e2e/svc".into());
+        let config = kind_config(&req).unwrap();
+        let src = dir.path().to_string_lossy();
+        assert_eq!(
+            config["nodes"][0]["extraMounts"],
+            json!([
+                {"hostPath": format!("{src}/test/e2e/svc/coverdata"), "containerPath": "/coverdata"},
+                {"hostPath": format!("{src}/test/e2e/fixtures"), "containerPath": "/fixtures"},
+                {"hostPath": "/var/abs", "containerPath": "/abs"},
+                // The profile's own paths stay relative to --source.
+                {"hostPath": format!("{src}/policies"), "containerPath": "/policies"}])
+        );
+    }
+
+    #[test]
+    fn without_a_working_dir_a_kind_configs_host_paths_resolve_against_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let req = kind_config_with_relative_mounts(dir.path());
+        let config = kind_config(&req).unwrap();
+        let src = dir.path().to_string_lossy();
+        let parent = dir.path().parent().unwrap().to_string_lossy();
+        let hosts: Vec<&str> = config["nodes"][0]["extraMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["hostPath"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                format!("{src}/coverdata"),
+                format!("{parent}/fixtures"),
+                "/var/abs".into(),
+                format!("{src}/policies")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_host_ports_a_kind_config_publishes_are_read_by_node_port() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("kind.yaml"),
+            "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n- role: control-plane\n  \
+             extraPortMappings:\n  - {containerPort: 30081, hostPort: 28090}\n  \
+             - {containerPort: 30181, hostPort: 0}\n- role: worker\n  \
+             extraPortMappings:\n  - {containerPort: 30281, hostPort: 28092, protocol: TCP}\n",
+        )
+        .unwrap();
+        let spec = ClusterSpec {
+            kind_config: Some("kind.yaml".into()),
+            ..Default::default()
+        };
+        let ports = kind_config_host_ports(dir.path(), &spec).unwrap();
+        assert_eq!(ports, BTreeMap::from([(30081, 28090), (30281, 28092)]));
+        assert!(
+            kind_config_host_ports(dir.path(), &ClusterSpec::default())
+                .unwrap()
+                .is_empty()
         );
     }
 
