@@ -2661,3 +2661,63 @@ fn the_conformance_tables_kprov_line_references_exist() {
         "only {total} kprov references found: {checked:?}"
     );
 }
+
+/// Row 16: the stack's migrations ConfigMap takes the tree's top-level goose migrations by
+/// glob (`"*.sql": migrations/[0-9]*_*.sql`): one added upstream comes in under its file name;
+/// files goose skips (no version prefix, not `.sql`, below the top level) stay out; a tree
+/// without any is a `kprov validate` error at the entry's line in the stack.
+#[test]
+fn the_migrations_configmap_takes_every_top_level_migration_of_the_tree() {
+    let source = source_for("datastorage");
+    let migrations = source.path().join("migrations");
+    let before: BTreeSet<String> = std::fs::read_dir(&migrations)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    assert_eq!(before.len(), 17, "{before:?}");
+    std::fs::create_dir_all(migrations.join("testdata")).unwrap();
+    for (f, text) in [
+        ("018_add_new_index.sql", "-- +goose Up\nSELECT 18;\n"),
+        ("seed_test_data.sql", "SELECT 0;\n"),
+        ("NOTES.md", "notes\n"),
+        ("testdata/019_fixture.sql", "SELECT 19;\n"),
+    ] {
+        std::fs::write(migrations.join(f), text).unwrap();
+    }
+    let text = render_text(source.path(), "datastorage", "json");
+    let items: Value = serde_json::from_str(&text).unwrap();
+    let cm = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["object"])
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "datastorage-migrations")
+        .unwrap();
+    let data = cm["data"].as_object().unwrap();
+    let mut want = before.clone();
+    want.insert("018_add_new_index.sql".into());
+    assert_eq!(data.keys().cloned().collect::<BTreeSet<_>>(), want);
+    assert_eq!(data["018_add_new_index.sql"], "-- +goose Up\nSELECT 18;\n");
+    for name in &before {
+        let on_disk = std::fs::read_to_string(migrations.join(name)).unwrap();
+        assert_eq!(data[name.as_str()], on_disk.as_str(), "{name}");
+    }
+
+    // No migration at all: the entry's line in the stack.
+    std::fs::remove_dir_all(&migrations).unwrap();
+    std::fs::create_dir_all(&migrations).unwrap();
+    let out = kprov(&profiles_dir(), source.path())
+        .args(["validate", "--service", "datastorage"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stack = profiles_dir().join("stacks/datastorage.yaml");
+    let (line, column) = line_col_of(&stack, "\"*.sql\": migrations/");
+    let want = format!(
+        "{}:{line}:{column}: config.configMaps[0].files.*.sql: no file matches \"migrations/[0-9]*_*.sql\" under",
+        stack.display()
+    );
+    assert!(err.contains(&want), "no {want:?} in:\n{err}");
+}

@@ -599,3 +599,29 @@ fn a_host_port_the_kind_config_or_another_port_already_publishes_is_named_at_its
         ]
     );
 }
+
+#[test]
+fn a_configmap_glob_entry_that_takes_nothing_or_a_key_twice_is_named_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sql/sub")).unwrap();
+    for f in ["sql/001_a.sql", "sql/002_b.sql", "sql/sub/003_c.sql"] {
+        std::fs::write(dir.path().join(f), "SELECT 1;\n").unwrap();
+    }
+    let (code, errors) = validate(
+        dir.path(),
+        "cm",
+        "config:\n  configMaps:\n    - name: fine\n      files:\n        \"*\": sql/*.sql\n        \"*.md\": sql/*.md\n        \"*.yaml\": sql/*\n        plain: sql/*.sql\n    - name: twice\n      data: {002_b.sql: x}\n      files:\n        \"*.sql\": sql/*.sql\n        001_a.sql: m.yaml\n",
+    );
+    assert_eq!(code, Some(2), "{errors:?}");
+    let src = ".".to_string();
+    assert_eq!(
+        errors,
+        [
+            format!("profiles/cm.yaml:6:9: config.configMaps[0].files.*.md: no file matches \"sql/*.md\" under {src}"),
+            "profiles/cm.yaml:7:9: config.configMaps[0].files.*.yaml: no file \"sql/*\" matches is named \"*.yaml\" (2 matched, none by that name)".into(),
+            "profiles/cm.yaml:8:9: config.configMaps[0].files.plain: \"sql/*.sql\" is a glob: its key must be one too (\"*\" takes each file under its own name)".into(),
+            "profiles/cm.yaml:12:9: config.configMaps[1].files.*.sql: key \"002_b.sql\" is given by both data and files entry \"*.sql\" (glob): give it once".into(),
+            "profiles/cm.yaml:13:9: config.configMaps[1].files.001_a.sql: key \"001_a.sql\" is given by both files entry \"*.sql\" (glob) and files entry \"001_a.sql\": give it once".into(),
+        ]
+    );
+}

@@ -6,6 +6,7 @@
 //! (the folder holding the profiles folder: kprov's manifest templates live there);
 //! `include:` paths resolve against the including file.
 
+pub mod config_maps;
 pub mod gojson;
 pub mod load;
 pub mod model;

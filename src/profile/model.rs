@@ -277,7 +277,9 @@ impl NamespaceSpec {
 pub struct ConfigMapSpec {
     pub name: String,
     pub namespace: Option<String>,
-    /// key → file (relative to `--source`) whose contents become the value.
+    /// key → file (relative to `--source`) whose contents become the value; a glob key
+    /// (`"*.sql": migrations/*.sql`) takes every matching file under its file name
+    /// ([`Profile::config_map_files`](super::Profile::config_map_files)).
     #[serde(default)]
     pub files: BTreeMap<String, String>,
     #[serde(default)]

@@ -9,6 +9,7 @@ use std::{
 };
 
 mod binaries;
+mod config_maps;
 mod cycles;
 mod secrets;
 mod steps;
@@ -326,11 +327,7 @@ impl Validator<'_> {
                 );
             }
         }
-        for cm in &c.config_maps {
-            for f in cm.files.values() {
-                self.file("", None, &["config", "configMaps"], f);
-            }
-        }
+        self.config_maps();
         self.secrets();
         for m in c.manifests.iter().filter_map(|m| m.path()) {
             if self.file("", None, &["config", "manifests"], m) {

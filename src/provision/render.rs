@@ -223,11 +223,10 @@ pub fn config_objects(
     let mut out = ConfigObjects::default();
     for cm in &c.config_maps {
         let mut data = cm.data.clone();
-        for (key, file) in &cm.files {
-            let path = profile.resolve(source, file);
+        for (key, path) in profile.config_map_files(source, cm)? {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| format!("ConfigMap {}: read {}: {e}", cm.name, path.display()))?;
-            data.insert(key.clone(), text);
+            data.insert(key, text);
         }
         let namespace = cm.namespace.as_deref().unwrap_or(ns);
         out.objects.push(Object::new(
