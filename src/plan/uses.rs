@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::profile::{ManifestEntry, Profile, template};
+use crate::profile::{ManifestEntry, Profile, Texts, template};
 
 /// The template prefix of run-time values.
 pub const PREFIX: &str = "runtime.";
@@ -29,6 +29,7 @@ pub fn in_text(text: &str) -> BTreeSet<String> {
 struct InFiles<'p> {
     profile: &'p Profile,
     source: &'p Path,
+    texts: &'p Texts,
     seen: HashMap<PathBuf, BTreeSet<String>>,
 }
 
@@ -39,10 +40,9 @@ impl InFiles<'_> {
         let mut out = BTreeSet::new();
         for f in files.iter().filter_map(ManifestEntry::path) {
             let path = self.profile.resolve(self.source, f);
+            let texts = self.texts;
             let names = self.seen.entry(path).or_insert_with_key(|path| {
-                std::fs::read_to_string(path)
-                    .map(|t| in_text(&t))
-                    .unwrap_or_default()
+                texts.read(path).map(|t| in_text(&t)).unwrap_or_default()
             });
             out.extend(names.iter().cloned());
         }
@@ -66,11 +66,22 @@ fn in_strings<'a>(strings: impl IntoIterator<Item = &'a String>) -> BTreeSet<Str
 /// Built-in values (the CA bundle) are left out: the configuration batch, which every unit
 /// follows, produces them.
 pub fn runtime_uses(profile: &Profile, source: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    runtime_uses_read(profile, source, &Texts::default())
+}
+
+/// [`runtime_uses`], reading template files through `texts` (validation's, which has read
+/// them already).
+pub fn runtime_uses_read(
+    profile: &Profile,
+    source: &Path,
+    texts: &Texts,
+) -> BTreeMap<String, BTreeSet<String>> {
     let spec = &profile.spec;
     let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut files = InFiles {
         profile,
         source,
+        texts,
         seen: HashMap::new(),
     };
     for (name, c) in &spec.components {

@@ -190,7 +190,7 @@ fn read_sections(root: &Node, parsed: &mut ParsedFile) {
             broken: &mut parsed.broken,
         };
         let p = &mut parsed.profile;
-        let read = match (&value.value, name) {
+        match (&value.value, name) {
             (Value::Map(pairs), "images") => out.read(pairs, &mut p.images),
             (Value::Map(pairs), "binaries") => out.read(pairs, &mut p.binaries),
             (Value::Map(pairs), "components") => out.read(pairs, &mut p.components),
@@ -198,12 +198,11 @@ fn read_sections(root: &Node, parsed: &mut ParsedFile) {
             (Value::Map(pairs), "ports") => out.read(pairs, &mut p.ports),
             (Value::Map(pairs), "runtime") => out.read(pairs, &mut p.runtime),
             (Value::Map(pairs), "steps") => out.read(pairs, &mut p.steps),
-            _ => false,
-        };
-        if !read {
             // A section that is not one of named entries (or is no mapping): on its own.
-            let piece = root.with_pairs(vec![(key.clone(), value.clone())]);
-            absorb(&piece, name.to_string(), parsed);
+            _ => {
+                let piece = root.with_pairs(vec![(key.clone(), value.clone())]);
+                absorb(&piece, name.to_string(), parsed);
+            }
         }
     }
 }
@@ -219,12 +218,11 @@ struct Entries<'p> {
 impl Entries<'_> {
     /// Each entry of the section deserialized on its own: a bad one is reported and left out
     /// (named in `broken`), a second one of the same name skipped (reported as a duplicate).
-    /// Always `true`: the section has been read.
     fn read<T: serde::de::DeserializeOwned>(
         &mut self,
         pairs: &[(Node, Node)],
         into: &mut BTreeMap<String, T>,
-    ) -> bool {
+    ) {
         let mut seen = HashSet::new();
         for (key, body) in pairs {
             let name = key.text().unwrap_or("?");
@@ -241,7 +239,6 @@ impl Entries<'_> {
                 }
             }
         }
-        true
     }
 }
 

@@ -27,6 +27,21 @@ pub use load::{ProfileError, ProfileErrors, SourceFile};
 pub use model::*;
 pub use validate::validate;
 
+/// Template files read once for a check or a plan, by path (`None`: unreadable): entries that
+/// share a file, and validation and the run-time-value scan it runs, read it once.
+#[derive(Debug, Default)]
+pub struct Texts(std::cell::RefCell<HashMap<PathBuf, Option<std::rc::Rc<str>>>>);
+
+impl Texts {
+    pub fn read(&self, path: &Path) -> Option<std::rc::Rc<str>> {
+        self.0
+            .borrow_mut()
+            .entry(path.to_path_buf())
+            .or_insert_with(|| std::fs::read_to_string(path).ok().map(Into::into))
+            .clone()
+    }
+}
+
 /// A loaded profile: its includes merged, defaults applied.
 #[derive(Debug, Clone)]
 pub struct Profile {

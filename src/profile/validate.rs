@@ -3,9 +3,8 @@
 
 use std::{
     cell::OnceCell,
-    collections::{BTreeMap, BTreeSet, HashMap},
-    path::{Path, PathBuf},
-    rc::Rc,
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
 };
 
 mod binaries;
@@ -23,7 +22,7 @@ pub fn validate(profile: &Profile, source: &Path) -> Vec<ProfileError> {
         source,
         errors: Vec::new(),
         base: OnceCell::new(),
-        texts: HashMap::new(),
+        texts: Default::default(),
     };
     v.run();
     v.errors
@@ -36,9 +35,9 @@ struct Validator<'a> {
     /// The names every template may use whatever its own `values` (images, ports, run-time
     /// values, …), built once: per template, only its `values.*` are added.
     base: OnceCell<template::Values>,
-    /// Each manifest template read so far (`None`: unreadable), by path: entries that share a
-    /// file read it once.
-    texts: HashMap<PathBuf, Option<Rc<str>>>,
+    /// Each manifest template read so far: entries that share a file, and the run-time-value
+    /// scan of the cycle check, read it once.
+    texts: super::Texts,
 }
 
 /// The longest host name kind gives a node container (kind's create checks the cluster name
@@ -502,12 +501,7 @@ impl Validator<'_> {
     /// Check a manifest template's placeholders against what it will be given.
     fn template(&mut self, rel: &str, values: &BTreeMap<String, String>) {
         let path = self.profile.resolve(self.source, rel);
-        let text = self
-            .texts
-            .entry(path.clone())
-            .or_insert_with(|| std::fs::read_to_string(&path).ok().map(Rc::from))
-            .clone();
-        let Some(text) = text else {
+        let Some(text) = self.texts.read(&path) else {
             return;
         };
         for e in self.template_problems(&text, values) {

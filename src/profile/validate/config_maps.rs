@@ -4,29 +4,18 @@
 
 use std::collections::BTreeMap;
 
-use super::Validator;
+use super::{Validator, secrets::find_item};
 use crate::profile::{
     ConfigMapSpec, ProfileError,
     config_maps::{is_glob, key_clash},
-    tree::Value,
 };
 
 impl Validator<'_> {
     /// An error about `files` entry `key` of ConfigMap `cm`, at its line.
     fn config_map_err(&mut self, cm: &ConfigMapSpec, key: &str, message: String) {
         let found = self.profile.files.iter().find_map(|f| {
-            let (_, config) = f.tree.as_ref()?.get("config")?;
-            let (_, list) = config.get("configMaps")?;
-            let Value::Seq(items) = &list.value else {
-                return None;
-            };
-            let text = |item: &crate::profile::tree::Node, k: &str| {
-                item.get(k).and_then(|(_, v)| v.text().map(str::to_owned))
-            };
-            let (i, item) = items.iter().enumerate().find(|(_, item)| {
-                text(item, "name").as_deref() == Some(cm.name.as_str())
-                    && text(item, "namespace") == cm.namespace
-            })?;
+            let tree = f.tree.as_ref()?;
+            let (i, item) = find_item(tree, "configMaps", &cm.name, cm.namespace.as_deref())?;
             let (k, _) = item.get("files")?.1.get(key)?;
             Some((f.path.clone(), i, (k.line, k.column)))
         });

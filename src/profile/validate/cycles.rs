@@ -78,7 +78,7 @@ impl Validator<'_> {
     fn graph<'s>(&'s self) -> BTreeMap<String, Node<'s>> {
         use crate::plan;
         let spec = &self.profile.spec;
-        let uses = crate::plan::uses::runtime_uses(self.profile, self.source);
+        let uses = crate::plan::uses::runtime_uses_read(self.profile, self.source, &self.texts);
         let unit = |section, name: &'s str, key, after: &[String]| -> Node<'s> {
             let id = crate::plan::unit_id(self.profile, name);
             let used = uses.get(&id).into_iter().flatten().map(|v| value_id(v));

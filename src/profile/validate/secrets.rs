@@ -6,19 +6,24 @@
 use super::Validator;
 use crate::profile::{ProfileError, SecretSpec, secrets, tree::Node, tree::Value};
 
-/// `config.secrets` entry `s` in a file's tree, known by its name and namespace as written
-/// (two entries may share a name in different namespaces): its index there, and the node.
-fn find_item<'t>(tree: &'t Node, s: &SecretSpec) -> Option<(usize, &'t Node)> {
+/// The item of list `config.<list>` in a file's tree whose `name` and `namespace` are written
+/// as given (two entries may share a name in different namespaces): its index, and the node.
+pub(super) fn find_item<'t>(
+    tree: &'t Node,
+    list: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Option<(usize, &'t Node)> {
     let (_, config) = tree.get("config")?;
-    let (_, list) = config.get("secrets")?;
+    let (_, list) = config.get(list)?;
     let Value::Seq(items) = &list.value else {
         return None;
     };
     let text = |item: &'t Node, key: &str| item.get(key).and_then(|(_, v)| v.text());
-    items.iter().enumerate().find(|(_, item)| {
-        text(item, "name") == Some(s.name.as_str())
-            && text(item, "namespace") == s.namespace.as_deref()
-    })
+    items
+        .iter()
+        .enumerate()
+        .find(|(_, item)| text(item, "name") == Some(name) && text(item, "namespace") == namespace)
 }
 
 /// A Kubernetes object name (a DNS subdomain): what a ServiceAccount's name must be.
@@ -35,7 +40,8 @@ impl Validator<'_> {
     /// An error about `config.secrets` entry `s`, at `sub` inside it (its deepest key found).
     fn secret_err(&mut self, s: &SecretSpec, sub: &[&str], message: String) {
         let found = self.profile.files.iter().find_map(|f| {
-            let (i, item) = find_item(f.tree.as_ref()?, s)?;
+            let (i, item) =
+                find_item(f.tree.as_ref()?, "secrets", &s.name, s.namespace.as_deref())?;
             let mut at = item;
             let mut pos = (item.line, item.column);
             for key in sub {
